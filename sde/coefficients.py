@@ -1,0 +1,236 @@
+"""The formulas of THEORY §3: drift b(V), dense diffusion Σ(V), and the O(m³) noise.
+
+Every formula lives here, once, as a module-level ``@njit`` function on plain arrays, so
+that the numba kernels (:mod:`sde._kernels`) and Python (:mod:`sde.models`, the tests, the
+finite samplers) call the same code.
+
+Conventions
+-----------
+* ``V`` is the ``(m, m)`` token covariance ``X Xᵀ / n`` (symmetric positive definite).
+* ``P = I − 11ᵀ/m`` centres over tokens.
+* All four architectures share one coefficient vector ``coef`` (float64, length
+  :data:`N_COEF`), built by the model objects (:meth:`sde.models.Model.coef`):
+
+  ======  =====================================================================
+  index   meaning
+  ======  =====================================================================
+  ATT     γ²/τ0², multiplier of the unit attention drift (0 without attention)
+  MLP     multiplier of the MLP drift (1 for ``mlp``, γ² for ``mlp-res``/``block``)
+  KIND    0: shaped ReLU (ν-drift), 1: smooth shaping (f2/f3 drift)
+  NU      (c₊ − c₋)² / (2π), the ν prefactor of the shaped ReLU
+  F2      f2² / (4 a²) of the smooth shaping
+  F3      f3 / (2 a²) of the smooth shaping
+  ALIN    a_lin, coefficient of Σ_lin (THEORY §3.3)
+  NATT    γ² / (τ0 sqrt(H)); the attention noise amplitude is NATT / m, so the
+          coefficient of Σ_att is NATT² / m² = γ⁴ / (H m² τ0²)
+  ======  =====================================================================
+"""
+import numpy as np
+from numba import njit
+
+ATT, MLP, KIND, NU, F2, F3, ALIN, NATT = range(8)
+N_COEF = 8
+KIND_RELU = 0.0
+KIND_SMOOTH = 1.0
+
+
+@njit(cache=True)
+def attention_drift_into(V, scale, out):
+    """Add ``scale · [⟨S, V⟩_F V / m² + (v (V s̃)ᵀ + (V s̃) vᵀ) / (2m)]`` to ``out`` (m, m).
+
+    With ``scale = γ²/τ0²`` this is ``b_att`` of THEORY §3.1: ``S = P V P``,
+    ``v = diag(V)``, ``s̃ = diag(S) − tr(S)/m · 1``. Cost O(m²).
+    """
+    m = V.shape[0]
+    r = np.zeros(m)
+    for a in range(m):
+        acc = 0.0
+        for b in range(m):
+            acc += V[a, b]
+        r[a] = acc / m
+    mu = 0.0
+    for a in range(m):
+        mu += r[a]
+    mu /= m
+    sv = 0.0
+    trS = 0.0
+    st = np.empty(m)
+    for a in range(m):
+        for b in range(m):
+            sv += (V[a, b] - r[a] - r[b] + mu) * V[a, b]
+        st[a] = V[a, a] - 2.0 * r[a] + mu
+        trS += st[a]
+    for a in range(m):
+        st[a] -= trS / m
+    vs = np.zeros(m)
+    for a in range(m):
+        acc = 0.0
+        for b in range(m):
+            acc += V[a, b] * st[b]
+        vs[a] = acc
+    for a in range(m):
+        for b in range(m):
+            out[a, b] += scale * (sv * V[a, b] / (m * m)
+                                  + (V[a, a] * vs[b] + vs[a] * V[b, b]) / (2.0 * m))
+
+
+@njit(cache=True)
+def relu_nu(rho, nu_coef):
+    """ν(ρ) = nu_coef · (sqrt(1 − ρ²) − ρ arccos ρ), ρ clipped to [−1, 1] (THEORY §3.2)."""
+    if rho > 1.0:
+        rho = 1.0
+    elif rho < -1.0:
+        rho = -1.0
+    return nu_coef * (np.sqrt(1.0 - rho * rho) - rho * np.arccos(rho))
+
+
+@njit(cache=True)
+def mlp_drift_into(V, coef, scale, out):
+    """Add ``scale · b_mlp(V)`` to ``out`` (THEORY §3.2): shaped ReLU or smooth shaping."""
+    m = V.shape[0]
+    if coef[KIND] == KIND_RELU:
+        for a in range(m):
+            for b in range(m):
+                if a == b:
+                    continue  # ν(1) = 0
+                s = np.sqrt(V[a, a] * V[b, b])
+                out[a, b] += scale * relu_nu(V[a, b] / s, coef[NU]) * s
+    else:
+        for a in range(m):
+            for b in range(m):
+                vab = V[a, b]
+                out[a, b] += scale * (coef[F2] * (V[a, a] * V[b, b] + vab * (2.0 * vab - 3.0))
+                                      + coef[F3] * vab * (V[a, a] + V[b, b] - 2.0))
+
+
+@njit(cache=True)
+def drift_into(V, coef, out):
+    """Write ``b(V) = b_att(V) + MLP · b_mlp(V)`` into ``out`` (m, m)."""
+    out[:, :] = 0.0
+    if coef[MLP] != 0.0:
+        mlp_drift_into(V, coef, coef[MLP], out)
+    if coef[ATT] != 0.0:
+        attention_drift_into(V, coef[ATT], out)
+
+
+@njit(cache=True)
+def drift(V, coef):
+    """b(V), an (m, m) array, for the coefficient vector ``coef``."""
+    out = np.empty_like(V)
+    drift_into(V, coef, out)
+    return out
+
+
+@njit(cache=True)
+def v_tilde(V):
+    """Ṽ = V P V P V (m, m)."""
+    m = V.shape[0]
+    P = np.eye(m) - np.ones((m, m)) / m
+    return V @ P @ V @ P @ V
+
+
+@njit(cache=True)
+def diffusion_dense(V, coef):
+    """Dense Σ(V) (m, m, m, m): ``Σ[a,b,c,d] = d⟨V_ab, V_cd⟩/dt`` (THEORY §3).
+
+    ``a_lin Σ_lin + (NATT/m)² Σ_att``. O(m⁴) memory: for tests and reference solvers only.
+    """
+    m = V.shape[0]
+    out = np.empty((m, m, m, m))
+    k_att = (coef[NATT] / m) ** 2
+    Vt = v_tilde(V) if k_att != 0.0 else np.zeros((m, m))
+    alin = coef[ALIN]
+    for a in range(m):
+        for b in range(m):
+            for c in range(m):
+                for d in range(m):
+                    lin = V[a, c] * V[b, d] + V[a, d] * V[b, c]
+                    att = (V[a, c] * Vt[b, d] + V[a, d] * Vt[b, c]
+                           + V[b, c] * Vt[a, d] + V[b, d] * Vt[a, c])
+                    out[a, b, c, d] = alin * lin + k_att * att
+    return out
+
+
+@njit(cache=True)
+def noise_into(L, Z, Gp, coef, scratch, out):
+    """Write the O(m³) noise ``L (sqrt(a_lin) Z + c (G' K + K G'ᵀ)) Lᵀ`` into ``out``.
+
+    THEORY §4–5: ``L Lᵀ = V`` (lower triangular), ``Z`` symmetric with the law of
+    ``(G + Gᵀ)/sqrt 2`` times the step's sqrt(Δt), ``Gp`` (= G') an m×m Gaussian times
+    sqrt(Δt), ``K = Lᵀ P L``, ``c = NATT / m``. ``scratch`` is (3, m, m).
+    Covariance: ``a_lin Σ_lin(V) + c² Σ_att(V)`` per unit Δt.
+    """
+    m = L.shape[0]
+    N = scratch[0]
+    T = scratch[1]
+    K = scratch[2]
+    sa = np.sqrt(coef[ALIN])
+    c = coef[NATT] / m
+    for a in range(m):
+        for b in range(m):
+            N[a, b] = sa * Z[a, b]
+    if c != 0.0:
+        # K = Lᵀ L − (Lᵀ1)(Lᵀ1)ᵀ / m ; (Lᵀ1)_i = Σ_a L[a, i]
+        u = np.zeros(m)
+        for i in range(m):
+            acc = 0.0
+            for a in range(i, m):
+                acc += L[a, i]
+            u[i] = acc
+        for i in range(m):
+            for j in range(i, m):
+                acc = 0.0
+                for a in range(j, m):
+                    acc += L[a, i] * L[a, j]
+                K[i, j] = acc - u[i] * u[j] / m
+                K[j, i] = K[i, j]
+        # T = G' K ; N += c (T + Tᵀ)
+        for i in range(m):
+            for j in range(m):
+                acc = 0.0
+                for k in range(m):
+                    acc += Gp[i, k] * K[k, j]
+                T[i, j] = acc
+        for i in range(m):
+            for j in range(m):
+                N[i, j] += c * (T[i, j] + T[j, i])
+    # out = L N Lᵀ  (T = L N uses the lower triangle of L)
+    for i in range(m):
+        for j in range(m):
+            acc = 0.0
+            for k in range(i + 1):
+                acc += L[i, k] * N[k, j]
+            T[i, j] = acc
+    for i in range(m):
+        for j in range(i + 1):
+            acc = 0.0
+            for k in range(j + 1):
+                acc += T[i, k] * L[j, k]
+            out[i, j] = acc
+            out[j, i] = acc
+
+
+@njit(cache=True)
+def cholesky_into(V, L):
+    """Lower Cholesky factor of V into L; returns False if V is not positive definite.
+
+    Hand-written for small m so that a failure is a return value per path, not an
+    exception for a whole batch.
+    """
+    m = V.shape[0]
+    for j in range(m):
+        acc = V[j, j]
+        for k in range(j):
+            acc -= L[j, k] * L[j, k]
+        if not (acc > 0.0):
+            return False
+        d = np.sqrt(acc)
+        L[j, j] = d
+        for i in range(j + 1, m):
+            acc = V[i, j]
+            for k in range(j):
+                acc -= L[i, k] * L[j, k]
+            L[i, j] = acc / d
+        for i in range(j):
+            L[i, j] = 0.0
+    return True

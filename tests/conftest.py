@@ -1,0 +1,19 @@
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("COVSDE_QUICK", "1")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def random_spd(rng, m, cond=5.0):
+    """A random SPD matrix with eigenvalues in [1, cond], roughly unit scale."""
+    Q, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    ev = np.linspace(1.0, cond, m)
+    V = (Q * ev) @ Q.T
+    return 0.5 * (V + V.T) / ev.mean()
