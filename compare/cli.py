@@ -3,14 +3,16 @@
 Bad input prints one line ``covsde <cmd>: error: …`` on stderr and exits with code 2;
 no output file is left behind.
 """
+import math
 import sys
 import time
 
 from sde.errors import CovsdeInputError
 from sde.io import check_output_path, write_dataset
 from sde.schema import summary_line
-from sde.simulate import DEFAULT_BOUND, METHODS, simulate
+from sde.simulate import DEFAULT_BOUND, METHODS, check_memory, simulate
 
+from .cli_compare import add_compare
 from .cli_args import Parser, add_model_args, add_v0_args, model_from_args, set_threads, \
     v0_from_args
 
@@ -48,7 +50,6 @@ def _add_simulate(sub):
 
 def _cmd_simulate(args):
     model = model_from_args(args)
-    V0 = v0_from_args(args)
     if args.method not in METHODS:
         raise CovsdeInputError(f"--method must be one of {', '.join(METHODS)}, "
                                f"got {args.method!r}")
@@ -58,14 +59,20 @@ def _cmd_simulate(args):
         args.paths = 1
     if args.paths < 1:
         raise CovsdeInputError(f"--paths must be an integer >= 1, got {args.paths}")
-    if not args.memory_limit > 0:
-        raise CovsdeInputError(f"--memory-limit must be > 0 GiB, got {args.memory_limit}")
+    if not (args.memory_limit > 0 and math.isfinite(args.memory_limit)):
+        raise CovsdeInputError(f"--memory-limit must be a finite number > 0 (GiB), "
+                               f"got {args.memory_limit}")
+    memory_limit = int(args.memory_limit * 2 ** 30)
+    if args.V0 is None and args.tokens is not None and args.tokens >= 2:
+        # before V0 is built: the output holds at least the first and the last step
+        check_memory(1 if args.method == "ode" else args.paths, 2, args.tokens, memory_limit)
+    V0 = v0_from_args(args)
     check_output_path(args.out, "--out")
     set_threads(args.threads)
     t0 = time.perf_counter()
     ds = simulate(model, V0, t_end=args.t_end, dt=args.dt, n_paths=args.paths, seed=args.seed,
                   save_every=args.save_every, method=args.method, bound=args.bound,
-                  memory_limit=int(args.memory_limit * 2 ** 30), progress=None)
+                  memory_limit=memory_limit, progress=None)
     ds.attrs["threads"] = args.threads or 0
     write_dataset(ds, args.out)
     note = " (ode: one deterministic path, --paths ignored)" if args.method == "ode" else ""
@@ -99,6 +106,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     _add_simulate(sub)
     _add_demo(sub)
+    add_compare(sub)
     return p
 
 

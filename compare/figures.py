@@ -12,10 +12,19 @@ from .statistics import correlation, quantile_band  # noqa: E402
 COLORS = {"SDE": "tab:blue", "ODE": "black", "finite": "tab:orange"}
 
 
-def _color(label):
+def source_color(label, ds=None):
+    """The colour of a source: from the label's prefix, else from the dataset's ``source``."""
     for key, col in COLORS.items():
         if label.startswith(key):
             return col
+    if ds is not None:
+        src = str(ds.attrs.get("source", ""))
+        if src.startswith("finite"):
+            return COLORS["finite"]
+        if src == "sde-ode":
+            return COLORS["ODE"]
+        if src.startswith("sde"):
+            return COLORS["SDE"]
     return None
 
 
@@ -29,7 +38,7 @@ def plot_trajectories(datasets, out, pair=(0, 1), title=None):
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
     for label, ds in datasets.items():
         rho = correlation(ds["V"], a, b)
-        col = _color(label)
+        col = source_color(label, ds)
         t = ds["time"].values
         if ds.sizes["path"] == 1:
             ax.plot(t, rho.isel(path=0).values, color=col, lw=2, ls="--", label=label)

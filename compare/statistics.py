@@ -2,9 +2,14 @@
 
 All take the ``V`` DataArray ``(path, time, token_a, token_b)`` of the schema and keep
 NaN for dead paths, so callers decide the censoring (paths alive at each time).
+Statistic names used by the CLI (``--stat``): ``corr:a,b`` (ρ_ab), ``V:a,b`` (V_ab),
+``mineig`` (smallest eigenvalue of V), ``effrank`` (exp of the entropy of the
+normalised eigenvalues of V, between 1 and m).
 """
 import numpy as np
 import xarray as xr
+
+from sde.errors import CovsdeInputError
 
 
 def correlation(V, a, b):
@@ -18,6 +23,68 @@ def correlation(V, a, b):
 def entry(V, a, b):
     """V_ab, dims (path, time)."""
     return V.isel(token_a=a, token_b=b)
+
+
+def _eigvals(V):
+    vals = V.values
+    out = np.full(vals.shape[:-1], np.nan)
+    ok = np.all(np.isfinite(vals), axis=(-1, -2))
+    out[ok] = np.linalg.eigvalsh(vals[ok])
+    return out
+
+
+def min_eigenvalue(V):
+    """Smallest eigenvalue of V, dims (path, time)."""
+    return xr.DataArray(_eigvals(V)[..., 0], dims=("path", "time"),
+                        coords={k: V.coords[k] for k in V.coords if set(V.coords[k].dims)
+                                <= {"path", "time"}})
+
+
+def effective_rank(V):
+    """exp(entropy of eigenvalues / their sum), dims (path, time); in [1, m]."""
+    ev = np.clip(_eigvals(V), 0.0, None)
+    p = ev / ev.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=-1)
+    h[~np.isfinite(ev).all(axis=-1)] = np.nan
+    return xr.DataArray(np.exp(h), dims=("path", "time"),
+                        coords={k: V.coords[k] for k in V.coords if set(V.coords[k].dims)
+                                <= {"path", "time"}})
+
+
+def parse_stat(spec, m):
+    """Validate a statistic name like ``corr:0,1`` for m tokens; return (kind, a, b)."""
+    kind, _, idx = spec.partition(":")
+    if kind in ("mineig", "effrank"):
+        if idx:
+            raise CovsdeInputError(f"--stat {spec}: {kind} takes no token indices")
+        return kind, None, None
+    if kind not in ("corr", "V"):
+        raise CovsdeInputError(f"--stat {spec}: unknown statistic (use corr:a,b, V:a,b, "
+                               f"mineig or effrank)")
+    try:
+        a, b = (int(x) for x in idx.split(","))
+    except ValueError:
+        raise CovsdeInputError(f"--stat {spec}: expected two token indices like {kind}:0,1") \
+            from None
+    for x in (a, b):
+        if not 0 <= x < m:
+            raise CovsdeInputError(f"--stat {spec}: token index {x} out of range 0..{m - 1}")
+    if kind == "corr" and a == b:
+        raise CovsdeInputError(f"--stat {spec}: a correlation needs two different tokens")
+    return kind, a, b
+
+
+def compute_stat(V, spec):
+    """The statistic named ``spec`` (see module doc), dims (path, time)."""
+    kind, a, b = parse_stat(spec, V.sizes["token_a"])
+    if kind == "corr":
+        return correlation(V, a, b)
+    if kind == "V":
+        return entry(V, a, b)
+    if kind == "mineig":
+        return min_eigenvalue(V)
+    return effective_rank(V)
 
 
 def quantile_band(x, q=(0.1, 0.5, 0.9)):
