@@ -10,6 +10,8 @@ def validate_V0(V0, name="V0"):
     Checks: 2-D square, m ≥ 2, finite, symmetric (relative tolerance 1e-10, then
     symmetrised exactly), positive definite (Cholesky).
     """
+    if np.iscomplexobj(V0):
+        raise CovsdeInputError(f"{name} must be a real (m, m) array, got complex values")
     try:
         V = np.array(V0, dtype=np.float64)
     except (TypeError, ValueError):
@@ -47,6 +49,8 @@ def load_V0(path):
         V = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise CovsdeInputError(f"V0: file not found: {path}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: empty file
         raise CovsdeInputError(f"V0: cannot read {path} as a .npy array ({exc})") from None
+    if not isinstance(V, np.ndarray):  # e.g. an .npz archive
+        raise CovsdeInputError(f"V0: {path} is not a single .npy array")
     return validate_V0(V, name=f"V0 ({path})")

@@ -29,6 +29,11 @@ DEFAULT_BOUND = 1e4
 DEFAULT_MEMORY_LIMIT = 4 * 2 ** 30
 METHODS = ("euler", "ode")
 _DEFAULT_SAVED_TIMES = 100
+#: largest step count and saved-time count accepted (beyond them arrays or int64 overflow).
+MAX_STEPS = 2 ** 53
+MAX_SAVED = 2 ** 27
+#: seeds are stored as a netCDF int64 attribute.
+MAX_SEED = 2 ** 63 - 1
 
 
 def _as_int(name, value, minimum):
@@ -55,6 +60,9 @@ def time_grid(t_end, dt, save_every=None):
     dt = _positive("dt", dt)
     if dt > t_end:
         raise CovsdeInputError(f"dt must be <= t_end, got dt = {dt!r} > t_end = {t_end!r}")
+    if t_end / dt > MAX_STEPS:
+        raise CovsdeInputError(
+            f"t_end/dt must be at most 2**53 steps, got t_end/dt = {t_end / dt!r}")
     n_steps = int(round(t_end / dt))
     if abs(n_steps * dt - t_end) > 1e-9 * t_end:
         raise CovsdeInputError(
@@ -67,6 +75,10 @@ def saved_steps(n_steps, save_every=None):
     if save_every is None:
         save_every = max(1, math.ceil(n_steps / _DEFAULT_SAVED_TIMES))
     save_every = _as_int("save_every", save_every, 1)
+    if n_steps // save_every + 2 > MAX_SAVED:
+        raise CovsdeInputError(
+            f"save_every = {save_every} would save {n_steps // save_every + 1} times, more "
+            f"than {MAX_SAVED}: use a larger save_every (--save-every)")
     steps = np.arange(0, n_steps + 1, save_every, dtype=np.int64)
     if steps[-1] != n_steps:
         steps = np.append(steps, n_steps)
@@ -119,7 +131,12 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     n_steps, steps = time_grid(t_end, dt, save_every)
     n_paths = _as_int("n_paths", n_paths, 1)
     seed = _as_int("seed", seed, 0)
+    if seed > MAX_SEED:
+        raise CovsdeInputError(f"seed must be an integer in [0, 2**63 - 1], got {seed}")
     bound = _positive("bound", bound)
+    if np.max(np.abs(V0)) > bound:
+        raise CovsdeInputError(f"V0 entries must be at most bound = {bound!r} in absolute "
+                               f"value, got max |V0_ab| = {np.max(np.abs(V0))!r}")
     if method == "ode":
         n_paths = 1
     check_memory(n_paths, len(steps), m, memory_limit)
