@@ -1,0 +1,342 @@
+"""Public entry point: :func:`sample` draws covariance paths of finite shaped networks.
+
+Two samplers of the same law (THEORY §2, §5):
+
+* ``"literal"`` — explicit weight matrices (:mod:`finite.literal`), O(m n²) per layer;
+* ``"reduced"`` — the exact reduced sampler (:mod:`finite.reduced`), O(m³) per attention
+  layer and O(m² n) per MLP layer, whatever n.
+
+Both start from ``X0 = L E sqrt(n)`` with each token spread evenly over the H head blocks,
+so every block Gram is ``V0 / H`` (the reduced sampler's state). The output is the dataset
+of :mod:`sde.schema` with ``time = layer / width`` (dt = 1/width) and a ``depth`` coord.
+
+Random numbers: paths are cut into RNG blocks of :data:`sde.simulate.RNG_BLOCK` paths, block
+k drawing from ``Generator(PCG64(SeedSequence(seed).spawn(n_blocks)[k]))``
+(:func:`sde.simulate.block_generators`). Within a block every draw happens in a fixed order
+(layer by layer; within a layer path by path for the literal sampler, array by array for the
+reduced one), so a result depends only on (seed, RNG_BLOCK, sampler) — not on the thread
+count, on :data:`REDUCED_CHUNK_BLOCKS` or on :data:`LITERAL_CHUNK_BYTES`.
+"""
+import concurrent.futures
+import datetime
+import math
+import numbers
+import os
+import threading
+import time as _time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from sde.errors import CovsdeInputError
+from sde.initial import validate_V0
+from sde.models import Model
+from sde.schema import make_dataset
+from sde.simulate import DEFAULT_MEMORY_LIMIT, RNG_BLOCK, block_generators, check_memory, \
+    saved_steps
+
+from . import literal as lit
+from . import reduced as red
+
+SAMPLERS = ("literal", "reduced")
+#: RNG blocks per reduced-sampler task (vectorisation width); not part of the result.
+REDUCED_CHUNK_BLOCKS = 8
+#: bytes of weights drawn at once by one literal-sampler task; not part of the result.
+LITERAL_CHUNK_BYTES = 512 * 2 ** 20
+#: literal runs whose time estimate exceeds this many seconds are refused.
+LITERAL_MAX_SECONDS = 48 * 3600.0
+#: literal runs whose weights for ONE path exceed this many bytes are refused.
+LITERAL_MAX_PATH_BYTES = 8 * 2 ** 30
+#: cost model of this machine class (2 cores): seconds per normal and per flop, one core.
+_SEC_PER_NORMAL = 15e-9
+_SEC_PER_FLOP = 1e-9
+_CORES = 2
+
+_ATTENTION_ARCHS = ("attention", "block")
+_MLP_RES_ARCHS = ("mlp-res", "block")
+
+
+def _int(name, value, minimum):
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise CovsdeInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _depth_from(depth, t_end, width):
+    if (depth is None) == (t_end is None):
+        raise CovsdeInputError("give exactly one of depth or t_end (depth = round(t_end·width))")
+    if depth is not None:
+        return _int("depth", depth, 0)
+    if (isinstance(t_end, bool) or not isinstance(t_end, numbers.Real)
+            or not math.isfinite(t_end) or t_end < 0):
+        raise CovsdeInputError(f"t_end must be a finite number >= 0, got {t_end!r}")
+    return int(round(t_end * width))
+
+
+def _literal_cost(arch, m, width, heads, key_width):
+    """(normals, flops) of one literal layer for one path."""
+    n = width
+    normals, flops = 0, 0.0
+    if arch in _ATTENTION_ARCHS:
+        normals += lit.weight_count(lit.attention_shapes(n, heads, key_width))
+        flops += 2.0 * m * n * (2 * heads * key_width + n) + 4.0 * heads * m * m * (key_width + n / heads)
+    if arch in _MLP_RES_ARCHS:
+        normals += lit.weight_count(lit.mlp_shapes(n))
+        flops += 4.0 * m * n * n
+    if arch == "mlp":
+        normals += lit.weight_count(lit.lnr_shapes(n))
+        flops += 2.0 * m * n * n
+    return normals, flops
+
+
+def literal_estimate(arch, m, width, heads, key_width, depth, n_paths):
+    """(seconds, bytes of weights per path) of a literal run on this machine class."""
+    normals, flops = _literal_cost(arch, m, width, heads, key_width)
+    per = normals * _SEC_PER_NORMAL + flops * _SEC_PER_FLOP
+    return per * depth * n_paths / _CORES, 8 * normals
+
+
+def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="reduced",
+           key_width=None, save_every=None, progress=None, threads=None,
+           memory_limit=DEFAULT_MEMORY_LIMIT):
+    """Sample covariance paths of the finite network of ``model`` at width ``width``.
+
+    Parameters
+    ----------
+    model : :class:`sde.models.Model` — attention, block (attention then residual MLP per
+        layer), mlp (Li–Nica–Roy, no residual; relu or tanh shaping) or mlp-res.
+    V0 : (m, m) symmetric positive definite — the input covariance, reproduced exactly.
+    width : int n — network width; H = model.heads must divide n and n/H ≥ m.
+    n_paths : int ≥ 1; seed : int ≥ 0.
+    depth, t_end : exactly one; depth = round(t_end · width) layers.
+    sampler : ``"reduced"`` (exact, fast) or ``"literal"`` (weight matrices).
+    key_width : int ≥ 1, key width per head (attention, block); default n/H.
+    save_every : save every k-th layer (default: ≤ ~100 saved layers; first and last
+        always saved).
+    progress : bool, tqdm bar (default: on for long runs).
+    threads : worker threads (default: the machine's cores); never changes the result.
+    memory_limit : bytes allowed for the output V array.
+
+    Returns
+    -------
+    Dataset (:mod:`sde.schema`): ``V(path, time, token_a, token_b)``, ``time = layer/width``,
+    ``step`` and ``depth`` = layer. A reduced path whose state cannot be factorised (non-
+    finite, or not PSD beyond round-off) is dead from that layer (status 3); a literal path
+    that turns non-finite has status 2. ``n_psd_clipped`` counts factorisations that needed
+    negative round-off eigenvalues clipped (harmless).
+    """
+    if not isinstance(model, Model):
+        raise CovsdeInputError(f"model must be a covsde model object, got {type(model).__name__}")
+    if sampler not in SAMPLERS:
+        raise CovsdeInputError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    V0 = validate_V0(V0)
+    m = V0.shape[0]
+    arch = model.arch
+    width = _int("width", width, 1)
+    heads = int(getattr(model, "heads", 1))
+    if width % heads:
+        raise CovsdeInputError(f"width must be divisible by heads = {heads}, got width = {width}")
+    if width // heads < m:
+        raise CovsdeInputError(f"width/heads must be >= m = {m} tokens, got width = {width}, "
+                               f"heads = {heads}")
+    if arch in _ATTENTION_ARCHS:
+        key_width = width // heads if key_width is None else _int("key_width", key_width, 1)
+    elif key_width is not None:
+        raise CovsdeInputError(f"key_width applies only to attention and block, not {arch}")
+    depth = _depth_from(depth, t_end, width)
+    n_paths = _int("n_paths", n_paths, 1)
+    seed = _int("seed", seed, 0)
+    steps = saved_steps(depth, save_every)
+    check_memory(n_paths, len(steps), m, memory_limit)
+    if threads is None:
+        threads = os.cpu_count() or 1
+    threads = _int("threads", threads, 1)
+    if sampler == "literal":
+        secs, path_bytes = literal_estimate(arch, m, width, heads, key_width, depth, n_paths)
+        if path_bytes > LITERAL_MAX_PATH_BYTES or secs > LITERAL_MAX_SECONDS:
+            raise CovsdeInputError(
+                f"literal sampling at width {width} would need ~{secs / 3600:.3g} h and "
+                f"{path_bytes / 2 ** 30:.3g} GiB of weights per path on this machine "
+                f"(estimate): use sampler='reduced' (--sampler reduced), same law")
+    if progress is None:
+        if sampler == "literal":
+            progress = literal_estimate(arch, m, width, heads, key_width, depth, n_paths)[0] > 10
+        else:
+            progress = n_paths * depth * (1 + m * width / 5e3 * (arch != "attention")) > 2e6
+
+    t0 = _time.perf_counter()
+    out_V = np.full((n_paths, len(steps), m, m), np.nan)
+    status = np.zeros(n_paths, dtype=np.int8)
+    death = np.full(n_paths, np.inf)
+    gens = block_generators(seed, n_paths)
+    sizes = [min(RNG_BLOCK, n_paths - k * RNG_BLOCK) for k in range(len(gens))]
+    cfg = _Config(model, V0, width, heads, key_width, depth, steps)
+    per_task = REDUCED_CHUNK_BLOCKS if sampler == "reduced" else 1
+    tasks = []
+    for b0 in range(0, len(gens), per_task):
+        p0 = b0 * RNG_BLOCK
+        p1 = p0 + sum(sizes[b0:b0 + per_task])
+        tasks.append((gens[b0:b0 + per_task], sizes[b0:b0 + per_task], slice(p0, p1)))
+    run = _run_reduced if sampler == "reduced" else _run_literal
+    chunk_bytes = max(1, LITERAL_CHUNK_BYTES // min(threads, len(tasks)))
+    clipped = [0]
+    lock = threading.Lock()
+    with tqdm(total=n_paths * depth, unit="path-layer", unit_scale=True,
+              disable=not progress, leave=False) as bar:
+        def job(task):
+            g, sz, sl = task
+            n_clip = run(cfg, g, sz, out_V[sl], status[sl], death[sl], bar, chunk_bytes)
+            with lock:
+                clipped[0] += n_clip
+
+        if threads == 1 or len(tasks) == 1:
+            for task in tasks:
+                job(task)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(min(threads, len(tasks))) as ex:
+                for f in [ex.submit(job, task) for task in tasks]:
+                    f.result()
+    wall = _time.perf_counter() - t0
+    attrs = {
+        "source": f"finite-{sampler}",
+        **model.params(),
+        "method": sampler,
+        "sampler": sampler,
+        "width": width,
+        "key_width": key_width,
+        "heads": heads,
+        "seed": seed,
+        "dt": 1.0 / width,
+        "depth_layers": depth,
+        "t_end": depth / width,
+        "t_end_requested": None if t_end is None else float(t_end),
+        "n_steps": depth,
+        "save_every": int(steps[1] - steps[0]) if len(steps) > 1 else 1,
+        "rng_block": RNG_BLOCK,
+        "m": m,
+        "V0": V0.tolist(),
+        "initial_X": "X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks",
+        "n_psd_clipped": int(clipped[0]),
+        "psd_tol": red.PSD_TOL,
+        "wall_time_s": wall,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
+    return make_dataset(out_V, status, death, steps, 1.0 / width, attrs, depth=steps)
+
+
+class _Config:
+    def __init__(self, model, V0, width, heads, key_width, depth, steps):
+        self.model, self.V0, self.width, self.heads = model, V0, width, heads
+        self.key_width, self.depth, self.steps = key_width, depth, steps
+        self.arch = model.arch
+        self.m = V0.shape[0]
+        self.gamma = getattr(model, "gamma", None)
+        self.tau0 = getattr(model, "tau0", None)
+        if self.arch != "attention":
+            self.phi, self.c = model.activation_at(width)
+        self.save_at = {int(s): j for j, s in enumerate(steps)}
+
+
+# ---------------------------------------------------------------- reduced
+
+def _concat(parts):
+    return tuple(np.concatenate(a, axis=0) for a in zip(*parts))
+
+
+def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
+    """Run the blocks ``gens`` (sizes ``sizes``) through all layers; fill out_V etc."""
+    m, H, n = cfg.m, cfg.heads, cfg.width
+    p = sum(sizes)
+    bounds = np.cumsum([0] + list(sizes))
+    sls = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    start = np.broadcast_to(cfg.V0 / H, (H, m, m))
+    Vh = np.broadcast_to(start, (p, H, m, m)).copy()
+    alive = np.ones(p, dtype=bool)
+    n_clip = 0
+    if 0 in cfg.save_at:
+        out_V[:, cfg.save_at[0]] = cfg.V0
+    for layer in range(cfg.depth):
+        failed = np.zeros(p, dtype=bool)
+        if cfg.arch in _ATTENTION_ARCHS:
+            L, fL = red.psd_factor(Vh.sum(axis=1))
+            Lh, fLh = red.psd_factor(Vh)
+            draws = _concat([red.attention_draws(g, s.stop - s.start, m, n, H, cfg.key_width)
+                             for g, s in zip(gens, sls)])
+            Vh = red.attention_update(Vh, L, Lh, draws, cfg.gamma, cfg.tau0, n, cfg.key_width)
+            failed |= (fL == red.FACTOR_FAILED) | (fLh == red.FACTOR_FAILED).any(axis=1)
+            n_clip += int(np.count_nonzero(fL[alive] == red.FACTOR_CLIPPED)
+                          + np.count_nonzero(fLh[alive] == red.FACTOR_CLIPPED))
+        if cfg.arch in _MLP_RES_ARCHS:
+            L, fL = red.psd_factor(Vh.sum(axis=1))
+            Lh, fLh = red.psd_factor(Vh)
+            draws = _concat([red.mlp_draws(g, L[s], cfg.phi, n, H) for g, s in zip(gens, sls)])
+            R, fR = red.psd_factor(draws[0])
+            Vh = red.mlp_update(Vh, R, Lh, draws, cfg.gamma, cfg.c, n)
+            failed |= ((fL == red.FACTOR_FAILED) | (fLh == red.FACTOR_FAILED).any(axis=1)
+                       | (fR == red.FACTOR_FAILED))
+            n_clip += int(np.count_nonzero(fL[alive] == red.FACTOR_CLIPPED)
+                          + np.count_nonzero(fLh[alive] == red.FACTOR_CLIPPED)
+                          + np.count_nonzero(fR[alive] == red.FACTOR_CLIPPED))
+        if cfg.arch == "mlp":
+            L, fL = red.psd_factor(Vh[:, 0])
+            K = np.concatenate([red.hidden_gram(g, L[s], cfg.phi, n) for g, s in zip(gens, sls)])
+            Vh = (cfg.c * K)[:, None]
+            failed |= fL == red.FACTOR_FAILED
+            n_clip += int(np.count_nonzero(fL[alive] == red.FACTOR_CLIPPED))
+        failed |= ~np.isfinite(Vh).all(axis=(1, 2, 3))
+        newly = failed & alive
+        if newly.any():
+            status[newly] = 3
+            death[newly] = (layer + 1) / n
+            alive &= ~newly
+        if not alive.all():
+            Vh[~alive] = start  # keep dead paths numerically harmless; their output is NaN
+        j = cfg.save_at.get(layer + 1)
+        if j is not None:
+            V = Vh.sum(axis=1)
+            V[~alive] = np.nan
+            out_V[:, j] = V
+        bar.update(p)
+    return n_clip
+
+
+# ---------------------------------------------------------------- literal
+
+def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes):
+    """Run one RNG block through all layers with explicit weights."""
+    (gen,), (p,) = gens, sizes
+    m, H, n, nk = cfg.m, cfg.heads, cfg.width, cfg.key_width
+    X = np.broadcast_to(lit.initial_X(cfg.V0, n, H), (p, m, n)).copy()
+    subs = []
+    if cfg.arch in _ATTENTION_ARCHS:
+        subs.append((lit.attention_shapes(n, H, nk),
+                     lambda X, w: lit.attention_layer(X, w, cfg.gamma, cfg.tau0, H, nk)))
+    if cfg.arch in _MLP_RES_ARCHS:
+        subs.append((lit.mlp_shapes(n),
+                     lambda X, w: lit.mlp_res_layer(X, w, cfg.gamma, cfg.phi, cfg.c)))
+    if cfg.arch == "mlp":
+        subs.append((lit.lnr_shapes(n), lambda X, w: lit.lnr_layer(X, w, cfg.phi, cfg.c)))
+    alive = np.ones(p, dtype=bool)
+    if 0 in cfg.save_at:
+        out_V[:, cfg.save_at[0]] = lit.gram(X)
+    for layer in range(cfg.depth):
+        for shapes, apply in subs:
+            q = max(1, int(chunk_bytes // (8 * lit.weight_count(shapes))))
+            for i0 in range(0, p, q):
+                i1 = min(p, i0 + q)
+                X[i0:i1] = apply(X[i0:i1], lit.draw_weights(gen, i1 - i0, shapes))
+        V = lit.gram(X)
+        newly = alive & ~np.isfinite(V).all(axis=(1, 2))
+        if newly.any():
+            status[newly] = 2
+            death[newly] = (layer + 1) / n
+            alive &= ~newly
+            X[newly] = 0.0
+        j = cfg.save_at.get(layer + 1)
+        if j is not None:
+            V[~alive] = np.nan
+            out_V[:, j] = V
+        bar.update(p)
+    return 0
