@@ -2,6 +2,8 @@
 
 One colour per source, used in every figure: :data:`COLORS`.
 """
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -46,11 +48,13 @@ def plot_trajectories(datasets, out, pair=(0, 1), title=None):
         q = quantile_band(rho)
         ax.fill_between(t, q.sel(quantile=0.1), q.sel(quantile=0.9), color=col, alpha=0.25,
                         label=f"{label} 10–90 %")
+        for qq in (0.1, 0.9):
+            ax.plot(t, q.sel(quantile=qq), color=col, lw=0.8)
         ax.plot(t, q.sel(quantile=0.5), color=col, lw=2, label=f"{label} median")
     ax.set_xlabel("t = depth / width")
     ax.set_ylabel(rf"correlation $\rho_{{{a}{b}}}$")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(textwrap.fill(title, 80), fontsize=8)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.savefig(out, dpi=120)
