@@ -167,3 +167,16 @@ def test_simulate_equals_supplied_kernel(V0, k):
     other = simulate(model, V0, t_end=N_STEPS * DT, dt=DT, n_paths=n_paths, seed=seed + 1,
                      save_every=1)["V"].values
     assert np.max(np.abs(other - out_V)) / np.max(np.abs(out_V)) > 1e4 * RTOL
+
+
+def test_sdeint_dW_convention():
+    """sdeint.itoEuler's ``dW`` is (n_steps, number of Wiener processes), not (n_steps, d):
+    with f = 0 and a constant d × k matrix B, y_N = y_0 + Σ_s B dW[s]."""
+    rng = np.random.default_rng(3)
+    d, k, n = 2, 5, 7
+    B = rng.standard_normal((d, k))
+    dW = rng.standard_normal((n, k))
+    y = sdeint.itoEuler(lambda y, t: np.zeros(d), lambda y, t: B, np.ones(d),
+                        np.linspace(0.0, 1.0, n + 1), dW=dW)
+    assert y.shape == (n + 1, d)
+    np.testing.assert_allclose(y[-1], 1.0 + B @ dW.sum(axis=0), rtol=1e-13)
