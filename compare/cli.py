@@ -13,6 +13,8 @@ from sde.schema import summary_line
 from sde.simulate import DEFAULT_BOUND, METHODS, check_memory, simulate
 
 from .cli_compare import add_compare
+from .cli_finite import add_finite
+from .cli_figures import add_figures
 from .cli_args import Parser, add_model_args, add_v0_args, model_from_args, set_threads, \
     v0_from_args
 
@@ -107,6 +109,8 @@ def build_parser():
     _add_simulate(sub)
     _add_demo(sub)
     add_compare(sub)
+    add_finite(sub)
+    add_figures(sub)
     return p
 
 

@@ -1,0 +1,177 @@
+"""``covsde figures``: the gallery smoke test (tiny size), reuse of saved data, bad input.
+
+The default suite runs the test-only ``--size tiny`` (seconds); ``--quick`` itself (the
+< ~3 min user-facing mode) runs under ``-m slow``.
+"""
+import os
+import time
+
+import matplotlib.figure
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from compare.cli import main
+from compare.gallery import FIGURES, SIZES, fit_slope
+from sde.schema import dead_fraction_ci
+
+STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability")
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    """One tiny gallery run; every figure saved is captured (figure, path) for inspection."""
+    out = tmp_path_factory.mktemp("gallery") / "figs"
+    saved = []
+    orig = matplotlib.figure.Figure.savefig
+
+    def spy(self, fname, *args, **kwargs):
+        saved.append((self, str(fname)))
+        return orig(self, fname, *args, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(matplotlib.figure.Figure, "savefig", spy)
+    try:
+        assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3"]) == 0
+    finally:
+        mp.undo()
+    return out, saved
+
+
+def test_every_figure_written_as_png_and_pdf(gallery):
+    out, _ = gallery
+    for stem in STEMS:
+        png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
+        assert pdf.read_bytes()[:5] == b"%PDF-", stem
+        img = matplotlib.image.imread(png)
+        assert img.shape[0] > 200 and img.shape[1] > 300
+        assert np.ptp(img[..., :3]) > 0.5, f"{stem}.png is blank"
+    captions = (out / "captions.md").read_text()
+    for stem in STEMS:
+        assert f"## {stem}.png" in captions
+    assert not [p for p in os.listdir(out) if ".tmp" in p]
+    data = os.listdir(out / "data")
+    assert "block_sde.nc" in data and "block_ode.nc" in data and "mlp_sde.nc" in data
+    assert any(p.startswith("block_finite_n") for p in data)
+    assert sum(p.startswith("mlp_finite_n") for p in data) == len(SIZES["tiny"]["conv_widths"])
+
+
+def _data_points(ax):
+    n = sum(np.size(line.get_xdata()) for line in ax.get_lines())
+    n += sum(len(c.get_paths()) for c in ax.collections)
+    n += len(ax.patches) + len(ax.images)
+    return n
+
+
+def test_axes_hold_plotted_data(gallery):
+    out, saved = gallery
+    by_stem = {}
+    for fig, path in saved:
+        stem = os.path.basename(path).split(".")[0]
+        by_stem[stem] = fig
+    assert set(STEMS) <= set(by_stem)
+    for stem in STEMS:
+        axes = by_stem[stem].get_axes()
+        plotted = [ax for ax in axes if _data_points(ax) > 0]
+        assert plotted, f"{stem}: no axes with data"
+        for ax in plotted:
+            if ax.get_label() == "<colorbar>":
+                continue
+            assert ax.get_xlabel() and ax.get_ylabel(), f"{stem}: unlabelled axis"
+    # distribution: one panel per d/n, each with SDE and finite KDE lines and the ODE line
+    dist = by_stem["distribution_rho01"].get_axes()
+    assert len(dist) == 4
+    for ax in dist:
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert any(s.startswith("SDE") for s in labels)
+        assert any(s.startswith("ODE") for s in labels)
+        assert any(s.startswith("finite") for s in labels)
+        assert len(ax.patches) >= 100  # two histograms of 50 bins
+    # convergence: log-log, one marker per (width, d/n)
+    conv = by_stem["convergence"].get_axes()[0]
+    assert conv.get_xscale() == "log" and conv.get_yscale() == "log"
+    assert any("floor" in t.get_text() for t in conv.get_legend().get_texts())
+    # stability: a heat map with one annotated cell per grid point
+    stab = by_stem["stability"].get_axes()[0]
+    assert len(stab.images) == 1
+    cells = len(SIZES["tiny"]["stab_gammas"]) * len(SIZES["tiny"]["stab_taus"])
+    assert sum("%" in t.get_text() for t in stab.texts) == cells
+
+
+def test_stability_table_has_clopper_pearson_intervals(gallery):
+    out, _ = gallery
+    df = pd.read_csv(out / "stability.csv")
+    cfg = SIZES["tiny"]
+    assert len(df) == len(cfg["stab_gammas"]) * len(cfg["stab_taus"])
+    for r in df.itertuples():
+        frac, lo, hi = dead_fraction_ci(r.n_dead, r.n_paths)
+        assert r.dead_fraction == pytest.approx(frac)
+        assert (r.ci95_low, r.ci95_high) == pytest.approx((lo, hi))
+        assert 0 <= r.ci95_low <= r.dead_fraction <= r.ci95_high <= 1
+        assert r.n_dead == r.n_left_cone + r.n_blew_up
+    # the cubic drift: the strongest, coolest cell loses more paths than the mildest one
+    worst = df[(df.gamma == max(cfg["stab_gammas"])) & (df.tau0 == min(cfg["stab_taus"]))]
+    mild = df[(df.gamma == min(cfg["stab_gammas"])) & (df.tau0 == max(cfg["stab_taus"]))]
+    assert worst.dead_fraction.iloc[0] > mild.dead_fraction.iloc[0]
+    conv = pd.read_csv(out / "convergence.csv")
+    assert {"width", "time", "ks", "w1", "ks_floor", "w1_floor"} <= set(conv.columns)
+
+
+def test_replot_reuses_saved_data_and_regenerates_on_change(gallery, capsys):
+    out, _ = gallery
+    data = out / "data"
+    mtimes = {p: os.path.getmtime(data / p) for p in os.listdir(data)}
+    time.sleep(0.01)
+    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+                 "--only", "stability", "--only", "trajectories"]) == 0
+    text = capsys.readouterr().out
+    assert "wrote   data" not in text and "reuse" in text
+    assert {p: os.path.getmtime(data / p) for p in os.listdir(data)} == mtimes
+    # a saved file whose parameters differ from the request is regenerated
+    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "4",
+                 "--only", "stability"]) == 0
+    text = capsys.readouterr().out
+    assert "does not match the requested parameters" in text
+    assert "reuse" not in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "{tmp}/missing/parent/figs"], "parent directory does not exist"),
+    (["--out", "{tmp}/afile"], "is not a directory"),
+    (["--out", "{tmp}/figs", "--seed", "-1"], "--seed"),
+    (["--out", "{tmp}/figs", "--only", "nope"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "afile").write_text("x")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    try:
+        code = main(["figures", *argv])
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "figs").exists()
+    assert not (tmp_path / "missing").exists()
+
+
+def test_fit_slope_recovers_a_power_law_and_refuses_floor_points():
+    n = np.array([16.0, 32, 64, 128, 256])
+    y = 0.1 * n ** -0.5
+    fit = fit_slope(n, y, np.full(5, 1e-4))
+    assert fit["ok"] and fit["slope"] == pytest.approx(-0.5)
+    assert fit["ci_low"] <= -0.5 <= fit["ci_high"]
+    fit = fit_slope(n, y, np.full(5, 0.008))  # only n = 16, 32 are above 2 x floor
+    assert not fit["ok"] and fit["n_points"] == 2
+
+
+@pytest.mark.slow
+def test_quick_mode_finishes_in_three_minutes(tmp_path):
+    t0 = time.perf_counter()
+    assert main(["figures", "--quick", "--out", str(tmp_path / "q")]) == 0
+    assert time.perf_counter() - t0 < 180
+    for stem in STEMS:
+        assert (tmp_path / "q" / f"{stem}.png").exists()
+    assert set(FIGURES) == {"distribution", "trajectories", "convergence", "stability"}
