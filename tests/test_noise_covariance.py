@@ -33,9 +33,14 @@ Z_CRIT = stats.norm.isf(1e-3 / (2 * N_ENTRIES))
 MARGIN = 3.1
 
 
-@njit(cache=True)
+@njit(cache=False)
 def _noise_draws(L, Z, Gp, coef, out):
-    """out[i] = noise_into(L, Z[i], Gp[i], coef) for every draw i."""
+    """out[i] = noise_into(L, Z[i], Gp[i], coef) for every draw i.
+
+    Deliberately not ``cache=True``: numba's on-disk cache of a caller does not notice edits
+    of a callee in another module (checked with numba 0.68: the caller keeps the old callee
+    code), so a cached loop here could test a stale ``noise_into``.
+    """
     m = L.shape[0]
     scratch = np.empty((3, m, m))
     for i in range(Z.shape[0]):
