@@ -68,9 +68,13 @@ def cov_stats(X):
     m = X.shape[1]
     iu = _upper(m)
     x = X[:, iu[0], iu[1]]                       # (n, K), mean zero by construction
-    prod = x[:, :, None] * x[:, None, :]          # (n, K, K)
-    est = prod.mean(axis=0)
-    se = prod.std(axis=0, ddof=1) / np.sqrt(x.shape[0])
+    K = x.shape[1]
+    ki, kj = np.triu_indices(K)
+    prod = x[:, ki] * x[:, kj]                    # (n, K(K+1)/2)
+    est = np.empty((K, K))
+    se = np.empty((K, K))
+    est[ki, kj] = est[kj, ki] = prod.mean(axis=0)
+    se[ki, kj] = se[kj, ki] = prod.std(axis=0, ddof=1) / np.sqrt(x.shape[0])
     return est, se
 
 
