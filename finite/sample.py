@@ -66,7 +66,7 @@ def _int(name, value, minimum):
 
 def _depth_from(depth, t_end, width):
     if (depth is None) == (t_end is None):
-        raise CovsdeInputError("give exactly one of depth or t_end (depth = round(t_end·width))")
+        raise CovsdeInputError("give exactly one of depth or t_end")
     if depth is not None:
         return _int("depth", depth, 0)
     if (isinstance(t_end, bool) or not isinstance(t_end, numbers.Real)
@@ -159,7 +159,7 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
             raise CovsdeInputError(
                 f"literal sampling at width {width} would need ~{secs / 3600:.3g} h and "
                 f"{path_bytes / 2 ** 30:.3g} GiB of weights per path on this machine "
-                f"(estimate): use sampler='reduced' (--sampler reduced), same law")
+                f"(estimate): use sampler='reduced' (CLI: --sampler reduced), same law")
     if progress is None:
         if sampler == "literal":
             progress = literal_estimate(arch, m, width, heads, key_width, depth, n_paths)[0] > 10
