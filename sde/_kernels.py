@@ -21,7 +21,7 @@ from .coefficients import NATT, cholesky_into, drift_into, noise_into
 ALIVE, LEFT_CONE, BLEW_UP = 0, 1, 2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _check_state(Vn, bound, Ln):
     """Status of a new state: 2 if non-finite or above bound, 1 if not PD, else 0 (Ln filled)."""
     m = Vn.shape[0]

@@ -34,7 +34,7 @@ KIND_RELU = 0.0
 KIND_SMOOTH = 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def attention_drift_into(V, scale, out):
     """Add ``scale · [⟨S, V⟩_F V / m² + (v (V s̃)ᵀ + (V s̃) vᵀ) / (2m)]`` to ``out`` (m, m).
 
@@ -103,7 +103,7 @@ def mlp_drift_into(V, coef, scale, out):
                                       + coef[F3] * vab * (V[a, a] + V[b, b] - 2.0))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def drift_into(V, coef, out):
     """Write ``b(V) = b_att(V) + MLP · b_mlp(V)`` into ``out`` (m, m)."""
     out[:, :] = 0.0
@@ -151,7 +151,7 @@ def diffusion_dense(V, coef):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def noise_into(L, Z, Gp, coef, scratch, out):
     """Write the O(m³) noise ``L (sqrt(a_lin) Z + c (G' K + K G'ᵀ)) Lᵀ`` into ``out``.
 
@@ -169,9 +169,11 @@ def noise_into(L, Z, Gp, coef, scratch, out):
     for a in range(m):
         for b in range(m):
             N[a, b] = sa * Z[a, b]
+    # Loops are ordered so that the innermost index is contiguous; every sum still adds
+    # its terms in increasing order of the summation index (same rounding as a dot loop).
     if c != 0.0:
-        # K = Lᵀ L − (Lᵀ1)(Lᵀ1)ᵀ / m ; (Lᵀ1)_i = Σ_a L[a, i]
-        u = np.zeros(m)
+        # K = Lᵀ L − (Lᵀ1)(Lᵀ1)ᵀ / m ; (Lᵀ1)_i = Σ_a L[a, i]  (u lives in T's first row)
+        u = T[0]
         for i in range(m):
             acc = 0.0
             for a in range(i, m):
@@ -179,28 +181,35 @@ def noise_into(L, Z, Gp, coef, scratch, out):
             u[i] = acc
         for i in range(m):
             for j in range(i, m):
-                acc = 0.0
-                for a in range(j, m):
-                    acc += L[a, i] * L[a, j]
-                K[i, j] = acc - u[i] * u[j] / m
+                K[i, j] = 0.0
+        for a in range(m):          # K[i, j] = Σ_{a ≥ j} L[a, i] L[a, j], i ≤ j
+            for i in range(a + 1):
+                lai = L[a, i]
+                for j in range(i, a + 1):
+                    K[i, j] += lai * L[a, j]
+        for i in range(m):
+            for j in range(i, m):
+                K[i, j] = K[i, j] - u[i] * u[j] / m
                 K[j, i] = K[i, j]
         # T = G' K ; N += c (T + Tᵀ)
         for i in range(m):
             for j in range(m):
-                acc = 0.0
-                for k in range(m):
-                    acc += Gp[i, k] * K[k, j]
-                T[i, j] = acc
+                T[i, j] = 0.0
+            for k in range(m):
+                g = Gp[i, k]
+                for j in range(m):
+                    T[i, j] += g * K[k, j]
         for i in range(m):
             for j in range(m):
                 N[i, j] += c * (T[i, j] + T[j, i])
     # out = L N Lᵀ  (T = L N uses the lower triangle of L)
     for i in range(m):
         for j in range(m):
-            acc = 0.0
-            for k in range(i + 1):
-                acc += L[i, k] * N[k, j]
-            T[i, j] = acc
+            T[i, j] = 0.0
+        for k in range(i + 1):
+            lik = L[i, k]
+            for j in range(m):
+                T[i, j] += lik * N[k, j]
     for i in range(m):
         for j in range(i + 1):
             acc = 0.0
@@ -210,7 +219,7 @@ def noise_into(L, Z, Gp, coef, scratch, out):
             out[j, i] = acc
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cholesky_into(V, L):
     """Lower Cholesky factor of V into L; returns False if V is not positive definite.
 
