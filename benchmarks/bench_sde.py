@@ -1,0 +1,274 @@
+"""Benchmark of the SDE integrators (not a test): ``python benchmarks/bench_sde.py``.
+
+One run, one SDE — shaped attention (THEORY §3.1), γ = 0.5, τ0 = 1, H = 1, V0
+equicorrelated with ρ0 = 0.2, T = 1, dt = 0.01 (100 Euler–Maruyama steps) — for
+m ∈ {3, 8, 16}, in path-steps per second (paths × steps / wall time; dead paths are
+counted as if they had run to T, they are 1–6 % of the paths):
+
+* **kernel** — :func:`sde.simulate` (numba, ``prange`` over RNG blocks), warm (compiled
+  before timing), numba threads = 2, only the first and last steps saved;
+* **numpy** — batched Euler–Maruyama in one process: the same drift and O(m³) noise as
+  the kernel (THEORY §4), vectorised over paths, batched Cholesky with per-path failure
+  handling (a batch that fails is bisected until the failing paths are found);
+* **RNG floor** — a numba ``prange`` kernel that draws the same normals per path-step
+  (m(m+1)/2 for Z plus m² for G') from the same per-block Generators and only sums them;
+* **sdeint** — ``sdeint.itoEuler`` on the flattened m²-state, one path per call, with
+  ``G(y, t) = model.noise_matrix(V)`` (vectorised numpy, ``np.kron``), a few paths.
+
+Ratios: kernel/numpy, kernel/RNG floor (the fraction of the time spent on normals is
+roughly its inverse), kernel/sdeint. Goal at m = 8: kernel ≥ 4× numpy and ≥ 1/5 of the
+RNG floor.
+"""
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")       # BLAS at one thread: numpy is one process
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
+
+import sde  # noqa: E402
+from sde import coefficients as C  # noqa: E402
+
+SIM = sys.modules["sde.simulate"]  # the module (sde.simulate is the re-exported function)
+
+GAMMA, TAU0, RHO0, T_END, DT = 0.5, 1.0, 0.2, 1.0, 0.01
+BOUND = SIM.DEFAULT_BOUND
+
+
+# ------------------------------------------------------------------------------ kernel
+
+
+def bench_kernel(model, V0, n_paths, seed, repeats):
+    kw = dict(t_end=T_END, dt=DT, n_paths=n_paths, seed=seed, save_every=10 ** 9,
+              progress=False)
+    sde.simulate(model, V0, **{**kw, "n_paths": 8})  # compile / load from cache
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ds = sde.simulate(model, V0, **kw)
+        best = min(best, time.perf_counter() - t0)
+    return best, ds.attrs["n_dead"]
+
+
+# ------------------------------------------------------------------------------ numpy
+
+
+def batched_cholesky(V):
+    """(L, ok): lower factors of a batch (k, m, m), ``ok[i]`` False where V[i] is not PD.
+
+    ``np.linalg.cholesky`` raises for the whole batch if one matrix fails: bisect the
+    batch until the failing matrices are isolated (O(failures · log k) extra calls).
+    """
+    L = np.zeros_like(V)
+    ok = np.ones(V.shape[0], dtype=bool)
+
+    def go(lo, hi):
+        try:
+            L[lo:hi] = np.linalg.cholesky(V[lo:hi])
+        except np.linalg.LinAlgError:
+            if hi - lo == 1:
+                ok[lo] = False
+                return
+            mid = (lo + hi) // 2
+            go(lo, mid)
+            go(mid, hi)
+
+    if V.shape[0]:
+        go(0, V.shape[0])
+    return L, ok
+
+
+def numpy_drift(V, coef):
+    """b(V) for a batch (k, m, m): the formulas of coefficients.drift_into, vectorised."""
+    m = V.shape[-1]
+    r = V.mean(axis=2)                                        # row means
+    mu = r.mean(axis=1)
+    S = V - r[:, :, None] - r[:, None, :] + mu[:, None, None]  # P V P
+    sv = np.einsum("kab,kab->k", S, V)                        # <S, V>_F
+    dS = np.einsum("kaa->ka", S)
+    st = dS - dS.mean(axis=1, keepdims=True)                  # s̃
+    vs = np.einsum("kab,kb->ka", V, st)                       # V s̃
+    v = np.einsum("kaa->ka", V)
+    return coef[C.ATT] * (sv[:, None, None] * V / (m * m)
+                          + (v[:, :, None] * vs[:, None, :] + vs[:, :, None] * v[:, None, :])
+                          / (2.0 * m))
+
+
+def numpy_em(model, V0, n_paths, seed):
+    """Batched Euler–Maruyama (attention), same step as the kernel; returns (V_T, status)."""
+    coef = model.coef()
+    m = V0.shape[0]
+    n_steps = int(round(T_END / DT))
+    rng = np.random.default_rng(seed)
+    sq = math.sqrt(DT)
+    sa = math.sqrt(coef[C.ALIN])
+    c = coef[C.NATT] / m
+    P = np.eye(m) - 1.0 / m
+    iu, ju = np.triu_indices(m)
+    diag_scale = np.where(iu == ju, math.sqrt(2.0), 1.0)
+    status = np.zeros(n_paths, dtype=np.int8)
+    idx = np.arange(n_paths)                                  # alive paths
+    V = np.broadcast_to(V0, (n_paths, m, m)).copy()
+    L = np.broadcast_to(np.linalg.cholesky(V0), (n_paths, m, m)).copy()
+    for _ in range(n_steps):
+        k = idx.size
+        z = rng.standard_normal((k, iu.size)) * (sq * diag_scale)
+        Z = np.empty((k, m, m))
+        Z[:, iu, ju] = z
+        Z[:, ju, iu] = z
+        Gp = rng.standard_normal((k, m, m)) * sq
+        K = np.swapaxes(L, 1, 2) @ P @ L                      # Lᵀ P L
+        T = Gp @ K
+        N = sa * Z + c * (T + np.swapaxes(T, 1, 2))
+        noise = L @ N @ np.swapaxes(L, 1, 2)
+        Vn = V + numpy_drift(V, coef) * DT + noise
+        Vn = 0.5 * (Vn + np.swapaxes(Vn, 1, 2))
+        blew = ~(np.abs(Vn) <= BOUND).all(axis=(1, 2))
+        Ln, ok = batched_cholesky(np.where(blew[:, None, None], np.eye(m), Vn))
+        dead = blew | ~ok
+        if dead.any():
+            status[idx[blew]] = 2
+            status[idx[~blew & ~ok]] = 1
+            keep = ~dead
+            idx, Vn, Ln = idx[keep], Vn[keep], Ln[keep]
+        V, L = Vn, Ln
+    return V, status
+
+
+def bench_numpy(model, V0, n_paths, seed, repeats):
+    numpy_em(model, V0, 16, seed)  # warm caches
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _, status = numpy_em(model, V0, n_paths, seed)
+        best = min(best, time.perf_counter() - t0)
+    return best, int(np.count_nonzero(status))
+
+
+# ------------------------------------------------------------------------------ RNG floor
+
+
+@njit(parallel=True, cache=True)
+def _rng_floor(gens, block_len, n_steps, n_normals, out):
+    for k in prange(len(gens)):
+        gen = gens[k]
+        acc = 0.0
+        for _p in range(block_len[k]):
+            for _s in range(n_steps):
+                for _i in range(n_normals):
+                    acc += gen.standard_normal()
+        out[k] = acc
+
+
+def bench_rng_floor(m, n_paths, seed, repeats):
+    n_steps = int(round(T_END / DT))
+    n_normals = m * (m + 1) // 2 + m * m  # Z's upper triangle and G', as in the kernel
+
+    def once(n):
+        gens = tuple(SIM.block_generators(seed, n))
+        lens = np.array([min(SIM.RNG_BLOCK, n - k * SIM.RNG_BLOCK) for k in range(len(gens))],
+                        dtype=np.int64)
+        out = np.zeros(len(gens))
+        t0 = time.perf_counter()
+        _rng_floor(gens, lens, n_steps, n_normals, out)
+        return time.perf_counter() - t0
+
+    once(n_paths)  # compile for this tuple length
+    return min(once(n_paths) for _ in range(repeats))
+
+
+# ------------------------------------------------------------------------------ sdeint
+
+
+def bench_sdeint(model, V0, seed, budget_s=1.5, max_paths=20):
+    import sdeint
+
+    m = V0.shape[0]
+    tspan = np.linspace(0.0, T_END, int(round(T_END / DT)) + 1)
+
+    def f(y, t):
+        return model.drift(y.reshape(m, m)).ravel()
+
+    def G(y, t):
+        return model.noise_matrix(y.reshape(m, m))
+
+    rng = np.random.default_rng(seed)
+    sdeint.itoEuler(f, G, V0.ravel(), tspan[:3], generator=rng)  # warm
+    n, failed = 0, 0
+    t0 = time.perf_counter()
+    while n < 2 or (time.perf_counter() - t0 < budget_s and n < max_paths):
+        try:
+            sdeint.itoEuler(f, G, V0.ravel(), tspan, generator=rng)
+        except np.linalg.LinAlgError:  # left the PD cone: counted, as for the others
+            failed += 1
+        n += 1
+    return time.perf_counter() - t0, n, failed
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def machine():
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} CPUs ({cpu}); numba {numba.__version__}, numpy {np.__version__}, "
+            f"python {platform.python_version()}; numba threads {numba.get_num_threads()}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--paths", type=int, default=4096, help="paths for kernel, numpy, RNG floor")
+    p.add_argument("--ms", type=int, nargs="+", default=[3, 8, 16], help="token counts m")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (best is kept)")
+    p.add_argument("--threads", type=int, default=2, help="numba threads (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    model = sde.ShapedAttention(gamma=GAMMA, tau0=TAU0)
+    n_steps = int(round(T_END / DT))
+    print(f"shaped attention, gamma={GAMMA}, tau0={TAU0}, rho0={RHO0}, T={T_END}, dt={DT} "
+          f"({n_steps} EM steps), {args.paths} paths (sdeint: a few), best of {args.repeats}")
+    print(machine())
+    head = (f"{'m':>3} | {'kernel':>9} | {'numpy':>9} | {'RNG floor':>9} | {'sdeint':>9} | "
+            f"{'kern/numpy':>10} | {'kern/RNG':>8} | {'kern/sdeint':>11} | dead k/np/sdeint")
+    print("path-steps per second")
+    print(head)
+    print("-" * len(head))
+    rows = []
+    for m in args.ms:
+        V0 = sde.equicorrelated(m, RHO0)
+        work = args.paths * n_steps
+        tk, dead_k = bench_kernel(model, V0, args.paths, args.seed, args.repeats)
+        tn, dead_n = bench_numpy(model, V0, args.paths, args.seed, args.repeats)
+        tr = bench_rng_floor(m, args.paths, args.seed, args.repeats)
+        ts, n_s, dead_s = bench_sdeint(model, V0, args.seed)
+        k, n, r, s = work / tk, work / tn, work / tr, n_s * n_steps / ts
+        rows.append((m, k, n, r, s))
+        print(f"{m:>3} | {k:9.3g} | {n:9.3g} | {r:9.3g} | {s:9.3g} | {k / n:10.2f} | "
+              f"{k / r:8.2f} | {k / s:11.0f} | {dead_k}/{args.paths}, {dead_n}/{args.paths}, "
+              f"{dead_s}/{n_s}", flush=True)
+    for m, k, n, r, s in rows:
+        if m == 8:
+            ok = k >= 4 * n and k >= r / 5
+            print(f"goal at m = 8 (kernel >= 4x numpy and >= 1/5 of the RNG floor): "
+                  f"{'met' if ok else 'MISSED'} ({k / n:.2f}x numpy, {k / r:.2f} of the floor)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
