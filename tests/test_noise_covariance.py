@@ -186,3 +186,26 @@ def test_smallest_detectable_error():
     share = 1.0 - np.diag(lin) / np.diag(sigma)
     assert np.all(share > 0.25), share
     assert np.max(rel / share) < 0.06
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 7])
+def test_noise_into_equals_noise_matrix_map(m):
+    """Deterministic companion of the covariance test: for random inputs, noise_into equals
+    ``noise_matrix(V) @ (vec G, vec G')`` (the m² × 2m² map built with np.kron) to round-off,
+    for every arch, at sizes other than m = 3 (m = 7 exercises all loop bounds)."""
+    rng = np.random.default_rng(600 + m)
+    V = random_spd(rng, m)
+    L = np.linalg.cholesky(V)
+    for model in CASES:
+        for _ in range(5):
+            G = rng.standard_normal((m, m))
+            Gp = rng.standard_normal((m, m))
+            Z = (G + G.T) / np.sqrt(2.0)
+            out = np.empty((1, m, m))
+            _noise_draws(L, Z[None], Gp[None], model.coef(), out)
+            ref = (model.noise_matrix(V) @ np.concatenate([G.ravel(), Gp.ravel()])).reshape(m, m)
+            np.testing.assert_allclose(out[0], ref, rtol=0, atol=1e-12 * np.max(np.abs(ref)))
+            np.testing.assert_array_equal(out[0], out[0].T)
+            if model.attention_noise(m) != 0.0:  # the G' part is really exercised
+                no_gp = (model.noise_matrix(V)[:, :m * m] @ G.ravel()).reshape(m, m)
+                assert np.max(np.abs(ref - no_gp)) > 1e-3 * np.max(np.abs(ref))
