@@ -25,6 +25,7 @@ so every dataset has its own independent stream.
 import json
 import math
 import os
+import textwrap
 import time
 
 import matplotlib
@@ -240,7 +241,7 @@ class Gallery:
 
     def trajectories(self):
         labels, paths, n = self.block_datasets()
-        title = _nb(f"ρ_01 vs t = d/n. {block_text()}. {paths}")
+        title = textwrap.fill(_nb(f"ρ_01 vs t = d/n. {block_text()}. {paths}"), 80)
         self._save(lambda p: plot_trajectories(labels, p, title=title), "trajectories",
                    f"Median (line) and 10–90 % band of the correlation ρ_01 against t = depth/"
                    f"width for the covariance SDE, its ODE (width-first) limit and the finite "
