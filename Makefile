@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench clean clean-cache
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,3 +31,8 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
+
+# numba's on-disk cache does not notice edits to a *called* function in another file
+# (e.g. sde/coefficients.py called from sde/_kernels.py): clear it after such edits.
+clean-cache:
+	find sde finite compare -name '*.nbi' -delete -o -name '*.nbc' -delete
