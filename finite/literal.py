@@ -89,17 +89,21 @@ def weight_count(shapes):
     return sum(a * b for a, b in shapes)
 
 
-def draw_weights(gen, p, shapes):
-    """Draw the weights of ``p`` paths: a list of arrays (p, a, b), one per shape.
+def draw_weights(gen, p, shapes, out=None):
+    """Draw the weights of ``p`` paths: a list of C-contiguous arrays (p, a, b), one per shape.
 
-    One flat ``standard_normal((p, weight_count))`` call, path-major, so that consecutive
-    calls over sub-chunks of paths reproduce one call over all of them.
+    Path-major: path i's matrices are filled in order before path i + 1's, exactly the
+    stream of one flat ``standard_normal((p, weight_count))`` call, so that consecutive
+    calls over sub-chunks of paths reproduce one call over all of them. ``out``: optional
+    list of preallocated arrays of shapes (≥ p, a, b) to fill (avoids page faults).
     """
-    flat = gen.standard_normal((p, weight_count(shapes)))
-    out, k = [], 0
-    for a, b in shapes:
-        out.append(flat[:, k:k + a * b].reshape(p, a, b))
-        k += a * b
+    if out is None:
+        out = [np.empty((p, a, b)) for a, b in shapes]
+    else:
+        out = [o[:p] for o in out]
+    for i in range(p):
+        for o in out:
+            gen.standard_normal(out=o[i])
     return out
 
 

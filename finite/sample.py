@@ -321,12 +321,14 @@ def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes):
     alive = np.ones(p, dtype=bool)
     if 0 in cfg.save_at:
         out_V[:, cfg.save_at[0]] = lit.gram(X)
+    qs = [min(p, max(1, int(chunk_bytes // (8 * lit.weight_count(shapes)))))
+          for shapes, _ in subs]
+    buffers = [[np.empty((q, a, b)) for a, b in shapes] for q, (shapes, _) in zip(qs, subs)]
     for layer in range(cfg.depth):
-        for shapes, apply in subs:
-            q = max(1, int(chunk_bytes // (8 * lit.weight_count(shapes))))
+        for q, buf, (shapes, apply) in zip(qs, buffers, subs):
             for i0 in range(0, p, q):
                 i1 = min(p, i0 + q)
-                X[i0:i1] = apply(X[i0:i1], lit.draw_weights(gen, i1 - i0, shapes))
+                X[i0:i1] = apply(X[i0:i1], lit.draw_weights(gen, i1 - i0, shapes, buf))
         V = lit.gram(X)
         newly = alive & ~np.isfinite(V).all(axis=(1, 2))
         if newly.any():
