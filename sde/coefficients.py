@@ -68,10 +68,15 @@ def attention_drift_into(V, scale, out):
         for b in range(m):
             acc += V[a, b] * st[b]
         vs[a] = acc
+    d = r  # r is no longer needed: it holds diag(V), so the last loop is contiguous
     for a in range(m):
+        d[a] = V[a, a]
+    for a in range(m):
+        vaa = V[a, a]
+        vsa = vs[a]
         for b in range(m):
             out[a, b] += scale * (sv * V[a, b] / (m * m)
-                                  + (V[a, a] * vs[b] + vs[a] * V[b, b]) / (2.0 * m))
+                                  + (vaa * vs[b] + vsa * d[b]) / (2.0 * m))
 
 
 @njit(cache=True)
