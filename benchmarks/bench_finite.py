@@ -33,7 +33,7 @@ def per_path_layer(model, V0, width, sampler, budget_s):
     """Best-of-REPEATS seconds per path-layer, the run sized from a probe to ~budget_s.
 
     Reduced: 2048 paths (8 RNG blocks, the sampler's vectorisation width) and as many
-    layers as fit; literal: 1 layer and as many paths as fit (at least 2).
+    layers as fit; literal: 2 layers and as many paths as fit (at least 2).
     """
     if sampler == "reduced":
         n_paths = 2048
@@ -41,9 +41,9 @@ def per_path_layer(model, V0, width, sampler, budget_s):
         per = _time(model, V0, width, sampler, n_paths, 1)
         depth = int(min(50, max(1, budget_s / (per * n_paths))))
     else:
-        depth = 1
+        depth = 2                                               # amortise buffer set-up
         per = _time(model, V0, width, sampler, 2, 1)
-        n_paths = int(min(4096, max(2, budget_s / per)))
+        n_paths = int(min(4096, max(2, budget_s / (2 * per))))
     return min(_time(model, V0, width, sampler, n_paths, depth) for _ in range(REPEATS))
 
 

@@ -42,7 +42,7 @@ SAMPLERS = ("literal", "reduced")
 #: RNG blocks per reduced-sampler task (vectorisation width); not part of the result.
 REDUCED_CHUNK_BLOCKS = 8
 #: bytes of weights drawn at once by one literal-sampler task; not part of the result.
-LITERAL_CHUNK_BYTES = 512 * 2 ** 20
+LITERAL_CHUNK_BYTES = 256 * 2 ** 20
 #: literal runs whose time estimate exceeds this many seconds are refused.
 LITERAL_MAX_SECONDS = 48 * 3600.0
 #: literal runs whose weights for ONE path exceed this many bytes are refused.
