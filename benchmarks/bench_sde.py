@@ -26,7 +26,8 @@ import platform
 import sys
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")       # BLAS at one thread: numpy is one process
+# BLAS at one thread (numpy is one process). Not OMP_NUM_THREADS: numba's OpenMP threading
+# layer obeys it, and the kernel would silently run on one thread.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
