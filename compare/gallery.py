@@ -372,8 +372,8 @@ class Gallery:
         for r in table.itertuples():
             i, j = gammas.index(r.gamma), taus.index(r.tau0)
             col = "white" if r.dead_fraction > 0.6 else "black"
-            ax.text(j, i, f"{100 * r.dead_fraction:.1f} %\n[{100 * r.ci95_low:.1f}, "
-                          f"{100 * r.ci95_high:.1f}]", ha="center", va="center", fontsize=8,
+            ax.text(j, i, f"{_pct(r.dead_fraction)} %\n[{_pct(r.ci95_low)}, "
+                          f"{_pct(r.ci95_high)}]", ha="center", va="center", fontsize=8,
                     color=col)
         ax.set_xticks(range(len(taus)), [f"{t:g}" for t in taus])
         ax.set_yticks(range(len(gammas)), [f"{g:g}" for g in gammas])
@@ -451,6 +451,11 @@ def fit_slope(n, y, floor, level=0.95):
     out["label"] = (f"slope {res.slope:.2f} [{res.slope - half:.2f}, {res.slope + half:.2f}]"
                     f" ({k} pts)")
     return out
+
+
+def _pct(x):
+    """A fraction as a percentage: two decimals below 1 %, one above."""
+    return f"{100 * x:.2f}" if 100 * x < 1 else f"{100 * x:.1f}"
 
 
 def _dead_at(ds, t):
