@@ -173,15 +173,60 @@ def attention_draws(gen, p, m, width, heads, key_width):
     return QK, M, W
 
 
+@njit(cache=True, nogil=True)
+def _hidden_gram_relu_kernel(gen, L, s_plus, s_minus, width, K):
+    p, m, _ = L.shape
+    S = np.empty((m, width))
+    for k in range(p):
+        G = gen.standard_normal((m, width))
+        S[:, :] = 0.0
+        for a in range(m):
+            for b in range(m):
+                lab = L[k, a, b]
+                if lab != 0.0:
+                    for j in range(width):
+                        S[a, j] += lab * G[b, j]
+        for a in range(m):
+            for j in range(width):
+                x = S[a, j]
+                S[a, j] = s_plus * x if x > 0.0 else s_minus * x
+        for a in range(m):
+            for b in range(a + 1):
+                acc = 0.0
+                for j in range(width):
+                    acc += S[a, j] * S[b, j]
+                K[k, a, b] = acc / width
+                K[k, b, a] = acc / width
+
+
+def relu_slopes(phi):
+    """``(s₊, s₋)`` if ``phi`` is a two-slope ReLU ``s₊ max(x,0) + s₋ min(x,0)``, else None.
+
+    Read off the activation itself (``phi(1)``, ``−phi(−1)``) and checked on a few points,
+    so the slopes are defined in one place (:mod:`sde.activations`).
+    """
+    sp, sm = float(phi(np.float64(1.0))), -float(phi(np.float64(-1.0)))
+    x = np.array([-2.5, -0.3, 0.0, 0.7, 3.1])
+    if np.array_equal(phi(x), np.where(x > 0, sp * x, sm * x)):
+        return sp, sm
+    return None
+
+
 def hidden_gram(gen, L, phi, width, chunk_bytes=HIDDEN_CHUNK_BYTES):
     """``S Sᵀ / n`` with ``S = phi(L G)``, G (m, n) iid N(0, 1) per path; L (p, m, m).
 
-    The columns of S are iid draws of ``phi(N(0, L Lᵀ))``. Paths are processed in
-    sub-chunks of at most ``chunk_bytes`` of normals; G is drawn path by path in order, so
-    the result does not depend on the sub-chunk size.
+    The columns of S are iid draws of ``phi(N(0, L Lᵀ))``. G is drawn path by path in
+    order (one ``(m, n)`` block per path), so the result does not depend on how paths are
+    chunked. A two-slope ReLU runs in a numba kernel (one path at a time, same stream);
+    any other activation in numpy over sub-chunks of at most ``chunk_bytes`` of normals.
     """
     p, m, _ = L.shape
     K = np.empty((p, m, m))
+    slopes = relu_slopes(phi)
+    if slopes is not None:
+        _hidden_gram_relu_kernel(gen, np.ascontiguousarray(L), slopes[0], slopes[1],
+                                 int(width), K)
+        return K
     q = max(1, int(chunk_bytes // (8 * m * width)))
     for i0 in range(0, p, q):
         i1 = min(p, i0 + q)
