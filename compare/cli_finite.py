@@ -19,7 +19,7 @@ _FLAG_NAMES = {"width": "--width", "key_width": "--key-width", "depth": "--depth
                "t_end": "--t-end", "n_paths": "--paths", "seed": "--seed",
                "sampler": "--sampler", "save_every": "--save-every", "threads": "--threads",
                "heads": "--heads"}
-_NAME_RE = re.compile(r"(?<![\w\-'])(" + "|".join(_FLAG_NAMES) + r")(?![\w'])")
+_NAME_RE = re.compile(r"(?<![\w\-'])(" + "|".join(_FLAG_NAMES) + r")(?![\w'=])")
 
 
 def add_finite(sub):

@@ -159,7 +159,7 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
             raise CovsdeInputError(
                 f"literal sampling at width {width} would need ~{secs / 3600:.3g} h and "
                 f"{path_bytes / 2 ** 30:.3g} GiB of weights per path on this machine "
-                f"(estimate): use sampler='reduced' (CLI: --sampler reduced), same law")
+                f"(estimate): use sampler='reduced' (--sampler reduced), same law")
     if progress is None:
         if sampler == "literal":
             progress = literal_estimate(arch, m, width, heads, key_width, depth, n_paths)[0] > 10
