@@ -141,6 +141,7 @@ class Gallery:
                 self.reused.append(path)
                 return ds
             self.log(f"  data/{name}.nc does not match the requested parameters: regenerating")
+        self.log(f"  making  data/{name}.nc ({request['n_paths']} paths) ...")
         t0 = time.perf_counter()
         ds = make()
         ds.attrs["gallery_request"] = key
@@ -157,7 +158,7 @@ class Gallery:
                        save_every=save_every)
         return self._dataset(name, request, lambda: simulate(
             model, V0, t_end=t_end, dt=dt, n_paths=n_paths, seed=seed, save_every=save_every,
-            method=method, progress=False))
+            method=method, progress=self.size == "full"))
 
     def _finite(self, name, model, V0, width, t_end, n_paths, seed_k, save_every):
         from finite import sample
@@ -167,7 +168,7 @@ class Gallery:
                        t_end=t_end, n_paths=n_paths, seed=seed, save_every=save_every)
         return self._dataset(name, request, lambda: sample(
             model, V0, width=width, n_paths=n_paths, seed=seed, t_end=t_end, sampler="reduced",
-            save_every=save_every, progress=False))
+            save_every=save_every, progress=self.size == "full"))
 
     # ---------------------------------------------------------------- output
     def _save(self, fig_or_fn, stem, caption):
