@@ -15,8 +15,8 @@ from sde.simulate import DEFAULT_BOUND, METHODS, check_memory, simulate
 from .cli_compare import add_compare
 from .cli_finite import add_finite
 from .cli_figures import add_figures
-from .cli_args import Parser, add_model_args, add_v0_args, model_from_args, set_threads, \
-    v0_from_args
+from .cli_args import (Parser, add_model_args, add_run_args, add_v0_args, model_from_args,
+                       set_threads, v0_from_args)
 
 
 def _add_simulate(sub):
@@ -41,12 +41,7 @@ def _add_simulate(sub):
     g.add_argument("--bound", type=float, default=DEFAULT_BOUND,
                    help="|V_ab| above this (or non-finite) marks a path as blown up "
                         "(default %(default)g)")
-    g.add_argument("--seed", type=int, required=True, help="integer seed >= 0")
-    g.add_argument("--threads", type=int, help="numba threads (default: all cores); results "
-                                               "do not depend on it")
-    g.add_argument("--memory-limit", type=float, default=4.0,
-                   help="GiB allowed for the output array (default %(default)g)")
-    g.add_argument("--out", required=True, help="output netCDF file (.nc)")
+    add_run_args(g, "numba threads")
     p.set_defaults(func=_cmd_simulate)
 
 

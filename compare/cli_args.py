@@ -98,3 +98,13 @@ def set_threads(threads):
     if not (1 <= threads <= top):
         raise CovsdeInputError(f"--threads must be between 1 and {top}, got {threads}")
     numba.set_num_threads(threads)
+
+
+def add_run_args(g, threads_help):
+    """--seed, --threads, --memory-limit and --out, shared by the sampling subcommands."""
+    g.add_argument("--seed", type=int, required=True, help="integer seed >= 0")
+    g.add_argument("--threads", type=int, help=f"{threads_help} (default: all cores); results "
+                                               "do not depend on it")
+    g.add_argument("--memory-limit", type=float, default=4.0,
+                   help="GiB allowed for the output array (default %(default)g)")
+    g.add_argument("--out", required=True, help="output netCDF file (.nc)")

@@ -12,7 +12,8 @@ from sde.errors import CovsdeInputError
 from sde.io import check_output_path, write_dataset
 from sde.schema import summary_line
 
-from .cli_args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
+from .cli_args import (add_model_args, add_run_args, add_v0_args, model_from_args, set_threads,
+                       v0_from_args)
 
 #: sample() argument names → the flags a CLI user typed (for error messages).
 _FLAG_NAMES = {"width": "--width", "key_width": "--key-width", "depth": "--depth",
@@ -44,14 +45,9 @@ def add_finite(sub):
     g.add_argument("--sampler", default="reduced",
                    help=f"one of {', '.join(SAMPLERS)} (default %(default)s)")
     g.add_argument("--paths", type=int, required=True, help="number of paths >= 1")
-    g.add_argument("--seed", type=int, required=True, help="integer seed >= 0")
     g.add_argument("--save-every", type=int, help="save every K-th layer (default: <= ~100 "
                                                   "saved layers; first and last always saved)")
-    g.add_argument("--threads", type=int, help="worker threads (default: all cores); results "
-                                               "do not depend on it")
-    g.add_argument("--memory-limit", type=float, default=4.0,
-                   help="GiB allowed for the output array (default %(default)g)")
-    g.add_argument("--out", required=True, help="output netCDF file (.nc)")
+    add_run_args(g, "worker threads")
     p.set_defaults(func=_cmd_finite)
 
 
