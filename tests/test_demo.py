@@ -18,3 +18,25 @@ def test_demo_small(tmp_path):
     assert sorted(set(df["time"])) == [0.25, 0.5, 0.75, 1.0]
     assert {"ks", "w1", "ks_floor", "w1_point", "dead_fraction_b"} <= set(df.columns)
     assert any("corr:0,1" in line for line in lines)
+
+
+import pytest  # noqa: E402
+
+from compare.cli import main  # noqa: E402
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--paths", "0"], "--paths"),
+    (["--seed", "-1"], "--seed"),
+    (["--out", "{tmp}/missing/demo"], "parent directory"),
+    (["--out", "{tmp}/afile"], "not a directory"),
+])
+def test_demo_bad_input(tmp_path, capsys, args, needle):
+    (tmp_path / "afile").write_text("x")
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "demo")]
+    assert main(["demo", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+    assert not (tmp_path / "demo").exists() and not (tmp_path / "missing").exists()
