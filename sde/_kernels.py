@@ -52,6 +52,13 @@ def _em_step(V, L, Z, Gp, coef, dt, bound, bdrift, scratch, Vn, Ln):
     return _check_state(Vn, bound, Ln)
 
 
+@njit(cache=True)
+def _workspace(m):
+    """Per-path work arrays of one EM integration: V, L, Vn, Ln, Z, G' (zeroed), b, scratch."""
+    return (np.empty((m, m)), np.empty((m, m)), np.empty((m, m)), np.empty((m, m)),
+            np.empty((m, m)), np.zeros((m, m)), np.empty((m, m)), np.empty((3, m, m)))
+
+
 @njit(cache=True, parallel=True)
 def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
                     bound, out_V, out_status, out_death):
@@ -68,14 +75,7 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
     n_save = save_steps.shape[0]
     for k in prange(len(gens)):
         gen = gens[k]
-        V = np.empty((m, m))
-        L = np.empty((m, m))
-        Vn = np.empty((m, m))
-        Ln = np.empty((m, m))
-        Z = np.empty((m, m))
-        Gp = np.zeros((m, m))
-        bdrift = np.empty((m, m))
-        scratch = np.empty((3, m, m))
+        V, L, Vn, Ln, Z, Gp, bdrift, scratch = _workspace(m)
         for p in range(block_start[k], block_start[k] + block_len[k]):
             V[:, :] = V0
             cholesky_into(V, L)
@@ -118,14 +118,7 @@ def integrate_supplied(V0, coef, dt, dW, bound, out_V, out_status, out_death):
     n_paths, n_steps = dW.shape[0], dW.shape[1]
     m = V0.shape[0]
     r2 = 1.0 / math.sqrt(2.0)
-    V = np.empty((m, m))
-    L = np.empty((m, m))
-    Vn = np.empty((m, m))
-    Ln = np.empty((m, m))
-    Z = np.empty((m, m))
-    Gp = np.empty((m, m))
-    bdrift = np.empty((m, m))
-    scratch = np.empty((3, m, m))
+    V, L, Vn, Ln, Z, Gp, bdrift, scratch = _workspace(m)
     for p in range(n_paths):
         V[:, :] = V0
         cholesky_into(V, L)
