@@ -32,8 +32,8 @@ from sde.errors import CovsdeInputError
 from sde.initial import validate_V0
 from sde.models import Model
 from sde.schema import make_dataset
-from sde.simulate import DEFAULT_MEMORY_LIMIT, RNG_BLOCK, block_generators, check_memory, \
-    saved_steps
+from sde.simulate import (DEFAULT_MEMORY_LIMIT, RNG_BLOCK, as_int, as_seed, block_generators,
+                          check_memory, saved_steps)
 
 from . import literal as lit
 from . import reduced as red
@@ -56,19 +56,11 @@ _ATTENTION_ARCHS = ("attention", "block")
 _MLP_RES_ARCHS = ("mlp-res", "block")
 
 
-def _int(name, value, minimum):
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise CovsdeInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _depth_from(depth, t_end, width):
     if (depth is None) == (t_end is None):
         raise CovsdeInputError("give exactly one of depth or t_end")
     if depth is not None:
-        return _int("depth", depth, 0)
+        return as_int("depth", depth, 0)
     if (isinstance(t_end, bool) or not isinstance(t_end, numbers.Real)
             or not math.isfinite(t_end) or t_end < 0):
         raise CovsdeInputError(f"t_end must be a finite number >= 0, got {t_end!r}")
@@ -134,7 +126,7 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
     V0 = validate_V0(V0)
     m = V0.shape[0]
     arch = model.arch
-    width = _int("width", width, 1)
+    width = as_int("width", width, 1)
     heads = int(getattr(model, "heads", 1))
     if width % heads:
         raise CovsdeInputError(f"width must be divisible by heads = {heads}, got width = {width}")
@@ -142,17 +134,18 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
         raise CovsdeInputError(f"width/heads must be >= m = {m} tokens, got width = {width}, "
                                f"heads = {heads}")
     if arch in _ATTENTION_ARCHS:
-        key_width = width // heads if key_width is None else _int("key_width", key_width, 1)
+        key_width = (width // heads if key_width is None
+                     else as_int("key_width", key_width, 1))
     elif key_width is not None:
         raise CovsdeInputError(f"key_width applies only to attention and block, not {arch}")
     depth = _depth_from(depth, t_end, width)
-    n_paths = _int("n_paths", n_paths, 1)
-    seed = _int("seed", seed, 0)
+    n_paths = as_int("n_paths", n_paths, 1)
+    seed = as_seed(seed)
     steps = saved_steps(depth, save_every)
     check_memory(n_paths, len(steps), m, memory_limit)
     if threads is None:
         threads = os.cpu_count() or 1
-    threads = _int("threads", threads, 1)
+    threads = as_int("threads", threads, 1)
     if sampler == "literal":
         secs, path_bytes = literal_estimate(arch, m, width, heads, key_width, depth, n_paths)
         if path_bytes > LITERAL_MAX_PATH_BYTES or secs > LITERAL_MAX_SECONDS:

@@ -36,15 +36,21 @@ MAX_SAVED = 2 ** 27
 MAX_SEED = 2 ** 63 - 1
 
 
-def _as_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise CovsdeInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
+def as_int(name, value, minimum):
+    """``value`` as an int ≥ ``minimum`` (an integral float is accepted), else a clear error."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise CovsdeInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def as_seed(seed):
+    """A seed: an integer in [0, 2**63 − 1] (it is stored as a netCDF int64 attribute)."""
+    seed = as_int("seed", seed, 0)
+    if seed > MAX_SEED:
+        raise CovsdeInputError(f"seed must be an integer in [0, 2**63 - 1], got {seed}")
+    return seed
 
 
 def _positive(name, value):
@@ -74,7 +80,7 @@ def saved_steps(n_steps, save_every=None):
     """Steps 0, k, 2k, … plus the last step; default k keeps at most ~100 saved times."""
     if save_every is None:
         save_every = max(1, math.ceil(n_steps / _DEFAULT_SAVED_TIMES))
-    save_every = _as_int("save_every", save_every, 1)
+    save_every = as_int("save_every", save_every, 1)
     if n_steps // save_every + 2 > MAX_SAVED:
         raise CovsdeInputError(
             f"save_every = {save_every} would save {n_steps // save_every + 1} times, more "
@@ -129,10 +135,8 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     V0 = validate_V0(V0)
     m = V0.shape[0]
     n_steps, steps = time_grid(t_end, dt, save_every)
-    n_paths = _as_int("n_paths", n_paths, 1)
-    seed = _as_int("seed", seed, 0)
-    if seed > MAX_SEED:
-        raise CovsdeInputError(f"seed must be an integer in [0, 2**63 - 1], got {seed}")
+    n_paths = as_int("n_paths", n_paths, 1)
+    seed = as_seed(seed)
     bound = _positive("bound", bound)
     if np.max(np.abs(V0)) > bound:
         raise CovsdeInputError(f"V0 entries must be at most bound = {bound!r} in absolute "

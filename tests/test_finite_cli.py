@@ -97,3 +97,15 @@ def test_finite_bad_arch_exits_2(tmp_path, capsys):
               "--seed", "0", "--tokens", "2", "--rho0", "0", "--out", str(tmp_path / "x.nc")])
     assert exc.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_seed_beyond_int64_is_refused_before_sampling():
+    """Seeds are stored as a netCDF int64 attribute: 2**63 must fail up front, not at write."""
+    import pytest as _pytest
+
+    import finite
+    import sde
+
+    with _pytest.raises(sde.CovsdeInputError, match="seed"):
+        finite.sample(sde.ShapedMLP(), sde.equicorrelated(3, 0.2), width=8, n_paths=3,
+                      seed=2 ** 63, depth=1)
