@@ -3,7 +3,6 @@
 Bad input prints one line ``covsde <cmd>: error: …`` on stderr and exits with code 2;
 no output file is left behind.
 """
-import math
 import os
 import sys
 import time
@@ -11,13 +10,13 @@ import time
 from sde.errors import CovsdeInputError
 from sde.io import check_output_path, write_dataset
 from sde.schema import summary_line
-from sde.simulate import DEFAULT_BOUND, METHODS, check_memory, simulate
+from sde.simulate import DEFAULT_BOUND, METHODS, simulate
 
 from .cli_compare import add_compare
 from .cli_finite import add_finite
 from .cli_figures import add_figures
-from .cli_args import (Parser, add_model_args, add_run_args, add_v0_args, model_from_args,
-                       set_threads, v0_from_args)
+from .cli_args import (Parser, add_model_args, add_run_args, add_v0_args, check_tokens_memory,
+                       memory_limit_bytes, model_from_args, set_threads, v0_from_args)
 
 
 def _add_simulate(sub):
@@ -57,13 +56,8 @@ def _cmd_simulate(args):
         args.paths = 1
     if args.paths < 1:
         raise CovsdeInputError(f"--paths must be an integer >= 1, got {args.paths}")
-    if not (args.memory_limit > 0 and math.isfinite(args.memory_limit)):
-        raise CovsdeInputError(f"--memory-limit must be a finite number > 0 (GiB), "
-                               f"got {args.memory_limit}")
-    memory_limit = int(args.memory_limit * 2 ** 30)
-    if args.V0 is None and args.tokens is not None and args.tokens >= 2:
-        # before V0 is built: the output holds at least the first and the last step
-        check_memory(1 if args.method == "ode" else args.paths, 2, args.tokens, memory_limit)
+    memory_limit = memory_limit_bytes(args)
+    check_tokens_memory(args, 1 if args.method == "ode" else args.paths, memory_limit)
     V0 = v0_from_args(args)
     check_output_path(args.out, "--out")
     set_threads(args.threads)

@@ -3,6 +3,7 @@
 Which model flags apply to which architecture is said once, in :data:`ARCH_FLAGS`.
 """
 import argparse
+import math
 import sys
 
 from sde.errors import CovsdeInputError
@@ -108,3 +109,24 @@ def add_run_args(g, threads_help):
     g.add_argument("--memory-limit", type=float, default=4.0,
                    help="GiB allowed for the output array (default %(default)g)")
     g.add_argument("--out", required=True, help="output netCDF file (.nc)")
+
+
+#: --memory-limit is capped here (GiB) so that the byte count stays a finite integer.
+MAX_MEMORY_GIB = 2.0 ** 30
+
+
+def memory_limit_bytes(args):
+    """--memory-limit (GiB) as bytes: a finite number in (0, 2**30] GiB, else a clear error."""
+    gib = args.memory_limit
+    if not (math.isfinite(gib) and 0 < gib <= MAX_MEMORY_GIB):
+        raise CovsdeInputError(f"--memory-limit must be a number in (0, {MAX_MEMORY_GIB:.0f}] "
+                               f"GiB, got {gib}")
+    return int(gib * 2 ** 30)
+
+
+def check_tokens_memory(args, n_paths, memory_limit):
+    """Before V0 is built from --tokens: the output holds at least two saved times."""
+    from sde.simulate import check_memory
+
+    if args.V0 is None and args.tokens is not None and args.tokens >= 2:
+        check_memory(n_paths, 2, args.tokens, memory_limit)

@@ -35,6 +35,8 @@ def add_compare(sub):
 def cmd_compare(args):
     if args.boot < 1:
         raise CovsdeInputError(f"--boot must be an integer >= 1, got {args.boot}")
+    if args.seed < 0:
+        raise CovsdeInputError(f"--seed must be an integer >= 0, got {args.seed}")
     if args.plot:
         check_output_path(args.plot, "--plot")
     a = read_dataset(args.a)

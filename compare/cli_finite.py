@@ -12,8 +12,8 @@ from sde.errors import CovsdeInputError
 from sde.io import check_output_path, write_dataset
 from sde.schema import summary_line
 
-from .cli_args import (add_model_args, add_run_args, add_v0_args, model_from_args, set_threads,
-                       v0_from_args)
+from .cli_args import (add_model_args, add_run_args, add_v0_args, check_tokens_memory,
+                       memory_limit_bytes, model_from_args, set_threads, v0_from_args)
 
 #: sample() argument names → the flags a CLI user typed (for error messages).
 _FLAG_NAMES = {"width": "--width", "key_width": "--key-width", "depth": "--depth",
@@ -57,9 +57,10 @@ def _flagged(message):
 
 def _cmd_finite(args):
     model = model_from_args(args)
+    memory_limit = memory_limit_bytes(args)
+    if args.paths >= 1:
+        check_tokens_memory(args, args.paths, memory_limit)
     V0 = v0_from_args(args)
-    if not args.memory_limit > 0:
-        raise CovsdeInputError(f"--memory-limit must be > 0 GiB, got {args.memory_limit}")
     check_output_path(args.out, "--out")
     set_threads(args.threads)
     t0 = time.perf_counter()
@@ -67,7 +68,7 @@ def _cmd_finite(args):
         ds = sample(model, V0, width=args.width, n_paths=args.paths, seed=args.seed,
                     depth=args.depth, t_end=args.t_end, sampler=args.sampler,
                     key_width=args.key_width, save_every=args.save_every,
-                    threads=args.threads, memory_limit=int(args.memory_limit * 2 ** 30))
+                    threads=args.threads, memory_limit=memory_limit)
     except CovsdeInputError as exc:
         raise CovsdeInputError(_flagged(str(exc))) from None
     ds.attrs["threads"] = args.threads or 0

@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from .shaping import residual_lambda, shaped_attention_matrix
+
 
 def spread_matrix(m, width, heads=1):
     """``E`` (m, n) with orthonormal rows, each token spread evenly over the H head blocks.
@@ -58,12 +60,6 @@ def block_grams(X, heads):
     p, m, n = X.shape
     Xb = X.reshape(p, m, heads, n // heads).transpose(0, 2, 1, 3)
     return Xb @ np.swapaxes(Xb, -1, -2) / n
-
-
-def softmax_rows(Y):
-    """Row-wise softmax over the last axis (max-subtracted)."""
-    Z = np.exp(Y - Y.max(axis=-1, keepdims=True))
-    return Z / Z.sum(axis=-1, keepdims=True)
 
 
 # ---------------------------------------------------------------- weight bookkeeping
@@ -118,12 +114,11 @@ def attention_layer(X, weights, gamma, tau0, heads, key_width):
     WQ, WK, WV = weights
     p, m, n = X.shape
     H, nk = heads, key_width
-    lam = math.sqrt(max(0.0, 1.0 - gamma * gamma))
+    lam = residual_lambda(gamma)
     Q = (X @ WQ).reshape(p, m, H, nk).transpose(0, 2, 1, 3)      # (p, H, m, nk)
     K = (X @ WK).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
     Y = Q @ np.swapaxes(K, -1, -2) / n                            # (p, H, m, m)
-    A = softmax_rows(Y / (tau0 * math.sqrt(n * nk)))
-    A += np.eye(m) - 1.0 / m
+    A = shaped_attention_matrix(Y, tau0, n, nk)
     XV = (X @ WV).reshape(p, m, H, n // H).transpose(0, 2, 1, 3)  # (p, H, m, n/H)
     out = (A @ XV).transpose(0, 2, 1, 3).reshape(p, m, n)         # concat over heads
     return lam * X + (gamma / math.sqrt(n)) * out
@@ -136,7 +131,7 @@ def mlp_res_layer(X, weights, gamma, phi, c):
     """
     Wpre, Wpost = weights
     n = X.shape[-1]
-    lam = math.sqrt(max(0.0, 1.0 - gamma * gamma))
+    lam = residual_lambda(gamma)
     S = phi(X @ Wpre / math.sqrt(n))
     return lam * X + (gamma * math.sqrt(c / n)) * (S @ Wpost)
 

@@ -34,6 +34,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .shaping import residual_lambda, shaped_attention_matrix
+
 #: relative tolerance below which a negative eigenvalue is round-off (clipped), not failure.
 PSD_TOL = 1e-8
 #: factorisation flags
@@ -110,12 +112,6 @@ def psd_factor(V, tol=PSD_TOL):
     flag = np.zeros(Vf.shape[0], dtype=np.int8)
     _psd_factor_kernel(Vf, L, flag, float(tol))
     return L.reshape(shape), flag.reshape(shape[:-2])
-
-
-def softmax_rows(Y):
-    """Row-wise softmax over the last axis (max-subtracted)."""
-    Z = np.exp(Y - Y.max(axis=-1, keepdims=True))
-    return Z / Z.sum(axis=-1, keepdims=True)
 
 
 def _t(A):
@@ -254,12 +250,10 @@ def attention_update(Vh, L, Lh, draws, gamma, tau0, width, key_width):
     :func:`attention_draws`.
     """
     QK, M, W = draws
-    m = Vh.shape[-1]
-    lam = math.sqrt(max(0.0, 1.0 - gamma * gamma))
+    lam = residual_lambda(gamma)
     Lx = L[:, None]
     Y = Lx @ QK @ _t(Lx)
-    A = softmax_rows(Y / (tau0 * math.sqrt(width * key_width)))
-    A += np.eye(m) - 1.0 / m
+    A = shaped_attention_matrix(Y, tau0, width, key_width)
     AL = A @ Lx
     cross = AL @ M @ _t(Lh)
     return (lam * lam * Vh + (lam * gamma / math.sqrt(width)) * (cross + _t(cross))
@@ -273,7 +267,7 @@ def mlp_update(Vh, R, Lh, draws, gamma, c, width):
     blocks of Vh; ``c`` the activation's normaliser.
     """
     _, M, W = draws
-    lam = math.sqrt(max(0.0, 1.0 - gamma * gamma))
+    lam = residual_lambda(gamma)
     Rx = R[:, None]
     cross = Rx @ M @ _t(Lh)
     return (lam * lam * Vh + (lam * gamma * math.sqrt(c / width)) * (cross + _t(cross))

@@ -32,7 +32,7 @@ from sde.errors import CovsdeInputError
 from sde.initial import validate_V0
 from sde.models import Model
 from sde.schema import make_dataset
-from sde.simulate import (DEFAULT_MEMORY_LIMIT, RNG_BLOCK, as_int, as_seed, block_generators,
+from sde.simulate import (DEFAULT_MEMORY_LIMIT, MAX_STEPS, RNG_BLOCK, as_int, as_seed, block_generators,
                           check_memory, saved_steps)
 
 from . import literal as lit
@@ -59,12 +59,18 @@ _MLP_RES_ARCHS = ("mlp-res", "block")
 def _depth_from(depth, t_end, width):
     if (depth is None) == (t_end is None):
         raise CovsdeInputError("give exactly one of depth or t_end")
-    if depth is not None:
-        return as_int("depth", depth, 0)
-    if (isinstance(t_end, bool) or not isinstance(t_end, numbers.Real)
-            or not math.isfinite(t_end) or t_end < 0):
-        raise CovsdeInputError(f"t_end must be a finite number >= 0, got {t_end!r}")
-    return int(round(t_end * width))
+    if depth is None:
+        if (isinstance(t_end, bool) or not isinstance(t_end, numbers.Real)
+                or not math.isfinite(t_end) or t_end < 0):
+            raise CovsdeInputError(f"t_end must be a finite number >= 0, got {t_end!r}")
+        if t_end * width > MAX_STEPS:
+            raise CovsdeInputError(f"t_end * width must be at most {MAX_STEPS} layers, "
+                                   f"got {t_end * width:.3g}")
+        depth = int(round(t_end * width))
+    depth = as_int("depth", depth, 0)
+    if depth > MAX_STEPS:
+        raise CovsdeInputError(f"depth must be at most {MAX_STEPS} layers, got {depth}")
+    return depth
 
 
 def _literal_cost(arch, m, width, heads, key_width):

@@ -23,6 +23,8 @@ def write_dataset(ds, path):
     try:
         ds.to_netcdf(tmp, engine="h5netcdf")
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CovsdeInputError(f"out: cannot write {path} ({exc.strerror or exc})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

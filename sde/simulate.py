@@ -81,6 +81,8 @@ def saved_steps(n_steps, save_every=None):
     if save_every is None:
         save_every = max(1, math.ceil(n_steps / _DEFAULT_SAVED_TIMES))
     save_every = as_int("save_every", save_every, 1)
+    if n_steps > MAX_STEPS:
+        raise CovsdeInputError(f"at most {MAX_STEPS} steps, got {n_steps}")
     if n_steps // save_every + 2 > MAX_SAVED:
         raise CovsdeInputError(
             f"save_every = {save_every} would save {n_steps // save_every + 1} times, more "

@@ -126,6 +126,8 @@ def test_cli_compare_table_json_plot(files, capsys):
     (["{a}", "{b}", "--stat", "corr:0,3"], "out of range"),
     (["{a}", "{b}", "--stat", "corr:1,1"], "two different tokens"),
     (["{a}", "{b}", "--plot", "{dir}/nope/x.png"], "directory does not exist"),
+    (["{a}", "{b}", "--seed", "-1"], "--seed"),
+    (["{a}", "{b}", "--boot", "0"], "--boot"),
 ])
 def test_cli_compare_bad_input(files, capsys, args, needle):
     args = [x.format(**files) for x in args]

@@ -109,3 +109,27 @@ def test_seed_beyond_int64_is_refused_before_sampling():
     with _pytest.raises(sde.CovsdeInputError, match="seed"):
         finite.sample(sde.ShapedMLP(), sde.equicorrelated(3, 0.2), width=8, n_paths=3,
                       seed=2 ** 63, depth=1)
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--depth", "100000000000000000000"], "--depth must be at most"),
+    (["--t-end", "1e30"], "--t-end * --width must be at most"),
+    (["--depth", "3", "--memory-limit", "inf"], "--memory-limit"),
+    (["--depth", "3", "--memory-limit", "1e300"], "--memory-limit"),
+])
+def test_finite_cli_refuses_unbounded_runs(tmp_path, capsys, extra, needle):
+    """Review findings: these ran forever or raised OverflowError before."""
+    out = tmp_path / "f.nc"
+    rc = main(["finite", "--arch", "attention", "--gamma", "0.5", "--tau0", "1", "--tokens", "3",
+               "--rho0", "0.2", "--width", "16", "--paths", "4", "--seed", "0", "--out", str(out),
+               *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_finite_cli_checks_memory_before_building_V0(tmp_path, capsys):
+    rc = main(["finite", "--arch", "mlp", "--tokens", "30000", "--rho0", "0.2", "--width", "16",
+               "--depth", "3", "--paths", "10", "--seed", "0", "--out", str(tmp_path / "f.nc")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "memory limit" in err[0]

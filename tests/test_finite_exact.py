@@ -36,6 +36,9 @@ ONE_LAYER = {
     "attention-n48-H2": (ShapedAttention(0.5, 0.7, heads=2), 48, None, 20_000),
     # strongly non-uniform softmax (logits O(1)): the attention matrix matters here
     "attention-n24-H1-hot": (ShapedAttention(0.5, 0.1, heads=1), 24, None, 40_000),
+    # γ = 1 (no residual path): all of V' passes through the attention matrix, so the test
+    # has power against the logit scale τ0 sqrt(n n_k) (see the τ0 control below)
+    "attention-n24-H1-hot-g1": (ShapedAttention(1.0, 0.1, heads=1), 24, None, 40_000),
     # n/H − m = 2 < m: Wishart by G Gᵀ; n_k = 2 < m: plain G_Q G_Kᵀ
     "attention-n10-H2-nk2": (ShapedAttention(0.5, 0.3, heads=2), 10, 2, 40_000),
     "block-n24-H1": (ShapedBlock(0.5, 0.7, heads=1), 24, None, 40_000),
@@ -104,6 +107,8 @@ CONTROLS = [
     ("attention-n24-H1", {"gamma": 0.575}, "2e-23 3e-25 4e-20 3e-24 [0.3 0.07]"),
     ("attention-n24-H1", {"width": 28}, "9e-12 6e-12 2e-14 2e-10 [0.3 0.07]"),
     ("attention-n24-H1-hot", {"heads": 2}, "6e-44 6e-50 7e-45 1e-45 [0.1 0.16]"),
+    # τ0 +15 %: at γ = 0.5 this is not detectable with 4·10⁴ draws (p ≈ 2e-4), at γ = 1 it is
+    ("attention-n24-H1-hot-g1", {"tau0": 0.115}, "7e-14 3e-14 2e-13 [0.10 0.24]"),
     ("block-n24-H2", {"gamma": 0.575}, "3e-35 3e-36 3e-31 6e-36 [0.07 0.04]"),
     ("block-n24-H2", {"width": 28}, "9e-12 1e-15 4e-13 1e-11 [0.07 0.04]"),
     ("mlp-relu-n24", {"width": 28}, "8e-14 9e-15 1e-13 2e-14 [0.01 0.08]"),
@@ -116,7 +121,7 @@ CONTROLS = [
 @pytest.mark.parametrize("name,change,measured", CONTROLS,
                          ids=[f"{c[0]}-{next(iter(c[1]))}" for c in CONTROLS])
 def test_one_layer_negative_control_is_rejected(name, change, measured):
-    """A reduced sampler with γ +15 % or width +15 % (24 → 28), or the wrong head count,
+    """A reduced sampler with γ +15 %, width +15 % (24 → 28), τ0 +15 %, or the wrong head count,
     must fail the exactness test. Measured smallest p-values are listed in CONTROLS: all
     ≤ 4e-10 against the threshold 1.1·10⁻⁴ (power ≈ 1 at these sizes); the control's
     own p-value is asserted below a threshold 10× stricter than the test's, so that a

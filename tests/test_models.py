@@ -1,5 +1,4 @@
 """Model objects: validation, and the formulas against independent dense numpy versions."""
-import itertools
 import math
 
 import numpy as np
