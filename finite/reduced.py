@@ -34,6 +34,8 @@ import math
 import numpy as np
 from numba import njit
 
+from sde.coefficients import cholesky_into
+
 from .shaping import residual_lambda, shaped_attention_matrix
 
 #: relative tolerance below which a negative eigenvalue is round-off (clipped), not failure.
@@ -57,24 +59,7 @@ def _psd_factor_kernel(V, L, flag, tol):
             L[k] = 0.0
             flag[k] = 2
             continue
-        # plain Cholesky
-        ok = True
-        for j in range(m):
-            s = V[k, j, j]
-            for q in range(j):
-                s -= L[k, j, q] * L[k, j, q]
-            if not (s > 0.0):
-                ok = False
-                break
-            d = np.sqrt(s)
-            L[k, j, j] = d
-            for i in range(j + 1, m):
-                t = V[k, i, j]
-                for q in range(j):
-                    t -= L[k, i, q] * L[k, j, q]
-                L[k, i, j] = t / d
-            for i in range(j):
-                L[k, i, j] = 0.0
+        ok = cholesky_into(V[k], L[k])
         if ok:
             flag[k] = 0
             continue
