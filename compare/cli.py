@@ -81,8 +81,8 @@ def _add_demo(sub):
                                    "an overlay figure per ratio, a trajectories figure and a "
                                    "distance table (KS, W1, noise floors, W1 to the ODE), "
                                    "all under --out. About 1–2 min on 2 cores.")
-    p.add_argument("--out", default="runs/demo", help="output directory (created; its parent "
-                                                      "must exist)")
+    p.add_argument("--out", default="runs/demo", help="output directory (created, with its "
+                                                      "parents; default %(default)s)")
     p.add_argument("--paths", type=int, default=10_000, help="SDE paths (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed >= 0 (default %(default)s)")
     p.set_defaults(func=_cmd_demo)
@@ -95,11 +95,12 @@ def _cmd_demo(args):
         raise CovsdeInputError(f"--paths must be an integer >= 1, got {args.paths}")
     if args.seed < 0:
         raise CovsdeInputError(f"--seed must be an integer >= 0, got {args.seed}")
-    out = os.path.abspath(args.out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise CovsdeInputError(f"--out: {args.out} exists and is not a directory")
-    if not os.path.isdir(os.path.dirname(out)):
-        raise CovsdeInputError(f"--out: parent directory does not exist: {os.path.dirname(out)}")
+    # --out and any missing parents are created; the nearest existing one must be a directory
+    existing = os.path.abspath(args.out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise CovsdeInputError(f"--out: {existing} exists and is not a directory")
 
     for line in run_demo(args.out, n_paths=args.paths, seed=args.seed):
         print(line)

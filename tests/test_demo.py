@@ -28,8 +28,8 @@ from compare.cli import main  # noqa: E402
 @pytest.mark.parametrize("args, needle", [
     (["--paths", "0"], "--paths"),
     (["--seed", "-1"], "--seed"),
-    (["--out", "{tmp}/missing/demo"], "parent directory"),
     (["--out", "{tmp}/afile"], "not a directory"),
+    (["--out", "{tmp}/afile/demo"], "not a directory"),
 ])
 def test_demo_bad_input(tmp_path, capsys, args, needle):
     (tmp_path / "afile").write_text("x")
@@ -39,4 +39,17 @@ def test_demo_bad_input(tmp_path, capsys, args, needle):
     assert main(["demo", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
-    assert not (tmp_path / "demo").exists() and not (tmp_path / "missing").exists()
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_cli_creates_missing_parents(tmp_path, monkeypatch, capsys):
+    """`make demo` runs `covsde demo --out runs/demo` in a fresh clone with no runs/."""
+    import functools
+
+    import compare.demo
+
+    monkeypatch.setattr(compare.demo, "run_demo",
+                        functools.partial(run_demo, finite_paths=20, width=12))
+    out = tmp_path / "runs" / "demo"
+    assert main(["demo", "--out", str(out), "--paths", "50"]) == 0
+    assert (out / "trajectories.png").exists() and "corr:0,1" in capsys.readouterr().out
