@@ -49,7 +49,7 @@ def run_demo(out_dir, n_paths=10_000, seed=0, dt=0.01, width=200, finite_paths=2
     yield f"wrote {fig}"
     for r in ratios:
         fig = os.path.join(out_dir, f"overlay_dn{r:g}.png")
-        plot_overlay(labels, "corr:0,1", [r], fig,
+        plot_overlay(labels, "corr:0,1", [r], fig, xlabel=r"correlation $\rho_{01}$",
                      title=textwrap.fill(f"{PARAMS_TEXT}: ρ_01 at d/n = {r:g}", 50))
         yield f"wrote {fig}"
     df = distances(fin_ds, sde_ds, stats=["corr:0,1", "V:0,0"], times=list(ratios),
