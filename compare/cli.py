@@ -10,7 +10,7 @@ import time
 from sde.errors import CovsdeInputError
 from sde.io import check_output_path, write_dataset
 from sde.schema import summary_line
-from sde.simulate import DEFAULT_BOUND, METHODS, simulate
+from sde.simulate import DEFAULT_BOUND, METHODS, as_int, simulate
 
 from .cli_compare import add_compare
 from .cli_finite import add_finite
@@ -54,8 +54,7 @@ def _cmd_simulate(args):
         if args.method == "euler":
             raise CovsdeInputError("--paths is required for --method euler")
         args.paths = 1
-    if args.paths < 1:
-        raise CovsdeInputError(f"--paths must be an integer >= 1, got {args.paths}")
+    as_int("--paths", args.paths, 1)
     memory_limit = memory_limit_bytes(args)
     check_tokens_memory(args, 1 if args.method == "ode" else args.paths, memory_limit)
     V0 = v0_from_args(args)
@@ -91,10 +90,8 @@ def _add_demo(sub):
 def _cmd_demo(args):
     from .demo import run_demo
 
-    if args.paths < 1:
-        raise CovsdeInputError(f"--paths must be an integer >= 1, got {args.paths}")
-    if args.seed < 0:
-        raise CovsdeInputError(f"--seed must be an integer >= 0, got {args.seed}")
+    as_int("--paths", args.paths, 1)
+    as_int("--seed", args.seed, 0)
     # --out and any missing parents are created; the nearest existing one must be a directory
     existing = os.path.abspath(args.out)
     while not os.path.exists(existing):

@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 
-from sde.errors import CovsdeInputError
 from sde.io import check_output_path, read_dataset
+from sde.simulate import as_int
 
 from .distances import distances
 
@@ -33,10 +33,8 @@ def add_compare(sub):
 
 
 def cmd_compare(args):
-    if args.boot < 1:
-        raise CovsdeInputError(f"--boot must be an integer >= 1, got {args.boot}")
-    if args.seed < 0:
-        raise CovsdeInputError(f"--seed must be an integer >= 0, got {args.seed}")
+    as_int("--boot", args.boot, 1)
+    as_int("--seed", args.seed, 0)
     if args.plot:
         check_output_path(args.plot, "--plot")
     a = read_dataset(args.a)

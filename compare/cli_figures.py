@@ -3,6 +3,7 @@ import argparse
 import time
 
 from sde.errors import CovsdeInputError
+from sde.simulate import as_int
 
 from .gallery import FIGURES, SIZES, check_out_dir, make_figures
 
@@ -32,8 +33,7 @@ def add_figures(sub):
 
 
 def cmd_figures(args):
-    if args.seed < 0:
-        raise CovsdeInputError(f"--seed must be an integer >= 0, got {args.seed}")
+    as_int("--seed", args.seed, 0)
     size = args.size or ("quick" if args.quick else "full")
     if args.size and args.quick and args.size != "quick":
         raise CovsdeInputError("give --quick or --size, not both")
