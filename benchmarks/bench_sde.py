@@ -99,20 +99,20 @@ def numpy_drift(V, coef):
     st = dS - dS.mean(axis=1, keepdims=True)                  # s̃
     vs = np.einsum("kab,kb->ka", V, st)                       # V s̃
     v = np.einsum("kaa->ka", V)
-    return coef[C.ATT] * (sv[:, None, None] * V / (m * m)
+    return coef.att_drift * (sv[:, None, None] * V / (m * m)
                           + (v[:, :, None] * vs[:, None, :] + vs[:, :, None] * v[:, None, :])
                           / (2.0 * m))
 
 
 def numpy_em(model, V0, n_paths, seed):
     """Batched Euler–Maruyama (attention), same step as the kernel; returns (V_T, status)."""
-    coef = model.coef()
+    coef = model.limit()
     m = V0.shape[0]
     n_steps = int(round(T_END / DT))
     rng = np.random.default_rng(seed)
     sq = math.sqrt(DT)
-    sa = math.sqrt(coef[C.ALIN])
-    c = coef[C.NATT] / m
+    sa = math.sqrt(coef.a_lin)
+    c = coef.att_noise / m
     P = np.eye(m) - 1.0 / m
     iu, ju = np.triu_indices(m)
     diag_scale = np.where(iu == ju, math.sqrt(2.0), 1.0)

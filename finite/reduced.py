@@ -1,4 +1,4 @@
-"""Exact reduced samplers of finite shaped networks (THEORY §5).
+"""Exact reduced samplers of finite shaped networks (docs/theory.md §5).
 
 Gaussian weights are rotation invariant, so the law of the next layer's covariance given
 the current one needs only m-dimensional random matrices. The state of a path is the H
@@ -180,30 +180,18 @@ def _hidden_gram_relu_kernel(gen, L, s_plus, s_minus, width, K):
                 K[k, b, a] = acc / width
 
 
-def relu_slopes(phi):
-    """``(s₊, s₋)`` if ``phi`` is a two-slope ReLU ``s₊ max(x,0) + s₋ min(x,0)``, else None.
-
-    Read off the activation itself (``phi(1)``, ``−phi(−1)``) and checked on a few points,
-    so the slopes are defined in one place (:mod:`sde.activations`).
-    """
-    sp, sm = float(phi(np.float64(1.0))), -float(phi(np.float64(-1.0)))
-    x = np.array([-2.5, -0.3, 0.0, 0.7, 3.1])
-    if np.array_equal(phi(x), np.where(x > 0, sp * x, sm * x)):
-        return sp, sm
-    return None
-
-
-def hidden_gram(gen, L, phi, width, chunk_bytes=HIDDEN_CHUNK_BYTES):
+def hidden_gram(gen, L, phi, width, chunk_bytes=HIDDEN_CHUNK_BYTES, slopes=None):
     """``S Sᵀ / n`` with ``S = phi(L G)``, G (m, n) iid N(0, 1) per path; L (p, m, m).
 
     The columns of S are iid draws of ``phi(N(0, L Lᵀ))``. G is drawn path by path in
     order (one ``(m, n)`` block per path), so the result does not depend on how paths are
-    chunked. A two-slope ReLU runs in a numba kernel (one path at a time, same stream);
-    any other activation in numpy over sub-chunks of at most ``chunk_bytes`` of normals.
+    chunked. A two-slope ReLU (``slopes = (s₊, s₋)``, from the activation object's
+    ``slopes(n)``; ``phi`` must be that ReLU) runs in a numba kernel (one path at a time,
+    same stream); any other activation (``slopes=None``) in numpy over sub-chunks of at most
+    ``chunk_bytes`` of normals.
     """
     p, m, _ = L.shape
     K = np.empty((p, m, m))
-    slopes = relu_slopes(phi)
     if slopes is not None:
         _hidden_gram_relu_kernel(gen, np.ascontiguousarray(L), slopes[0], slopes[1],
                                  int(width), K)
@@ -216,11 +204,11 @@ def hidden_gram(gen, L, phi, width, chunk_bytes=HIDDEN_CHUNK_BYTES):
     return K
 
 
-def mlp_draws(gen, L, phi, width, heads):
+def mlp_draws(gen, L, phi, width, heads, slopes=None):
     """Random parts of one reduced residual MLP layer for the p paths of L (p, m, m), in
     draw order: the hidden Gram (without c), then ``M`` and ``W`` (p, H, m, m)."""
     p, m, _ = L.shape
-    K = hidden_gram(gen, L, phi, width)
+    K = hidden_gram(gen, L, phi, width, slopes=slopes)
     M = gen.standard_normal((p, heads, m, m))
     W = wishart(gen, (p, heads), m, width // heads - m)
     return K, M, W

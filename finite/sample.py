@@ -1,6 +1,6 @@
 """Public entry point: :func:`sample` draws covariance paths of finite shaped networks.
 
-Two samplers of the same law (THEORY §2, §5):
+Two samplers of the same law (docs/theory.md §2, §5):
 
 * ``"literal"`` — explicit weight matrices (:mod:`finite.literal`), O(m n²) per layer;
 * ``"reduced"`` — the exact reduced sampler (:mod:`finite.reduced`), O(m³) per attention
@@ -18,7 +18,6 @@ reduced one), so a result depends only on (seed, RNG_BLOCK, sampler) — not on 
 count, on :data:`REDUCED_CHUNK_BLOCKS` or on :data:`LITERAL_CHUNK_BYTES`.
 """
 import concurrent.futures
-import datetime
 import math
 import numbers
 import os
@@ -28,13 +27,13 @@ import time as _time
 import numpy as np
 from tqdm.auto import tqdm
 
+from sde._run import (DEFAULT_MEMORY_LIMIT, MAX_STEPS, RNG_BLOCK, as_int, as_seed,
+                      block_generators, check_memory, check_model, provenance, saved_steps)
 from sde.errors import CovsdeInputError
 from sde.initial import validate_V0
-from sde.models import Model
 from sde.schema import make_dataset
-from sde.simulate import (DEFAULT_MEMORY_LIMIT, MAX_STEPS, RNG_BLOCK, as_int, as_seed, block_generators,
-                          check_memory, saved_steps)
 
+from . import layers
 from . import literal as lit
 from . import reduced as red
 
@@ -51,9 +50,6 @@ LITERAL_MAX_PATH_BYTES = 8 * 2 ** 30
 _SEC_PER_NORMAL = 15e-9
 _SEC_PER_FLOP = 1e-9
 _CORES = 2
-
-_ATTENTION_ARCHS = ("attention", "block")
-_MLP_RES_ARCHS = ("mlp-res", "block")
 
 
 def _depth_from(depth, t_end, width):
@@ -73,25 +69,13 @@ def _depth_from(depth, t_end, width):
     return depth
 
 
-def _literal_cost(arch, m, width, heads, key_width):
-    """(normals, flops) of one literal layer for one path."""
-    n = width
-    normals, flops = 0, 0.0
-    if arch in _ATTENTION_ARCHS:
-        normals += lit.weight_count(lit.attention_shapes(n, heads, key_width))
-        flops += 2.0 * m * n * (2 * heads * key_width + n) + 4.0 * heads * m * m * (key_width + n / heads)
-    if arch in _MLP_RES_ARCHS:
-        normals += lit.weight_count(lit.mlp_shapes(n))
-        flops += 4.0 * m * n * n
-    if arch == "mlp":
-        normals += lit.weight_count(lit.lnr_shapes(n))
-        flops += 2.0 * m * n * n
-    return normals, flops
-
-
-def literal_estimate(arch, m, width, heads, key_width, depth, n_paths):
+def literal_estimate(bound_layers, m, depth, n_paths):
     """(seconds, bytes of weights per path) of a literal run on this machine class."""
-    normals, flops = _literal_cost(arch, m, width, heads, key_width)
+    normals, flops = 0, 0.0
+    for layer in bound_layers:
+        nl, fl = layer.literal_cost(m)
+        normals += nl
+        flops += fl
     per = normals * _SEC_PER_NORMAL + flops * _SEC_PER_FLOP
     return per * depth * n_paths / _CORES, 8 * normals
 
@@ -125,25 +109,24 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
     that turns non-finite has status 2. ``n_psd_clipped`` counts factorisations that needed
     negative round-off eigenvalues clipped (harmless).
     """
-    if not isinstance(model, Model):
-        raise CovsdeInputError(f"model must be a covsde model object, got {type(model).__name__}")
+    check_model(model)
     if sampler not in SAMPLERS:
         raise CovsdeInputError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     V0 = validate_V0(V0)
     m = V0.shape[0]
-    arch = model.arch
     width = as_int("width", width, 1)
-    heads = int(getattr(model, "heads", 1))
+    heads = int(model.heads)
     if width % heads:
         raise CovsdeInputError(f"width must be divisible by heads = {heads}, got width = {width}")
     if width // heads < m:
         raise CovsdeInputError(f"width/heads must be >= m = {m} tokens, got width = {width}, "
                                f"heads = {heads}")
-    if arch in _ATTENTION_ARCHS:
+    if layers.takes_key_width(model):
         key_width = (width // heads if key_width is None
                      else as_int("key_width", key_width, 1))
     elif key_width is not None:
-        raise CovsdeInputError(f"key_width applies only to attention and block, not {arch}")
+        raise CovsdeInputError(f"key_width applies only to models with attention, not "
+                               f"{model.arch}")
     depth = _depth_from(depth, t_end, width)
     n_paths = as_int("n_paths", n_paths, 1)
     seed = as_seed(seed)
@@ -152,8 +135,9 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
     if threads is None:
         threads = os.cpu_count() or 1
     threads = as_int("threads", threads, 1)
+    bound_layers = layers.bind(model, width, heads, key_width)
     if sampler == "literal":
-        secs, path_bytes = literal_estimate(arch, m, width, heads, key_width, depth, n_paths)
+        secs, path_bytes = literal_estimate(bound_layers, m, depth, n_paths)
         if path_bytes > LITERAL_MAX_PATH_BYTES or secs > LITERAL_MAX_SECONDS:
             raise CovsdeInputError(
                 f"literal sampling at width {width} would need ~{secs / 3600:.3g} h and "
@@ -161,9 +145,10 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
                 f"(estimate): use sampler='reduced' (--sampler reduced), same law")
     if progress is None:
         if sampler == "literal":
-            progress = literal_estimate(arch, m, width, heads, key_width, depth, n_paths)[0] > 10
+            progress = literal_estimate(bound_layers, m, depth, n_paths)[0] > 10
         else:
-            progress = n_paths * depth * (1 + m * width / 5e3 * (arch != "attention")) > 2e6
+            work = 1 + sum(layer.reduced_work(m) for layer in bound_layers)
+            progress = n_paths * depth * work > 2e6
 
     t0 = _time.perf_counter()
     out_V = np.full((n_paths, len(steps), m, m), np.nan)
@@ -171,7 +156,7 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
     death = np.full(n_paths, np.inf)
     gens = block_generators(seed, n_paths)
     sizes = [min(RNG_BLOCK, n_paths - k * RNG_BLOCK) for k in range(len(gens))]
-    cfg = _Config(model, V0, width, heads, key_width, depth, steps)
+    cfg = _Config(bound_layers, V0, width, heads, depth, steps)
     per_task = REDUCED_CHUNK_BLOCKS if sampler == "reduced" else 1
     tasks = []
     for b0 in range(0, len(gens), per_task):
@@ -198,51 +183,27 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
                 for f in [ex.submit(job, task) for task in tasks]:
                     f.result()
     wall = _time.perf_counter() - t0
-    attrs = {
-        "source": f"finite-{sampler}",
-        **model.params(),
-        "method": sampler,
-        "sampler": sampler,
-        "width": width,
-        "key_width": key_width,
-        "heads": heads,
-        "seed": seed,
-        "dt": 1.0 / width,
-        "depth_layers": depth,
-        "t_end": depth / width,
-        "t_end_requested": None if t_end is None else float(t_end),
-        "n_steps": depth,
-        "save_every": int(steps[1] - steps[0]) if len(steps) > 1 else 1,
-        "rng_block": RNG_BLOCK,
-        "m": m,
-        "V0": V0.tolist(),
-        "initial_X": "X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks",
-        "n_psd_clipped": int(clipped[0]),
-        "psd_tol": red.PSD_TOL,
-        "wall_time_s": wall,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    }
+    attrs = provenance(
+        f"finite-{sampler}", model, method=sampler, seed=seed, dt=1.0 / width,
+        t_end=depth / width, n_steps=depth, steps=steps, V0=V0, wall=wall,
+        sampler=sampler, width=width, key_width=key_width, heads=heads, depth_layers=depth,
+        t_end_requested=None if t_end is None else float(t_end),
+        initial_X="X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks",
+        n_psd_clipped=int(clipped[0]), psd_tol=red.PSD_TOL)
     return make_dataset(out_V, status, death, steps, 1.0 / width, attrs, depth=steps)
 
 
 class _Config:
-    def __init__(self, model, V0, width, heads, key_width, depth, steps):
-        self.model, self.V0, self.width, self.heads = model, V0, width, heads
-        self.key_width, self.depth, self.steps = key_width, depth, steps
-        self.arch = model.arch
+    """What the runners need: the bound finite layers, V0 and the saved steps."""
+
+    def __init__(self, bound_layers, V0, width, heads, depth, steps):
+        self.layers, self.V0, self.width, self.heads = bound_layers, V0, width, heads
+        self.depth, self.steps = depth, steps
         self.m = V0.shape[0]
-        self.gamma = getattr(model, "gamma", None)
-        self.tau0 = getattr(model, "tau0", None)
-        if self.arch != "attention":
-            self.phi, self.c = model.activation_at(width)
         self.save_at = {int(s): j for j, s in enumerate(steps)}
 
 
 # ---------------------------------------------------------------- reduced
-
-def _concat(parts):
-    return tuple(np.concatenate(a, axis=0) for a in zip(*parts))
-
 
 def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
     """Run the blocks ``gens`` (sizes ``sizes``) through all layers; fill out_V etc."""
@@ -258,32 +219,10 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
         out_V[:, cfg.save_at[0]] = cfg.V0
     for layer in range(cfg.depth):
         failed = np.zeros(p, dtype=bool)
-        if cfg.arch in _ATTENTION_ARCHS:
-            L, fL = red.psd_factor(Vh.sum(axis=1))
-            Lh, fLh = red.psd_factor(Vh)
-            draws = _concat([red.attention_draws(g, s.stop - s.start, m, n, H, cfg.key_width)
-                             for g, s in zip(gens, sls)])
-            Vh = red.attention_update(Vh, L, Lh, draws, cfg.gamma, cfg.tau0, n, cfg.key_width)
-            failed |= (fL == red.FACTOR_FAILED) | (fLh == red.FACTOR_FAILED).any(axis=1)
-            n_clip += int(np.count_nonzero(fL[alive] == red.FACTOR_CLIPPED)
-                          + np.count_nonzero(fLh[alive] == red.FACTOR_CLIPPED))
-        if cfg.arch in _MLP_RES_ARCHS:
-            L, fL = red.psd_factor(Vh.sum(axis=1))
-            Lh, fLh = red.psd_factor(Vh)
-            draws = _concat([red.mlp_draws(g, L[s], cfg.phi, n, H) for g, s in zip(gens, sls)])
-            R, fR = red.psd_factor(draws[0])
-            Vh = red.mlp_update(Vh, R, Lh, draws, cfg.gamma, cfg.c, n)
-            failed |= ((fL == red.FACTOR_FAILED) | (fLh == red.FACTOR_FAILED).any(axis=1)
-                       | (fR == red.FACTOR_FAILED))
-            n_clip += int(np.count_nonzero(fL[alive] == red.FACTOR_CLIPPED)
-                          + np.count_nonzero(fLh[alive] == red.FACTOR_CLIPPED)
-                          + np.count_nonzero(fR[alive] == red.FACTOR_CLIPPED))
-        if cfg.arch == "mlp":
-            L, fL = red.psd_factor(Vh[:, 0])
-            K = np.concatenate([red.hidden_gram(g, L[s], cfg.phi, n) for g, s in zip(gens, sls)])
-            Vh = (cfg.c * K)[:, None]
-            failed |= fL == red.FACTOR_FAILED
-            n_clip += int(np.count_nonzero(fL[alive] == red.FACTOR_CLIPPED))
+        for sub in cfg.layers:
+            Vh, f, c = sub.reduced(Vh, gens, sls, alive)
+            failed |= f
+            n_clip += c
         failed |= ~np.isfinite(Vh).all(axis=(1, 2, 3))
         newly = failed & alive
         if newly.any():
@@ -306,17 +245,9 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
 def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes):
     """Run one RNG block through all layers with explicit weights."""
     (gen,), (p,) = gens, sizes
-    m, H, n, nk = cfg.m, cfg.heads, cfg.width, cfg.key_width
+    m, H, n = cfg.m, cfg.heads, cfg.width
     X = np.broadcast_to(lit.initial_X(cfg.V0, n, H), (p, m, n)).copy()
-    subs = []
-    if cfg.arch in _ATTENTION_ARCHS:
-        subs.append((lit.attention_shapes(n, H, nk),
-                     lambda X, w: lit.attention_layer(X, w, cfg.gamma, cfg.tau0, H, nk)))
-    if cfg.arch in _MLP_RES_ARCHS:
-        subs.append((lit.mlp_shapes(n),
-                     lambda X, w: lit.mlp_res_layer(X, w, cfg.gamma, cfg.phi, cfg.c)))
-    if cfg.arch == "mlp":
-        subs.append((lit.lnr_shapes(n), lambda X, w: lit.lnr_layer(X, w, cfg.phi, cfg.c)))
+    subs = [(sub.literal_shapes(), sub.literal) for sub in cfg.layers]
     alive = np.ones(p, dtype=bool)
     if 0 in cfg.save_at:
         out_V[:, cfg.save_at[0]] = lit.gram(X)

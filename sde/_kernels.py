@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .coefficients import NATT, cholesky_into, drift_into, noise_into
+from .coefficients import cholesky_into, drift_into, noise_into
 
 ALIVE, LEFT_CONE, BLEW_UP = 0, 1, 2
 
@@ -69,7 +69,7 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
     must be NaN-filled, ``out_status`` zeros, ``out_death`` +inf.
     """
     m = V0.shape[0]
-    has_att = coef[NATT] != 0.0
+    has_att = coef.att_noise != 0.0
     sq = math.sqrt(dt)
     sq2 = math.sqrt(2.0) * sq
     n_save = save_steps.shape[0]

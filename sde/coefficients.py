@@ -1,4 +1,4 @@
-"""The formulas of THEORY §3: drift b(V), dense diffusion Σ(V), and the O(m³) noise.
+"""The formulas of docs/theory.md §3: drift b(V), dense diffusion Σ(V), and the O(m³) noise.
 
 Every formula lives here, once, as a module-level ``@njit`` function on plain arrays, so
 that the numba kernels (:mod:`sde._kernels`) and Python (:mod:`sde.models`, the tests, the
@@ -8,37 +8,19 @@ Conventions
 -----------
 * ``V`` is the ``(m, m)`` token covariance ``X Xᵀ / n`` (symmetric positive definite).
 * ``P = I − 11ᵀ/m`` centres over tokens.
-* All four architectures share one coefficient vector ``coef`` (float64, length
-  :data:`N_COEF`), built by the model objects (:meth:`sde.models.Model.coef`):
-
-  ======  =====================================================================
-  index   meaning
-  ======  =====================================================================
-  ATT     γ²/τ0², multiplier of the unit attention drift (0 without attention)
-  MLP     multiplier of the MLP drift (1 for ``mlp``, γ² for ``mlp-res``/``block``)
-  KIND    0: shaped ReLU (ν-drift), 1: smooth shaping (f2/f3 drift)
-  NU      (c₊ − c₋)² / (2π), the ν prefactor of the shaped ReLU
-  F2      f2² / (4 a²) of the smooth shaping
-  F3      f3 / (2 a²) of the smooth shaping
-  ALIN    a_lin, coefficient of Σ_lin (THEORY §3.3)
-  NATT    γ² / (τ0 sqrt(H)); the attention noise amplitude is NATT / m, so the
-          coefficient of Σ_att is NATT² / m² = γ⁴ / (H m² τ0²)
-  ======  =====================================================================
+* ``coef`` is the model's :class:`sde.limits.LimitCoefficients` (``model.limit()``), a typed
+  record numba reads by field name: ``att_drift``, ``mlp_drift``, ``smooth``, ``nu``, ``f2``,
+  ``f3``, ``a_lin``, ``att_noise`` (their meaning: :mod:`sde.limits`).
 """
 import numpy as np
 from numba import njit
-
-ATT, MLP, KIND, NU, F2, F3, ALIN, NATT = range(8)
-N_COEF = 8
-KIND_RELU = 0.0
-KIND_SMOOTH = 1.0
 
 
 @njit(cache=True, inline="always")
 def attention_drift_into(V, scale, out):
     """Add ``scale · [⟨S, V⟩_F V / m² + (v (V s̃)ᵀ + (V s̃) vᵀ) / (2m)]`` to ``out`` (m, m).
 
-    With ``scale = γ²/τ0²`` this is ``b_att`` of THEORY §3.1: ``S = P V P``,
+    With ``scale = γ²/τ0²`` this is ``b_att`` of docs/theory.md §3.1: ``S = P V P``,
     ``v = diag(V)``, ``s̃ = diag(S) − tr(S)/m · 1``. Cost O(m²).
     """
     m = V.shape[0]
@@ -81,7 +63,7 @@ def attention_drift_into(V, scale, out):
 
 @njit(cache=True)
 def relu_nu(rho, nu_coef):
-    """ν(ρ) = nu_coef · (sqrt(1 − ρ²) − ρ arccos ρ), ρ clipped to [−1, 1] (THEORY §3.2)."""
+    """ν(ρ) = nu_coef · (sqrt(1 − ρ²) − ρ arccos ρ), ρ clipped to [−1, 1] (docs/theory.md §3.2)."""
     if rho > 1.0:
         rho = 1.0
     elif rho < -1.0:
@@ -91,31 +73,31 @@ def relu_nu(rho, nu_coef):
 
 @njit(cache=True)
 def mlp_drift_into(V, coef, scale, out):
-    """Add ``scale · b_mlp(V)`` to ``out`` (THEORY §3.2): shaped ReLU or smooth shaping."""
+    """Add ``scale · b_mlp(V)`` to ``out`` (docs/theory.md §3.2): shaped ReLU or smooth shaping."""
     m = V.shape[0]
-    if coef[KIND] == KIND_RELU:
+    if not coef.smooth:
         for a in range(m):
             for b in range(m):
                 if a == b:
                     continue  # ν(1) = 0
                 s = np.sqrt(V[a, a] * V[b, b])
-                out[a, b] += scale * relu_nu(V[a, b] / s, coef[NU]) * s
+                out[a, b] += scale * relu_nu(V[a, b] / s, coef.nu) * s
     else:
         for a in range(m):
             for b in range(m):
                 vab = V[a, b]
-                out[a, b] += scale * (coef[F2] * (V[a, a] * V[b, b] + vab * (2.0 * vab - 3.0))
-                                      + coef[F3] * vab * (V[a, a] + V[b, b] - 2.0))
+                out[a, b] += scale * (coef.f2 * (V[a, a] * V[b, b] + vab * (2.0 * vab - 3.0))
+                                      + coef.f3 * vab * (V[a, a] + V[b, b] - 2.0))
 
 
 @njit(cache=True, inline="always")
 def drift_into(V, coef, out):
-    """Write ``b(V) = b_att(V) + MLP · b_mlp(V)`` into ``out`` (m, m)."""
+    """Write ``b(V) = att_drift · b_att(V) + mlp_drift · b_act(V)`` into ``out`` (m, m)."""
     out[:, :] = 0.0
-    if coef[MLP] != 0.0:
-        mlp_drift_into(V, coef, coef[MLP], out)
-    if coef[ATT] != 0.0:
-        attention_drift_into(V, coef[ATT], out)
+    if coef.mlp_drift != 0.0:
+        mlp_drift_into(V, coef, coef.mlp_drift, out)
+    if coef.att_drift != 0.0:
+        attention_drift_into(V, coef.att_drift, out)
 
 
 @njit(cache=True)
@@ -136,15 +118,15 @@ def v_tilde(V):
 
 @njit(cache=True)
 def diffusion_dense(V, coef):
-    """Dense Σ(V) (m, m, m, m): ``Σ[a,b,c,d] = d⟨V_ab, V_cd⟩/dt`` (THEORY §3).
+    """Dense Σ(V) (m, m, m, m): ``Σ[a,b,c,d] = d⟨V_ab, V_cd⟩/dt`` (docs/theory.md §3).
 
-    ``a_lin Σ_lin + (NATT/m)² Σ_att``. O(m⁴) memory: for tests and reference solvers only.
+    ``a_lin Σ_lin + (att_noise/m)² Σ_att``. O(m⁴) memory: for tests and reference solvers only.
     """
     m = V.shape[0]
     out = np.empty((m, m, m, m))
-    k_att = (coef[NATT] / m) ** 2
+    k_att = (coef.att_noise / m) ** 2
     Vt = v_tilde(V) if k_att != 0.0 else np.zeros((m, m))
-    alin = coef[ALIN]
+    alin = coef.a_lin
     for a in range(m):
         for b in range(m):
             for c in range(m):
@@ -160,17 +142,17 @@ def diffusion_dense(V, coef):
 def noise_into(L, Z, Gp, coef, scratch, out):
     """Write the O(m³) noise ``L (sqrt(a_lin) Z + c (G' K + K G'ᵀ)) Lᵀ`` into ``out``.
 
-    THEORY §4–5: ``L Lᵀ = V`` (lower triangular), ``Z`` symmetric with the law of
+    docs/theory.md §4–5: ``L Lᵀ = V`` (lower triangular), ``Z`` symmetric with the law of
     ``(G + Gᵀ)/sqrt 2`` times the step's sqrt(Δt), ``Gp`` (= G') an m×m Gaussian times
-    sqrt(Δt), ``K = Lᵀ P L``, ``c = NATT / m``. ``scratch`` is (3, m, m).
+    sqrt(Δt), ``K = Lᵀ P L``, ``c = att_noise / m``. ``scratch`` is (3, m, m).
     Covariance: ``a_lin Σ_lin(V) + c² Σ_att(V)`` per unit Δt.
     """
     m = L.shape[0]
     N = scratch[0]
     T = scratch[1]
     K = scratch[2]
-    sa = np.sqrt(coef[ALIN])
-    c = coef[NATT] / m
+    sa = np.sqrt(coef.a_lin)
+    c = coef.att_noise / m
     for a in range(m):
         for b in range(m):
             N[a, b] = sa * Z[a, b]

@@ -6,4 +6,12 @@ argument and the constraint it broke; the CLI prints that line and exits with co
 
 
 class CovsdeInputError(ValueError):
-    """Bad input: the message names the argument and the constraint."""
+    """Bad input: the message names the argument and the constraint.
+
+    ``param``: the parameter name the message starts with, when there is one, so that the
+    CLI can show the flag that sets it (``compare.cli_args.flag``).
+    """
+
+    def __init__(self, message, param=None):
+        super().__init__(message)
+        self.param = param

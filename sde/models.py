@@ -1,93 +1,103 @@
-"""One frozen, validated model object per architecture (THEORY §3).
+"""The model objects: one frozen, validated class per sub-layer, and serial compositions.
 
-``finite`` and ``compare`` read these objects; the formulas themselves live in
-:mod:`sde.coefficients`. Every model exposes
+A *sub-layer* (:class:`ShapedAttention`, :class:`ShapedMLPResidual`, :class:`ShapedMLP`) is
+the unit of definition (docs/theory.md §2–3). It owns its validated parameters and its limit
+coefficients (:meth:`Model.limit`, a :class:`sde.limits.LimitCoefficients` the numba kernels
+read by name). Its finite maps (literal weights and the exact reduced sampler) are registered
+for its type in :mod:`finite.layers`, so that ``sde`` never imports ``finite``.
 
-* ``arch`` — ``"attention" | "mlp" | "mlp-res" | "block"``;
-* ``coef()`` — the coefficient vector the numba kernels take;
-* ``drift(V)`` — b(V), shape (m, m);
-* ``diffusion(V)`` — dense Σ(V), shape (m, m, m, m), ``Σ[a,b,c,d] = d⟨V_ab,V_cd⟩/dt``;
-* ``a_lin`` and ``attention_noise(m)`` — the constants of the O(m³) noise (§3.3, §4);
-* ``noise_matrix(V)`` — the m² × 2m² map from (vec G, vec G') to the noise increment
-  (row-major vec), for reference integrators such as sdeint;
-* ``params()`` — a flat dict of parameters for dataset attributes.
+A *composition* (:class:`Serial`, and :class:`ShapedBlock` = attention then residual MLP)
+lists its sub-layers; its limit coefficients are derived from theirs
+(:func:`sde.limits.compose`: at leading order in 1/n the generators of sub-layers applied in
+series add, §9), never merged by hand.
+
+Every model exposes
+
+* ``arch`` — the name stored in dataset attributes (``model_from_params`` reads it back);
+* ``sublayers()`` — the primitive sub-layers applied, in order, in one layer;
+* ``limit()`` — the limit coefficients; ``drift(V)``, ``diffusion(V)`` (dense m⁴ Σ),
+  ``noise_matrix(V)`` (m² × 2m², for reference integrators such as sdeint);
+* ``heads`` — H, the number of column blocks of the finite network's state;
+* ``params()`` — a flat dict of parameters for dataset attributes;
+* ``parameters()`` — (name, default) of the constructor's parameters, from which the CLI
+  derives its flags (``--`` + name with ``_`` → ``-``).
 
 Conventions: ``V = X Xᵀ / n`` is (m, m); SDE time ``t = layer / n``.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-import numbers
 
 import numpy as np
 
 from . import coefficients as C
-from .activations import shaped_relu, shaped_tanh
+from .activations import ACTIVATIONS, ShapedReLU, ShapedTanh
 from .errors import CovsdeInputError
+from .limits import LimitCoefficients, compose, typed
+from .validation import check_finite_real, check_gamma, check_positive_int, check_tau0
 
-ACTIVATIONS = ("relu", "tanh")
-#: (φ''(0), φ'''(0)) of the smooth activations.
-_SMOOTH_DERIVATIVES = {"tanh": (0.0, -2.0)}
-
-
-def _check_gamma(gamma):
-    if not _is_real(gamma) or not (0.0 < gamma <= 1.0):
-        raise CovsdeInputError(f"gamma must be in (0, 1], got {gamma!r}")
-
-
-def _check_tau0(tau0):
-    if not _is_real(tau0) or not (tau0 > 0.0) or not math.isfinite(tau0):
-        raise CovsdeInputError(f"tau0 must be a finite number > 0, got {tau0!r}")
-
-
-def _check_heads(heads):
-    if isinstance(heads, bool) or not isinstance(heads, numbers.Integral) or heads < 1:
-        raise CovsdeInputError(f"heads must be an integer >= 1, got {heads!r}")
-
-
-def _check_c(name, value):
-    if not _is_real(value) or not math.isfinite(value):
-        raise CovsdeInputError(f"{name} must be a finite real number, got {value!r}")
-
-
-def _is_real(x):
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+#: What each model parameter means: one text, read by the docstrings' readers and the CLI.
+PARAMETER_HELP = {
+    "gamma": "residual branch weight γ ∈ (0, 1], λ² + γ² = 1",
+    "tau0": "attention temperature τ0 > 0; logits are divided by τ0 sqrt(n n_k)",
+    "heads": "attention heads H >= 1",
+    "c_plus": "shaped ReLU slope s₊ = 1 + c₊/sqrt(n)",
+    "c_minus": "shaped ReLU slope s₋ = 1 + c₋/sqrt(n)",
+    "activation": "relu (shaped ReLU) or tanh (smooth shaping s·tanh(x/s), s = a sqrt(n))",
+    "a": "smooth-shaping scale a > 0 (with activation tanh)",
+}
 
 
 class Model:
-    """Shared behaviour; subclasses are frozen dataclasses that define ``coef()``."""
+    """Shared behaviour of sub-layers and compositions (frozen dataclasses)."""
 
     arch: str = ""
+    #: one line for ``--help``
+    summary: str = ""
 
-    def coef(self) -> np.ndarray:  # pragma: no cover - abstract
+    def limit(self) -> LimitCoefficients:
+        """The limit coefficients of the SDE (§3), typed for the numba kernels."""
+        return typed(self._limit())
+
+    def _limit(self) -> LimitCoefficients:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def sublayers(self) -> tuple:
+        """The primitive sub-layers of one layer, in order (a sub-layer: itself)."""
+        return (self,)
+
+    @property
+    def heads(self) -> int:
+        """H, the column blocks of the finite state (1 unless a sub-layer has heads)."""
+        return 1
 
     @property
     def a_lin(self) -> float:
-        """Coefficient of Σ_lin in Σ(V) (THEORY §3.3)."""
-        return float(self.coef()[C.ALIN])
+        """Coefficient of Σ_lin in Σ(V) (§3.3)."""
+        return float(self.limit().a_lin)
 
     def attention_noise(self, m: int) -> float:
         """Coefficient of Σ_att: γ⁴/(H m² τ0²) with attention, else 0."""
-        return float((self.coef()[C.NATT] / m) ** 2)
+        return float((self.limit().att_noise / m) ** 2)
 
     def drift(self, V) -> np.ndarray:
         """b(V) for a symmetric (m, m) array V."""
-        return C.drift(np.ascontiguousarray(V, dtype=np.float64), self.coef())
+        return C.drift(_as_matrix(V), self.limit())
 
     def diffusion(self, V) -> np.ndarray:
-        """Dense Σ(V), shape (m, m, m, m)."""
-        return C.diffusion_dense(np.ascontiguousarray(V, dtype=np.float64), self.coef())
+        """Dense Σ(V), shape (m, m, m, m): ``Σ[a,b,c,d] = d⟨V_ab, V_cd⟩/dt``."""
+        return C.diffusion_dense(_as_matrix(V), self.limit())
 
     def noise_matrix(self, V) -> np.ndarray:
-        """The m² × 2m² matrix mapping (vec G, vec G') to the noise increment of THEORY §4.
+        """The m² × 2m² matrix mapping (vec G, vec G') to the noise increment (§4).
 
         ``noise = sqrt(a_lin) L (G + Gᵀ)/sqrt 2 Lᵀ + c L (G' K + K G'ᵀ) Lᵀ`` with
-        ``L Lᵀ = V``, ``K = Lᵀ P L``, ``c = NATT/m``; vec is row-major
+        ``L Lᵀ = V``, ``K = Lᵀ P L``, ``c = att_noise/m``; vec is row-major
         (``vec(A X B) = (A ⊗ Bᵀ) vec X``). Built with ``np.kron``.
         """
-        V = np.asarray(V, dtype=np.float64)
+        V = _as_matrix(V)
         m = V.shape[0]
         L = np.linalg.cholesky(V)
         P = np.eye(m) - 1.0 / m
@@ -98,7 +108,7 @@ class Model:
         T[idx, (idx % m) * m + idx // m] = 1.0
         LL = np.kron(L, L)
         g_part = math.sqrt(self.a_lin / 2.0) * (LL + LL @ T)
-        c = self.coef()[C.NATT] / m
+        c = self.limit().att_noise / m
         gp_part = c * (np.kron(L, L @ K) + np.kron(L @ K, L) @ T)
         return np.hstack([g_part, gp_part])
 
@@ -106,44 +116,88 @@ class Model:
         """Flat dict of model parameters (netCDF-safe: numbers and strings only)."""
         return {"arch": self.arch, **dataclasses.asdict(self)}
 
+    @classmethod
+    def parameters(cls):
+        """``[(name, default)]`` of the constructor (default :data:`REQUIRED` if none)."""
+        return [(f.name, REQUIRED if f.default is dataclasses.MISSING else f.default)
+                for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def check_given(cls, given, show=str):
+        """Refuse combinations of explicitly ``given`` parameters (a dict) that do not apply.
+
+        ``show`` renders a parameter name in the message (the CLI passes its flag mapping).
+        """
+
     def replace(self, **changes):
         """A copy with some parameters changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
 
-def _mlp_relu_coef(c_plus, c_minus):
-    coef = np.zeros(C.N_COEF)
-    coef[C.KIND] = C.KIND_RELU
-    coef[C.NU] = (c_plus - c_minus) ** 2 / (2.0 * math.pi)
-    return coef
+#: marks a parameter without default in :meth:`Model.parameters`.
+REQUIRED = object()
 
+
+def _as_matrix(V):
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    if V.ndim != 2 or V.shape[0] != V.shape[1] or V.shape[0] < 1:
+        raise CovsdeInputError(f"V must be a square (m, m) array, got shape {V.shape}")
+    return V
+
+
+# ---------------------------------------------------------------- sub-layers
 
 @dataclasses.dataclass(frozen=True)
 class ShapedAttention(Model):
-    """Shaped attention residual sub-block (THEORY §2.1, §3.1)."""
+    """Shaped attention residual sub-block (§2.1, §3.1)."""
 
     gamma: float
     tau0: float
     heads: int = 1
     arch = "attention"
+    summary = "shaped attention sub-block"
 
     def __post_init__(self):
-        _check_gamma(self.gamma)
-        _check_tau0(self.tau0)
-        _check_heads(self.heads)
+        check_gamma(self.gamma)
+        check_tau0(self.tau0)
+        check_positive_int("heads", self.heads)
 
-    def coef(self):
+    def _limit(self):
         g2 = self.gamma ** 2
-        coef = np.zeros(C.N_COEF)
-        coef[C.ATT] = g2 / self.tau0 ** 2
-        coef[C.ALIN] = g2 * (2.0 - g2)
-        coef[C.NATT] = g2 / (self.tau0 * math.sqrt(self.heads))
-        return coef
+        return LimitCoefficients(att_drift=g2 / self.tau0 ** 2, a_lin=g2 * (2.0 - g2),
+                                 att_noise=g2 / (self.tau0 * math.sqrt(self.heads)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapedMLPResidual(Model):
+    """Residual shaped-ReLU MLP sub-block, the MLP half of a block (§2.2, §3.2b)."""
+
+    gamma: float
+    c_plus: float = 0.0
+    c_minus: float = -1.0
+    arch = "mlp-res"
+    summary = "residual shaped-ReLU MLP sub-block"
+
+    def __post_init__(self):
+        check_gamma(self.gamma)
+        self.shaped_activation  # validates c±
+
+    @property
+    def shaped_activation(self):
+        return ShapedReLU(self.c_plus, self.c_minus)
+
+    def activation_at(self, width):
+        """``(phi, c)`` of the finite sub-block at width ``width``."""
+        return self.shaped_activation.at_width(width)
+
+    def _limit(self):
+        g2 = self.gamma ** 2
+        return self.shaped_activation.limit(g2)._replace(a_lin=2.0 * g2)
 
 
 @dataclasses.dataclass(frozen=True)
 class ShapedMLP(Model):
-    """Li–Nica–Roy shaped MLP without residual (THEORY §2.3, §3.2).
+    """Li–Nica–Roy shaped MLP without residual (§2.3, §3.2).
 
     ``activation="relu"``: shaped ReLU with slopes ``1 + c±/sqrt(n)`` (``a`` unused);
     ``activation="tanh"``: smooth shaping ``φ_s(x) = s tanh(x/s)``, ``s = a sqrt(n)``
@@ -155,64 +209,90 @@ class ShapedMLP(Model):
     activation: str = "relu"
     a: float = 1.0
     arch = "mlp"
+    summary = "Li–Nica–Roy shaped MLP (no residual)"
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise CovsdeInputError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        _check_c("c_plus", self.c_plus)
-        _check_c("c_minus", self.c_minus)
-        if not _is_real(self.a) or not (self.a > 0.0) or not math.isfinite(self.a):
-            raise CovsdeInputError(f"a must be a finite number > 0, got {self.a!r}")
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}",
+                "activation")
+        check_finite_real("c_plus", self.c_plus)
+        check_finite_real("c_minus", self.c_minus)
+        ShapedTanh(self.a)  # validates a
 
-    def coef(self):
+    @property
+    def shaped_activation(self):
         if self.activation == "relu":
-            coef = _mlp_relu_coef(self.c_plus, self.c_minus)
-        else:
-            f2, f3 = _SMOOTH_DERIVATIVES[self.activation]
-            coef = np.zeros(C.N_COEF)
-            coef[C.KIND] = C.KIND_SMOOTH
-            coef[C.F2] = f2 ** 2 / (4.0 * self.a ** 2)
-            coef[C.F3] = f3 / (2.0 * self.a ** 2)
-        coef[C.MLP] = 1.0
-        coef[C.ALIN] = 1.0
-        return coef
+            return ShapedReLU(self.c_plus, self.c_minus)
+        return ShapedTanh(self.a)
 
     def activation_at(self, width):
         """``(phi, c)`` of the finite network at width ``width``."""
-        if self.activation == "relu":
-            return shaped_relu(self.c_plus, self.c_minus, width)
-        return shaped_tanh(self.a, width)
+        return self.shaped_activation.at_width(width)
+
+    def _limit(self):
+        return self.shaped_activation.limit(1.0)._replace(a_lin=1.0)
+
+    @classmethod
+    def check_given(cls, given, show=str):
+        act = given.get("activation") or "relu"
+        if act == "tanh" and {"c_plus", "c_minus"} & set(given):
+            raise CovsdeInputError(f"{show('c_plus')}/{show('c_minus')} do not apply to "
+                                   f"{show('activation')} tanh")
+        if act == "relu" and "a" in given:
+            raise CovsdeInputError(f"{show('a')} applies only to {show('activation')} tanh")
 
 
-@dataclasses.dataclass(frozen=True)
-class ShapedMLPResidual(Model):
-    """Residual shaped-ReLU MLP sub-block, the MLP half of a block (THEORY §2.2, §3.2b)."""
+# ---------------------------------------------------------------- compositions
 
-    gamma: float
-    c_plus: float = 0.0
-    c_minus: float = -1.0
-    arch = "mlp-res"
+class Serial(Model):
+    """Sub-layers applied in series within one layer; limit coefficients by composition.
 
-    def __post_init__(self):
-        _check_gamma(self.gamma)
-        _check_c("c_plus", self.c_plus)
-        _check_c("c_minus", self.c_minus)
+    ``Serial(ShapedAttention(0.5, 1.0), ShapedMLPResidual(0.5))`` has the limit of
+    :class:`ShapedBlock` (§3.3, §9). All sub-layers with heads must agree on H.
+    """
 
-    def coef(self):
-        coef = _mlp_relu_coef(self.c_plus, self.c_minus)
-        coef[C.MLP] = self.gamma ** 2
-        coef[C.ALIN] = 2.0 * self.gamma ** 2
-        return coef
+    arch = "serial"
+    summary = "serial composition of sub-layers"
 
-    def activation_at(self, width):
-        """``(phi, c)`` of the finite sub-block at width ``width``."""
-        return shaped_relu(self.c_plus, self.c_minus, width)
+    def __init__(self, *layers):
+        if not layers or not all(isinstance(s, Model) for s in layers):
+            raise CovsdeInputError("Serial takes one or more covsde model objects")
+        object.__setattr__(self, "_layers",
+                           tuple(s for layer in layers for s in layer.sublayers()))
+        self.heads  # validates the head counts
+
+    def sublayers(self):
+        return self._layers
+
+    @property
+    def heads(self):
+        hs = {s.heads for s in self.sublayers() if s.heads != 1}
+        if len(hs) > 1:
+            raise CovsdeInputError(f"sub-layers of a composition must agree on heads, got "
+                                   f"{sorted(hs)}")
+        return hs.pop() if hs else 1
+
+    def _limit(self):
+        return functools.reduce(compose, (s.limit() for s in self.sublayers()))
+
+    def params(self):
+        return {"arch": self.arch,
+                "layers": repr([s.params() for s in self.sublayers()])}
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.sublayers() == self.sublayers()
+
+    def __hash__(self):
+        return hash(self.sublayers())
+
+    def __repr__(self):
+        return f"Serial{self.sublayers()!r}"
 
 
-@dataclasses.dataclass(frozen=True)
-class ShapedBlock(Model):
-    """Shaped Transformer block: attention then residual MLP per layer (THEORY §3.3)."""
+@dataclasses.dataclass(frozen=True, eq=True)
+class ShapedBlock(Serial):
+    """Shaped Transformer block: attention then residual MLP per layer (§3.3)."""
 
     gamma: float
     tau0: float
@@ -220,13 +300,10 @@ class ShapedBlock(Model):
     c_minus: float = -1.0
     heads: int = 1
     arch = "block"
+    summary = "shaped attention then residual MLP per layer"
 
     def __post_init__(self):
-        _check_gamma(self.gamma)
-        _check_tau0(self.tau0)
-        _check_heads(self.heads)
-        _check_c("c_plus", self.c_plus)
-        _check_c("c_minus", self.c_minus)
+        Serial.__init__(self, self.attention(), self.mlp())
 
     def attention(self) -> ShapedAttention:
         """The attention sub-block of this block."""
@@ -236,18 +313,8 @@ class ShapedBlock(Model):
         """The MLP sub-block of this block."""
         return ShapedMLPResidual(self.gamma, self.c_plus, self.c_minus)
 
-    def coef(self):
-        coef = self.attention().coef()
-        mlp = self.mlp().coef()
-        coef[C.MLP] = mlp[C.MLP]
-        coef[C.KIND] = mlp[C.KIND]
-        coef[C.NU] = mlp[C.NU]
-        coef[C.ALIN] += mlp[C.ALIN]
-        return coef
-
-    def activation_at(self, width):
-        """``(phi, c)`` of the finite MLP sub-block at width ``width``."""
-        return self.mlp().activation_at(width)
+    def params(self):
+        return Model.params(self)
 
 
 MODELS = {cls.arch: cls for cls in (ShapedAttention, ShapedMLP, ShapedMLPResidual, ShapedBlock)}
@@ -259,8 +326,7 @@ def model_from_params(params: dict) -> Model:
     if arch not in MODELS:
         raise CovsdeInputError(f"arch must be one of {', '.join(MODELS)}, got {arch!r}")
     cls = MODELS[arch]
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {k: params[k] for k in names if k in params}
+    kwargs = {k: params[k] for k, _ in cls.parameters() if k in params}
     if "heads" in kwargs:
         kwargs["heads"] = int(kwargs["heads"])
     return cls(**kwargs)

@@ -8,100 +8,23 @@ Random numbers: paths are cut into fixed RNG blocks of :data:`RNG_BLOCK` paths; 
 draws from ``Generator(PCG64(SeedSequence(seed).spawn(n_blocks)[k]))``. Results depend
 only on (seed, RNG_BLOCK), not on the numba thread count or on :data:`CHUNK_BLOCKS`.
 """
-import datetime
-import math
-import numbers
 import time as _time
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import _kernels
+from ._run import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,  # noqa: F401
+                   MAX_STEPS, RNG_BLOCK, as_int, as_seed, block_generators, check_memory,
+                   check_model, positive, provenance, saved_steps, time_grid)
 from .errors import CovsdeInputError
 from .initial import validate_V0
-from .models import Model
 from .schema import make_dataset
 
-RNG_BLOCK = 256
 #: blocks handed to one kernel call (the prange width); not part of the result's identity.
 CHUNK_BLOCKS = 8
 DEFAULT_BOUND = 1e4
-DEFAULT_MEMORY_LIMIT = 4 * 2 ** 30
 METHODS = ("euler", "ode")
-_DEFAULT_SAVED_TIMES = 100
-#: largest step count and saved-time count accepted (beyond them arrays or int64 overflow).
-MAX_STEPS = 2 ** 53
-MAX_SAVED = 2 ** 27
-#: seeds are stored as a netCDF int64 attribute.
-MAX_SEED = 2 ** 63 - 1
-
-
-def as_int(name, value, minimum):
-    """``value`` as an int ≥ ``minimum`` (an integral float is accepted), else a clear error."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise CovsdeInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def as_seed(seed):
-    """A seed: an integer in [0, 2**63 − 1] (it is stored as a netCDF int64 attribute)."""
-    seed = as_int("seed", seed, 0)
-    if seed > MAX_SEED:
-        raise CovsdeInputError(f"seed must be an integer in [0, 2**63 - 1], got {seed}")
-    return seed
-
-
-def _positive(name, value):
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value) or value <= 0):
-        raise CovsdeInputError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def time_grid(t_end, dt, save_every=None):
-    """(n_steps, saved steps) for ``t_end = n_steps · dt``; saves first and last step."""
-    t_end = _positive("t_end", t_end)
-    dt = _positive("dt", dt)
-    if dt > t_end:
-        raise CovsdeInputError(f"dt must be <= t_end, got dt = {dt!r} > t_end = {t_end!r}")
-    if t_end / dt > MAX_STEPS:
-        raise CovsdeInputError(
-            f"t_end/dt must be at most 2**53 steps, got t_end/dt = {t_end / dt!r}")
-    n_steps = int(round(t_end / dt))
-    if abs(n_steps * dt - t_end) > 1e-9 * t_end:
-        raise CovsdeInputError(
-            f"t_end must be a whole number of dt steps, got t_end/dt = {t_end / dt!r}")
-    return n_steps, saved_steps(n_steps, save_every)
-
-
-def saved_steps(n_steps, save_every=None):
-    """Steps 0, k, 2k, … plus the last step; default k keeps at most ~100 saved times."""
-    if save_every is None:
-        save_every = max(1, math.ceil(n_steps / _DEFAULT_SAVED_TIMES))
-    save_every = as_int("save_every", save_every, 1)
-    if n_steps > MAX_STEPS:
-        raise CovsdeInputError(f"at most {MAX_STEPS} steps, got {n_steps}")
-    if n_steps // save_every + 2 > MAX_SAVED:
-        raise CovsdeInputError(
-            f"save_every = {save_every} would save {n_steps // save_every + 1} times, more "
-            f"than {MAX_SAVED}: use a larger save_every (--save-every)")
-    steps = np.arange(0, n_steps + 1, save_every, dtype=np.int64)
-    if steps[-1] != n_steps:
-        steps = np.append(steps, n_steps)
-    return steps
-
-
-def check_memory(n_paths, n_save, m, memory_limit):
-    """Raise if the V array would exceed ``memory_limit`` bytes."""
-    need = n_paths * n_save * m * m * 8
-    if need > memory_limit:
-        raise CovsdeInputError(
-            f"output would need {need / 2 ** 30:.2f} GiB > memory limit "
-            f"{memory_limit / 2 ** 30:.2f} GiB: use a larger save_every (--save-every), "
-            f"fewer paths, or raise the limit (--memory-limit)")
-    return need
 
 
 def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="euler",
@@ -130,8 +53,7 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     A path that leaves the PD cone or blows up is dead from that step: status 1 or 2,
     its death time recorded, V NaN from then on. Dead paths are counted, never dropped.
     """
-    if not isinstance(model, Model):
-        raise CovsdeInputError(f"model must be a covsde model object, got {type(model).__name__}")
+    check_model(model)
     if method not in METHODS:
         raise CovsdeInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     V0 = validate_V0(V0)
@@ -139,14 +61,14 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     n_steps, steps = time_grid(t_end, dt, save_every)
     n_paths = as_int("n_paths", n_paths, 1)
     seed = as_seed(seed)
-    bound = _positive("bound", bound)
+    bound = positive("bound", bound)
     if np.max(np.abs(V0)) > bound:
         raise CovsdeInputError(f"V0 entries must be at most bound = {bound!r} in absolute "
                                f"value, got max |V0_ab| = {np.max(np.abs(V0))!r}")
     if method == "ode":
         n_paths = 1
     check_memory(n_paths, len(steps), m, memory_limit)
-    coef = model.coef()
+    coef = model.limit()
     t0 = _time.perf_counter()
     out_V = np.full((n_paths, len(steps), m, m), np.nan)
     status = np.zeros(n_paths, dtype=np.int8)
@@ -158,31 +80,11 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
         _run_euler(V0, coef, float(dt), n_steps, steps, bound, seed, out_V, status, death,
                    progress)
     wall = _time.perf_counter() - t0
-    attrs = {
-        "source": f"sde-{method}",
-        **model.params(),
-        "method": method,
-        "scheme": "Euler-Maruyama" if method == "euler" else "classical RK4 on the drift",
-        "seed": seed,
-        "dt": float(dt),
-        "t_end": float(t_end),
-        "n_steps": n_steps,
-        "save_every": int(steps[1] - steps[0]) if len(steps) > 1 else 1,
-        "bound": bound,
-        "rng_block": RNG_BLOCK,
-        "m": m,
-        "V0": V0.tolist(),
-        "wall_time_s": wall,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    }
+    attrs = provenance(
+        f"sde-{method}", model, method=method, seed=seed, dt=dt, t_end=t_end,
+        n_steps=n_steps, steps=steps, V0=V0, wall=wall, bound=bound,
+        scheme="Euler-Maruyama" if method == "euler" else "classical RK4 on the drift")
     return make_dataset(out_V, status, death, steps, float(dt), attrs)
-
-
-def block_generators(seed, n_paths):
-    """One ``Generator`` per RNG block of :data:`RNG_BLOCK` paths, spawned from ``seed``."""
-    n_blocks = math.ceil(n_paths / RNG_BLOCK)
-    children = np.random.SeedSequence(seed).spawn(n_blocks)
-    return [np.random.Generator(np.random.PCG64(c)) for c in children]
 
 
 def _run_euler(V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death, progress):

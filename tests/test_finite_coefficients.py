@@ -346,9 +346,8 @@ def diffusion_estimate(name):
 
 
 def _alin_scaled(model, factor):
-    coef = model.coef().copy()
-    coef[C.ALIN] *= factor
-    return coef
+    coef = model.limit()
+    return coef._replace(a_lin=coef.a_lin * factor)
 
 
 @pytest.mark.parametrize("name", list(DIFF))
@@ -403,9 +402,9 @@ def test_diffusion_controls(name, control):
     model, _, _ = DIFF[name]
     est, se = diffusion_estimate(name)
     if control == "tau0+15%":
-        sig_bad = sigma6(model, V_DIFF, model.replace(tau0=model.tau0 * 1.15).coef())
+        sig_bad = sigma6(model, V_DIFF, model.replace(tau0=model.tau0 * 1.15).limit())
     elif control == "heads":
-        sig_bad = sigma6(model, V_DIFF, model.replace(heads=3 - model.heads).coef())
+        sig_bad = sigma6(model, V_DIFF, model.replace(heads=3 - model.heads).limit())
     else:
         sig_bad = sigma6(model, V_DIFF, _alin_scaled(model, 1.15))
     sig = sigma6(model, V_DIFF)
@@ -444,5 +443,5 @@ def test_slow_block_diffusion():
     assert resolution(se, att[PAIRS]) < 0.12
     assert np.abs(diffusion_z(est, se, sig)).max() < z_crit(21)
     for bad in (model.replace(tau0=model.tau0 * 1.15), model.replace(heads=2)):
-        z = diffusion_z(est, se, sigma6(model, V_DIFF, bad.coef()))
+        z = diffusion_z(est, se, sigma6(model, V_DIFF, bad.limit()))
         assert np.abs(z).max() > z_crit(21), f"{bad} not rejected"

@@ -300,12 +300,13 @@ def test_hidden_gram_relu_kernel_matches_numpy(rng):
     the Generator where numpy would (the next draws agree)."""
     m, n, p = 4, 30, 7
     L = np.linalg.cholesky(np.stack([random_spd(rng, m) for _ in range(p)]))
-    for phi in (ShapedMLP(0.4, -1.0).activation_at(n)[0],
-                ShapedMLP(activation="tanh", a=0.7).activation_at(n)[0]):
+    for act in (ShapedMLP(0.4, -1.0).shaped_activation,
+                ShapedMLP(activation="tanh", a=0.7).shaped_activation):
+        phi = act.at_width(n)[0]
         g1, g2 = np.random.default_rng(9), np.random.default_rng(9)
-        K = red.hidden_gram(g1, L, phi, n)
+        K = red.hidden_gram(g1, L, phi, n, slopes=act.slopes(n))
         S = phi(L @ g2.standard_normal((p, m, n)))
         np.testing.assert_allclose(K, S @ np.swapaxes(S, -1, -2) / n, rtol=1e-13, atol=1e-14)
         np.testing.assert_array_equal(g1.standard_normal(5), g2.standard_normal(5))
-    assert red.relu_slopes(ShapedMLP(0.4, -1.0).activation_at(16)[0]) == (1.1, 0.75)
-    assert red.relu_slopes(ShapedMLP(activation="tanh").activation_at(16)[0]) is None
+    assert ShapedMLP(0.4, -1.0).shaped_activation.slopes(16) == (1.1, 0.75)
+    assert ShapedMLP(activation="tanh").shaped_activation.slopes(16) is None

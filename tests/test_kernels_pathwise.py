@@ -57,7 +57,7 @@ def _kernel_paths(model, V0, dW):
     out_V = np.full((N_PATHS, N_STEPS + 1, M, M), np.nan)
     status = np.zeros(N_PATHS, dtype=np.int8)
     death = np.full(N_PATHS, np.inf)
-    integrate_supplied(V0, model.coef(), DT, dW, BOUND, out_V, status, death)
+    integrate_supplied(V0, model.limit(), DT, dW, BOUND, out_V, status, death)
     return out_V, status, death
 
 
@@ -158,7 +158,7 @@ def test_simulate_equals_supplied_kernel(V0, k):
     dW = _increments_from_generator(gen, n_paths, N_STEPS, DT, has_att)
     out_V = np.full((n_paths, N_STEPS + 1, M, M), np.nan)
     status = np.zeros(n_paths, dtype=np.int8)
-    integrate_supplied(V0, model.coef(), DT, dW, BOUND, out_V, status, np.full(n_paths, np.inf))
+    integrate_supplied(V0, model.limit(), DT, dW, BOUND, out_V, status, np.full(n_paths, np.inf))
     V = ds["V"].values
     assert V.shape == out_V.shape
     err = np.max(np.abs(V - out_V)) / np.max(np.abs(out_V))

@@ -55,7 +55,7 @@ def noise_samples(model, V, n, seed):
     Z = (G + np.swapaxes(G, 1, 2)) / np.sqrt(2.0)
     Gp = rng.standard_normal((n, m, m))
     out = np.empty((n, m, m))
-    _noise_draws(np.linalg.cholesky(V), Z, Gp, model.coef(), out)
+    _noise_draws(np.linalg.cholesky(V), Z, Gp, model.limit(), out)
     return out
 
 
@@ -202,7 +202,7 @@ def test_noise_into_equals_noise_matrix_map(m):
             Gp = rng.standard_normal((m, m))
             Z = (G + G.T) / np.sqrt(2.0)
             out = np.empty((1, m, m))
-            _noise_draws(L, Z[None], Gp[None], model.coef(), out)
+            _noise_draws(L, Z[None], Gp[None], model.limit(), out)
             ref = (model.noise_matrix(V) @ np.concatenate([G.ravel(), Gp.ravel()])).reshape(m, m)
             np.testing.assert_allclose(out[0], ref, rtol=0, atol=1e-12 * np.max(np.abs(ref)))
             np.testing.assert_array_equal(out[0], out[0].T)

@@ -33,7 +33,7 @@ def _end_states(V0, dW, dt, model=MODEL):
     out_V = np.full((P, n + 1, M, M), np.nan)
     status = np.zeros(P, dtype=np.int8)
     death = np.full(P, np.inf)
-    integrate_supplied(V0, model.coef(), dt, dW, BOUND, out_V, status, death)
+    integrate_supplied(V0, model.limit(), dt, dW, BOUND, out_V, status, death)
     return out_V[:, -1], status
 
 

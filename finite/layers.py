@@ -1,0 +1,172 @@
+"""The finite side of each sub-layer: literal and reduced maps registered by model type.
+
+The model objects (:mod:`sde.models`) hold a sub-layer's parameters and its limit; this
+module registers, for each sub-layer type, the class that samples its finite network
+(docs/theory.md §2, §5), so that ``sde`` never imports ``finite`` (imports point
+compare → finite → sde). :func:`bind` turns a model into the list of bound finite layers of
+one network layer; :func:`finite.sample` drives them without knowing what they are.
+
+A bound layer (:class:`FiniteLayer`) owns, for one run (width n, heads H, key width n_k):
+
+* ``literal_shapes()`` and ``literal(X, weights)``: its weight shapes in draw order and its
+  map ``X → X'`` on X (p, m, n) (:mod:`finite.literal`);
+* ``reduced(Vh, gens, slices, alive)``: its exact reduced map on the head-block Grams
+  Vh (p, H, m, m), drawing from the RNG blocks ``gens`` (paths ``slices``) in a fixed
+  order; returns ``(Vh', failed, n_clipped)`` (:mod:`finite.reduced`);
+* ``literal_cost(m)`` → (normals, flops) of one literal layer for one path, and
+  ``reduced_work(m)``, the relative cost of one reduced layer (progress heuristics only);
+* ``takes_key_width``: whether the key width n_k applies.
+
+Register a new sub-layer with ``@register(ModelType)`` (see README, "Adding an
+architecture").
+"""
+import numpy as np
+
+from sde.models import ShapedAttention, ShapedMLP, ShapedMLPResidual
+
+from . import literal as lit
+from . import reduced as red
+
+_REGISTRY = {}
+
+
+def register(model_type):
+    """Class decorator: the finite layer class of the sub-layer type ``model_type``."""
+    def deco(cls):
+        _REGISTRY[model_type] = cls
+        return cls
+    return deco
+
+
+def finite_class(sublayer):
+    """The registered finite layer class of a sub-layer object."""
+    for t in type(sublayer).__mro__:
+        if t in _REGISTRY:
+            return _REGISTRY[t]
+    raise TypeError(f"no finite sampler registered for {type(sublayer).__name__}")
+
+
+def takes_key_width(model):
+    """Whether any sub-layer of ``model`` has a key width."""
+    return any(finite_class(s).takes_key_width for s in model.sublayers())
+
+
+def bind(model, width, heads, key_width):
+    """The bound finite layers of one layer of ``model`` at width ``width``, in order."""
+    return [finite_class(s)(s, width, heads, key_width) for s in model.sublayers()]
+
+
+def concat(parts):
+    """Concatenate per-block tuples of draws along the path axis."""
+    return tuple(np.concatenate(a, axis=0) for a in zip(*parts))
+
+
+def count_clipped(alive, *flags):
+    """Factorisations of alive paths that needed round-off eigenvalues clipped."""
+    total = 0
+    for f in flags:
+        a = alive if f.ndim == 1 else alive[:, None]
+        total += int(np.count_nonzero((f == red.FACTOR_CLIPPED) & a))
+    return total
+
+
+class FiniteLayer:
+    """A sub-layer bound to one run's width, heads and key width."""
+
+    takes_key_width = False
+
+    def __init__(self, spec, width, heads, key_width):
+        self.spec, self.width, self.heads, self.key_width = spec, width, heads, key_width
+
+    def reduced_work(self, m):
+        return 0.0
+
+    def _factors(self, Vh):
+        """PSD-safe factors of V = Σ_h V_h and of each V_h, and their failure mask."""
+        L, fL = red.psd_factor(Vh.sum(axis=1))
+        Lh, fLh = red.psd_factor(Vh)
+        failed = (fL == red.FACTOR_FAILED) | (fLh == red.FACTOR_FAILED).any(axis=1)
+        return L, fL, Lh, fLh, failed
+
+
+@register(ShapedAttention)
+class FiniteShapedAttention(FiniteLayer):
+    """Shaped attention sub-block (§2.1; reduced: §5, O(m³) per layer)."""
+
+    takes_key_width = True
+
+    def literal_shapes(self):
+        return lit.attention_shapes(self.width, self.heads, self.key_width)
+
+    def literal(self, X, weights):
+        s = self.spec
+        return lit.attention_layer(X, weights, s.gamma, s.tau0, self.heads, self.key_width)
+
+    def literal_cost(self, m):
+        n, H, nk = self.width, self.heads, self.key_width
+        normals = lit.weight_count(self.literal_shapes())
+        flops = 2.0 * m * n * (2 * H * nk + n) + 4.0 * H * m * m * (nk + n / H)
+        return normals, flops
+
+    def reduced(self, Vh, gens, slices, alive):
+        m, n, s = Vh.shape[-1], self.width, self.spec
+        L, fL, Lh, fLh, failed = self._factors(Vh)
+        draws = concat([red.attention_draws(g, sl.stop - sl.start, m, n, self.heads,
+                                            self.key_width) for g, sl in zip(gens, slices)])
+        Vh = red.attention_update(Vh, L, Lh, draws, s.gamma, s.tau0, n, self.key_width)
+        return Vh, failed, count_clipped(alive, fL, fLh)
+
+
+@register(ShapedMLPResidual)
+class FiniteShapedMLPResidual(FiniteLayer):
+    """Residual shaped MLP sub-block (§2.2; reduced: hidden Gram, §5)."""
+
+    def __init__(self, spec, width, heads, key_width):
+        super().__init__(spec, width, heads, key_width)
+        self.act = spec.shaped_activation
+        self.phi, self.c = self.act.at_width(width)
+
+    def literal_shapes(self):
+        return lit.mlp_shapes(self.width)
+
+    def literal(self, X, weights):
+        return lit.mlp_res_layer(X, weights, self.spec.gamma, self.phi, self.c)
+
+    def literal_cost(self, m):
+        return lit.weight_count(self.literal_shapes()), 4.0 * m * self.width ** 2
+
+    def reduced_work(self, m):
+        return m * self.width / 5e3
+
+    def reduced(self, Vh, gens, slices, alive):
+        n = self.width
+        L, fL, Lh, fLh, failed = self._factors(Vh)
+        slopes = self.act.slopes(n)
+        draws = concat([red.mlp_draws(g, L[sl], self.phi, n, self.heads, slopes)
+                        for g, sl in zip(gens, slices)])
+        R, fR = red.psd_factor(draws[0])
+        Vh = red.mlp_update(Vh, R, Lh, draws, self.spec.gamma, self.c, n)
+        failed = failed | (fR == red.FACTOR_FAILED)
+        return Vh, failed, count_clipped(alive, fL, fLh, fR)
+
+
+@register(ShapedMLP)
+class FiniteShapedMLP(FiniteShapedMLPResidual):
+    """Li–Nica–Roy shaped MLP without residual (§2.3; reduced: hidden Gram, §5)."""
+
+    def literal_shapes(self):
+        return lit.lnr_shapes(self.width)
+
+    def literal(self, X, weights):
+        return lit.lnr_layer(X, weights, self.phi, self.c)
+
+    def literal_cost(self, m):
+        return lit.weight_count(self.literal_shapes()), 2.0 * m * self.width ** 2
+
+    def reduced(self, Vh, gens, slices, alive):
+        n = self.width
+        L, fL = red.psd_factor(Vh[:, 0])
+        slopes = self.act.slopes(n)
+        K = np.concatenate([red.hidden_gram(g, L[sl], self.phi, n, slopes=slopes)
+                            for g, sl in zip(gens, slices)])
+        return (self.c * K)[:, None], fL == red.FACTOR_FAILED, count_clipped(alive, fL)
