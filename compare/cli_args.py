@@ -1,6 +1,9 @@
 """Shared CLI pieces: a parser whose errors are one line (exit 2), model and V0 flags.
 
-Which model flags apply to which architecture is said once, in :data:`ARCH_FLAGS`.
+Model flags are derived from the model classes (:data:`sde.models.MODELS`): every constructor
+parameter ``name`` is the flag :func:`flag` (``--`` + name with ``_`` → ``-``), required for an
+arch when it has no default, refused for an arch that does not take it. Library errors name
+the parameter; the CLI shows the flag that sets it (:func:`cli_error`).
 """
 import argparse
 import math
@@ -8,20 +11,42 @@ import sys
 
 from sde.errors import CovsdeInputError
 from sde.initial import equicorrelated, load_V0
-from sde.models import MODELS
+from sde.models import MODELS, PARAMETER_HELP, REQUIRED
 
-#: arch → (required flags, optional flags), by argparse dest.
-ARCH_FLAGS = {
-    "attention": ({"gamma", "tau0"}, {"heads"}),
-    "block": ({"gamma", "tau0"}, {"heads", "c_plus", "c_minus"}),
-    "mlp": (set(), {"activation", "c_plus", "c_minus", "a"}),
-    "mlp-res": ({"gamma"}, {"c_plus", "c_minus"}),
-}
-MODEL_FLAGS = ("gamma", "tau0", "heads", "c_plus", "c_minus", "activation", "a")
+#: parameter names whose flag is not the generic spelling.
+_FLAG_EXCEPTIONS = {"n_paths": "--paths"}
+_TYPES = {"float": float, "int": int, "str": str}
 
 
-def flag(dest):
-    return "--" + dest.replace("_", "-")
+def flag(name):
+    """The CLI flag of a parameter name: ``c_plus`` → ``--c-plus``, ``n_paths`` → ``--paths``."""
+    return _FLAG_EXCEPTIONS.get(name) or "--" + name.replace("_", "-")
+
+
+def shown(name):
+    """A parameter as a CLI message shows it: the flag, and the name when it differs."""
+    f = flag(name)
+    return f if f == "--" + name else f"{f} ({name})"
+
+
+def cli_error(exc):
+    """``exc`` (:class:`CovsdeInputError`) with its leading parameter name shown as a flag."""
+    msg = str(exc)
+    param = getattr(exc, "param", None)
+    if param and msg.startswith(param + " "):
+        msg = shown(param) + msg[len(param):]
+    return CovsdeInputError(msg)
+
+
+def model_parameters():
+    """{name: (type, {arch: default})} over every model class, in first-seen order."""
+    out = {}
+    for arch, cls in MODELS.items():
+        hints = {f.name: f.type for f in cls.__dataclass_fields__.values()}
+        for name, default in cls.parameters():
+            typ = _TYPES[str(hints[name])]
+            out.setdefault(name, (typ, {}))[1][arch] = default
+    return out
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,41 +59,35 @@ class Parser(argparse.ArgumentParser):
 
 def add_model_args(p):
     g = p.add_argument_group("model (which flags apply depends on --arch)")
-    g.add_argument("--arch", required=True, choices=sorted(ARCH_FLAGS),
-                   help="attention: shaped attention sub-block; block: attention + residual "
-                        "MLP per layer; mlp: Li–Nica–Roy shaped MLP (no residual); mlp-res: "
-                        "residual shaped-ReLU MLP sub-block")
-    g.add_argument("--gamma", type=float, help="residual branch weight γ ∈ (0, 1], λ² + γ² = 1 "
-                                               "(attention, block, mlp-res; required there)")
-    g.add_argument("--tau0", type=float, help="attention temperature τ0 > 0; logits are "
-                                              "divided by τ0 sqrt(n n_k) (attention, block)")
-    g.add_argument("--heads", type=int, help="attention heads H >= 1 (default 1)")
-    g.add_argument("--c-plus", type=float, help="shaped ReLU slope s₊ = 1 + c₊/sqrt(n) "
-                                                "(default 0)")
-    g.add_argument("--c-minus", type=float, help="shaped ReLU slope s₋ = 1 + c₋/sqrt(n) "
-                                                 "(default -1)")
-    g.add_argument("--activation", help="mlp only: relu (shaped ReLU) or tanh (smooth shaping "
-                                        "s·tanh(x/s), s = a sqrt(n)); default relu")
-    g.add_argument("--a", type=float, help="mlp with --activation tanh: shaping scale a > 0 "
-                                           "(default 1)")
+    g.add_argument("--arch", required=True, choices=sorted(MODELS),
+                   help="; ".join(f"{arch}: {cls.summary}" for arch, cls in MODELS.items()))
+    for name, (typ, per_arch) in model_parameters().items():
+        required = sorted(a for a, d in per_arch.items() if d is REQUIRED)
+        defaults = {d for d in per_arch.values() if d is not REQUIRED}
+        where = ", ".join(sorted(per_arch))
+        text = f"{PARAMETER_HELP[name]} ({where}"
+        if required:
+            text += f"; required for {', '.join(required)}"
+        if len(defaults) == 1:
+            text += f"; default {defaults.pop()}"
+        g.add_argument(flag(name), dest=name, type=typ, help=text + ")")
 
 
 def model_from_args(args):
     """Build the model, refusing flags that do not apply to the arch and missing ones."""
-    required, optional = ARCH_FLAGS[args.arch]
-    given = {k for k in MODEL_FLAGS if getattr(args, k) is not None}
-    for k in sorted(given - required - optional):
+    cls = MODELS[args.arch]
+    params = model_parameters()
+    given = {k: getattr(args, k) for k in params if getattr(args, k) is not None}
+    names = dict(cls.parameters())
+    for k in sorted(set(given) - set(names)):
         raise CovsdeInputError(f"{flag(k)} does not apply to --arch {args.arch}")
-    for k in sorted(required - given):
+    for k in sorted(k for k, d in names.items() if d is REQUIRED and k not in given):
         raise CovsdeInputError(f"{flag(k)} is required for --arch {args.arch}")
-    if args.arch == "mlp":
-        act = args.activation or "relu"
-        if act == "tanh" and given & {"c_plus", "c_minus"}:
-            raise CovsdeInputError("--c-plus/--c-minus do not apply to --activation tanh")
-        if act == "relu" and "a" in given:
-            raise CovsdeInputError("--a applies only to --activation tanh")
-    kwargs = {k: getattr(args, k) for k in given}
-    return MODELS[args.arch](**kwargs)
+    try:
+        cls.check_given(given, show=flag)
+        return cls(**given)
+    except CovsdeInputError as exc:
+        raise cli_error(exc) from None
 
 
 def add_v0_args(p):

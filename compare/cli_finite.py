@@ -12,14 +12,12 @@ from sde.errors import CovsdeInputError
 from sde.io import check_output_path, write_dataset
 from sde.schema import summary_line
 
-from .cli_args import (add_model_args, add_run_args, add_v0_args, check_tokens_memory,
+from .cli_args import (add_model_args, flag, add_run_args, add_v0_args, check_tokens_memory,
                        memory_limit_bytes, model_from_args, set_threads, v0_from_args)
 
 #: sample() argument names → the flags a CLI user typed (for error messages).
-_FLAG_NAMES = {"width": "--width", "key_width": "--key-width", "depth": "--depth",
-               "t_end": "--t-end", "n_paths": "--paths", "seed": "--seed",
-               "sampler": "--sampler", "save_every": "--save-every", "threads": "--threads",
-               "heads": "--heads"}
+_FLAG_NAMES = {k: flag(k) for k in ("width", "key_width", "depth", "t_end", "n_paths", "seed",
+                                    "sampler", "save_every", "threads", "heads")}
 _NAME_RE = re.compile(r"(?<![\w\-'])(" + "|".join(_FLAG_NAMES) + r")(?![\w'=])")
 
 
