@@ -21,6 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/covsde demo --out runs/demo
 
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 test-slow: $(VENV)/.installed-dev

@@ -1,6 +1,6 @@
 """Benchmark of the SDE integrators (not a test): ``python benchmarks/bench_sde.py``.
 
-One run, one SDE — shaped attention (THEORY §3.1), γ = 0.5, τ0 = 1, H = 1, V0
+One run, one SDE — shaped attention (docs/theory.md §3.1), γ = 0.5, τ0 = 1, H = 1, V0
 equicorrelated with ρ0 = 0.2, T = 1, dt = 0.01 (100 Euler–Maruyama steps) — for
 m ∈ {3, 8, 16}, in path-steps per second (paths × steps / wall time; dead paths are
 counted as if they had run to T, they are 1–6 % of the paths):
@@ -8,7 +8,7 @@ counted as if they had run to T, they are 1–6 % of the paths):
 * **kernel** — :func:`sde.simulate` (numba, ``prange`` over RNG blocks), warm (compiled
   before timing), numba threads = 2, only the first and last steps saved;
 * **numpy** — batched Euler–Maruyama in one process: the same drift and O(m³) noise as
-  the kernel (THEORY §4), vectorised over paths, batched Cholesky with per-path failure
+  the kernel (docs/theory.md §4), vectorised over paths, batched Cholesky with per-path failure
   handling (a batch that fails is bisected until the failing paths are found);
 * **RNG floor** — a numba ``prange`` kernel that draws the same normals per path-step
   (m(m+1)/2 for Z plus m² for G') from the same per-block Generators and only sums them;
@@ -36,7 +36,6 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 import sde  # noqa: E402
-from sde import coefficients as C  # noqa: E402
 
 SIM = sys.modules["sde.simulate"]  # the module (sde.simulate is the re-exported function)
 

@@ -23,7 +23,7 @@ def _add_simulate(sub):
     p = sub.add_parser(
         "simulate", help="integrate a covariance SDE (or its ODE) and write a netCDF dataset",
         description="Integrate the covariance SDE dV = b(V) dt + dM of a shaped architecture "
-                    "(THEORY §3) by Euler–Maruyama over many paths, or its drift-only ODE "
+                    "(docs/theory.md §3) by Euler–Maruyama over many paths, or its drift-only ODE "
                     "(--method ode, classical RK4), and write V(path, time, token_a, token_b) "
                     "with status, death times and all parameters to a netCDF file. "
                     "Time t = depth/width. The first call compiles the kernels (seconds).")

@@ -15,7 +15,7 @@ from sde.models import MODELS, PARAMETER_HELP, REQUIRED
 
 #: parameter names whose flag is not the generic spelling.
 _FLAG_EXCEPTIONS = {"n_paths": "--paths"}
-_TYPES = {"float": float, "int": int, "str": str}
+_TYPES = {"float": float, "int": int, "str": str, "bool": bool}
 
 
 def flag(name):
@@ -44,7 +44,9 @@ def model_parameters():
     for arch, cls in MODELS.items():
         hints = {f.name: f.type for f in cls.__dataclass_fields__.values()}
         for name, default in cls.parameters():
-            typ = _TYPES[str(hints[name])]
+            hint = hints[name]
+            hint = getattr(hint, "__name__", str(hint)).replace(" | None", "")
+            typ = _TYPES[hint]
             out.setdefault(name, (typ, {}))[1][arch] = default
     return out
 
@@ -70,7 +72,11 @@ def add_model_args(p):
             text += f"; required for {', '.join(required)}"
         if len(defaults) == 1:
             text += f"; default {defaults.pop()}"
-        g.add_argument(flag(name), dest=name, type=typ, help=text + ")")
+        if typ is bool:
+            g.add_argument(flag(name), dest=name, action="store_const", const=True,
+                           default=None, help=text + ")")
+        else:
+            g.add_argument(flag(name), dest=name, type=typ, help=text + ")")
 
 
 def model_from_args(args):

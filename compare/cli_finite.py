@@ -25,11 +25,11 @@ def add_finite(sub):
     p = sub.add_parser(
         "finite", help="sample covariance paths of a finite-width shaped network",
         description="Sample V = X Xᵀ/n layer by layer through a finite shaped network "
-                    "(THEORY §2) from the input X0 = L E sqrt(n), X0 X0ᵀ/n = V0, and write "
+                    "(docs/theory.md §2) from the input X0 = L E sqrt(n), X0 X0ᵀ/n = V0, and write "
                     "V(path, time, token_a, token_b) with time = layer/width to a netCDF "
-                    "file. --sampler reduced (default) is the exact O(m³)-per-attention-layer "
-                    "sampler of THEORY §5; --sampler literal multiplies explicit weight "
-                    "matrices (same law, O(m n²) per layer).")
+                    "file. --sampler reduced (the default where it exists) is the exact "
+                    "O(m³)-per-attention-layer sampler of docs/theory.md §5; --sampler literal "
+                    "multiplies explicit weight matrices (same law, O(m n²) per layer).")
     add_model_args(p)
     add_v0_args(p)
     g = p.add_argument_group("network and sampling")
@@ -40,8 +40,10 @@ def add_finite(sub):
     g.add_argument("--depth", type=int, help="number of layers d >= 0 (or --t-end)")
     g.add_argument("--t-end", type=float, help="terminal time T = d/n >= 0; depth = "
                                                "round(T·n) (or --depth)")
-    g.add_argument("--sampler", default="reduced",
-                   help=f"one of {', '.join(SAMPLERS)} (default %(default)s)")
+    g.add_argument("--sampler", default=None,
+                   help=f"one of {', '.join(SAMPLERS)} (default: reduced where an exact reduced "
+                        f"sampler exists, else literal; the unshaped architectures are literal "
+                        f"only)")
     g.add_argument("--paths", type=int, required=True, help="number of paths >= 1")
     g.add_argument("--save-every", type=int, help="save every K-th layer (default: <= ~100 "
                                                   "saved layers; first and last always saved)")

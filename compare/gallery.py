@@ -1,4 +1,4 @@
-"""The figure gallery (``covsde figures``): the THEORY §7 figures the shaped models allow.
+"""The figure gallery (``covsde figures``): the docs/theory.md §7 figures the shaped models allow.
 
 Every figure is drawn from datasets SAVED under ``out_dir/data``. A dataset is simulated (or
 sampled) only when its file is missing or its attrs do not match the requested parameters
@@ -10,7 +10,7 @@ in the title; a caption per figure in ``captions.md``):
   d/n ∈ {0.25, 0.5, 1, 2}, finite reduced network vs SDE vs ODE (shaped block of the demo).
 - ``trajectories``: median and 10–90 % band of ρ_01 vs t for SDE, ODE and finite network.
 - ``convergence``: KS and W1 (ρ_01) finite-vs-SDE vs width n, log-log, several d/n
-  (arch=mlp, where the finite-n effect is visible: THEORY §6.3), with the noise floor and
+  (arch=mlp, where the finite-n effect is visible: docs/theory.md §6.3), with the noise floor and
   the fitted slope with its 95 % interval (fit over the points above twice their floor).
 - ``stability``: fraction of dead SDE paths over a (γ, τ0) grid (arch=attention, T = 1,
   dt = 0.01) as a heat map, and ``stability.csv`` with Clopper–Pearson 95 % intervals.

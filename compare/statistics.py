@@ -1,4 +1,4 @@
-"""Scalar statistics of covariance datasets (bounded ones first: THEORY §6.4).
+"""Scalar statistics of covariance datasets (bounded ones first: docs/theory.md §6.4).
 
 All take the ``V`` DataArray ``(path, time, token_a, token_b)`` of the schema and keep
 NaN for dead paths, so callers decide the censoring (paths alive at each time).

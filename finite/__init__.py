@@ -1,8 +1,10 @@
 """covsde.finite — literal and exact reduced samplers of finite-width shaped networks.
 
-:func:`sample` draws covariance paths ``V = X Xᵀ / n`` of a finite network (THEORY §2, §5)
+:func:`sample` draws covariance paths ``V = X Xᵀ / n`` of a finite network (docs/theory.md §2, §5)
 and returns the dataset of :mod:`sde.schema`, ``time = layer / width``.
 """
+# importing unshaped and unshaped_layers registers the unshaped architectures
+from . import unshaped, unshaped_layers
 from .sample import SAMPLERS, sample
 
-__all__ = ["SAMPLERS", "sample"]
+__all__ = ["SAMPLERS", "sample", "unshaped", "unshaped_layers"]

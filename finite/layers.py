@@ -8,14 +8,17 @@ one network layer; :func:`finite.sample` drives them without knowing what they a
 
 A bound layer (:class:`FiniteLayer`) owns, for one run (width n, heads H, key width n_k):
 
-* ``literal_shapes()`` and ``literal(X, weights)``: its weight shapes in draw order and its
-  map ``X → X'`` on X (p, m, n) (:mod:`finite.literal`);
+* ``literal_shapes()`` and ``literal(X, weights, layer)``: its weight shapes in draw order
+  and its map ``X → X'`` on X (p, m, n) at network layer ``layer`` (0-based; only
+  depth-dependent layers such as E-SPA use it) (:mod:`finite.literal`);
 * ``reduced(Vh, gens, slices, alive)``: its exact reduced map on the head-block Grams
   Vh (p, H, m, m), drawing from the RNG blocks ``gens`` (paths ``slices``) in a fixed
   order; returns ``(Vh', failed, n_clipped)`` (:mod:`finite.reduced`);
 * ``literal_cost(m)`` → (normals, flops) of one literal layer for one path, and
   ``reduced_work(m)``, the relative cost of one reduced layer (progress heuristics only);
-* ``takes_key_width``: whether the key width n_k applies.
+* ``takes_key_width``: whether the key width n_k applies; ``has_reduced``: whether an exact
+  reduced sampler exists (the literal one always does);
+* ``prepare(m)``: precomputation once per run (e.g. E-SPA's attention matrices).
 
 Register a new sub-layer with ``@register(ModelType)`` (see README, "Adding an
 architecture").
@@ -46,14 +49,20 @@ def finite_class(sublayer):
     raise TypeError(f"no finite sampler registered for {type(sublayer).__name__}")
 
 
+def _leaf(sublayer):
+    """The sub-layer a wrapper (``inner``) applies, else the sub-layer itself."""
+    return _leaf(sublayer.inner) if hasattr(sublayer, "inner") else sublayer
+
+
 def takes_key_width(model):
     """Whether any sub-layer of ``model`` has a key width."""
-    return any(finite_class(s).takes_key_width for s in model.sublayers())
+    return any(finite_class(_leaf(s)).takes_key_width for s in model.sublayers())
 
 
-def bind(model, width, heads, key_width):
-    """The bound finite layers of one layer of ``model`` at width ``width``, in order."""
-    return [finite_class(s)(s, width, heads, key_width) for s in model.sublayers()]
+def bind(model, width, heads, key_width, depth=None):
+    """The bound finite layers of one layer of ``model`` at width ``width``, in order
+    (``depth``: the run's number of layers, for depth-dependent layers such as E-SPA)."""
+    return [finite_class(s)(s, width, heads, key_width, depth) for s in model.sublayers()]
 
 
 def concat(parts):
@@ -74,9 +83,20 @@ class FiniteLayer:
     """A sub-layer bound to one run's width, heads and key width."""
 
     takes_key_width = False
+    #: whether ``reduced`` is an exact reduced sampler of this layer (else literal only)
+    has_reduced = True
 
-    def __init__(self, spec, width, heads, key_width):
+    def __init__(self, spec, width, heads, key_width, depth=None):
         self.spec, self.width, self.heads, self.key_width = spec, width, heads, key_width
+        self.depth = depth
+
+    def prepare(self, m):
+        """Precompute what depends on the number of tokens m (called once per run)."""
+
+    def kernel_step(self, V, layer):
+        """The width-first (n → ∞ first) map of V where it is exact and deterministic, else
+        None (see :func:`finite.kernel_map.kernel_map`)."""
+        return None
 
     def reduced_work(self, m):
         return 0.0
@@ -98,7 +118,7 @@ class FiniteShapedAttention(FiniteLayer):
     def literal_shapes(self):
         return lit.attention_shapes(self.width, self.heads, self.key_width)
 
-    def literal(self, X, weights):
+    def literal(self, X, weights, layer=0):
         s = self.spec
         return lit.attention_layer(X, weights, s.gamma, s.tau0, self.heads, self.key_width)
 
@@ -121,15 +141,15 @@ class FiniteShapedAttention(FiniteLayer):
 class FiniteShapedMLPResidual(FiniteLayer):
     """Residual shaped MLP sub-block (§2.2; reduced: hidden Gram, §5)."""
 
-    def __init__(self, spec, width, heads, key_width):
-        super().__init__(spec, width, heads, key_width)
+    def __init__(self, spec, width, heads, key_width, depth=None):
+        super().__init__(spec, width, heads, key_width, depth)
         self.act = spec.shaped_activation
         self.phi, self.c = self.act.at_width(width)
 
     def literal_shapes(self):
         return lit.mlp_shapes(self.width)
 
-    def literal(self, X, weights):
+    def literal(self, X, weights, layer=0):
         return lit.mlp_res_layer(X, weights, self.spec.gamma, self.phi, self.c)
 
     def literal_cost(self, m):
@@ -157,7 +177,7 @@ class FiniteShapedMLP(FiniteShapedMLPResidual):
     def literal_shapes(self):
         return lit.lnr_shapes(self.width)
 
-    def literal(self, X, weights):
+    def literal(self, X, weights, layer=0):
         return lit.lnr_layer(X, weights, self.phi, self.c)
 
     def literal_cost(self, m):

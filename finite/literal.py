@@ -1,4 +1,4 @@
-"""Literal finite-width shaped networks: explicit Gaussian weight matrices (THEORY §2).
+"""Literal finite-width shaped networks: explicit Gaussian weight matrices (docs/theory.md §2).
 
 Every function here is batched over paths: a representation is ``X`` of shape
 ``(p, m, n)`` (p paths, a row per token, width n), and one call applies one layer with
@@ -30,7 +30,7 @@ from .shaping import residual_lambda, shaped_attention_matrix
 def spread_matrix(m, width, heads=1):
     """``E`` (m, n) with orthonormal rows, each token spread evenly over the H head blocks.
 
-    Row i is ``H^{-1/2} e_i`` repeated in every column block of width n/H (THEORY §1, §5),
+    Row i is ``H^{-1/2} e_i`` repeated in every column block of width n/H (docs/theory.md §1, §5),
     so that ``E Eᵀ = I`` and every block satisfies ``E_h E_hᵀ = I / H``. Needs n/H ≥ m.
     """
     bs = width // heads
@@ -106,7 +106,7 @@ def draw_weights(gen, p, shapes, out=None):
 # ---------------------------------------------------------------- layers
 
 def attention_layer(X, weights, gamma, tau0, heads, key_width):
-    """One shaped attention residual sub-block (THEORY §2.1) on X (p, m, n).
+    """One shaped attention residual sub-block (docs/theory.md §2.1) on X (p, m, n).
 
     ``weights`` = (W^Q, W^K, W^V) as returned by :func:`draw_weights` with
     :func:`attention_shapes`. Returns X' (p, m, n).
@@ -125,7 +125,7 @@ def attention_layer(X, weights, gamma, tau0, heads, key_width):
 
 
 def mlp_res_layer(X, weights, gamma, phi, c):
-    """One residual shaped-MLP sub-block (THEORY §2.2) on X (p, m, n); hidden width n.
+    """One residual shaped-MLP sub-block (docs/theory.md §2.2) on X (p, m, n); hidden width n.
 
     ``weights`` = (W^pre, W^post); ``phi, c`` from ``model.activation_at(n)``.
     """
@@ -137,7 +137,7 @@ def mlp_res_layer(X, weights, gamma, phi, c):
 
 
 def lnr_layer(X, weights, phi, c):
-    """One Li–Nica–Roy layer without residual (THEORY §2.3, §5): ``sqrt(c) s(X W / sqrt n)``."""
+    """One Li–Nica–Roy layer without residual (docs/theory.md §2.3, §5): ``sqrt(c) s(X W / sqrt n)``."""
     (W,) = weights
     n = X.shape[-1]
     return math.sqrt(c) * phi(X @ W / math.sqrt(n))

@@ -80,7 +80,7 @@ def literal_estimate(bound_layers, m, depth, n_paths):
     return per * depth * n_paths / _CORES, 8 * normals
 
 
-def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="reduced",
+def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=None,
            key_width=None, save_every=None, progress=None, threads=None,
            memory_limit=DEFAULT_MEMORY_LIMIT):
     """Sample covariance paths of the finite network of ``model`` at width ``width``.
@@ -93,7 +93,8 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
     width : int n — network width; H = model.heads must divide n and n/H ≥ m.
     n_paths : int ≥ 1; seed : int ≥ 0.
     depth, t_end : exactly one; depth = round(t_end · width) layers.
-    sampler : ``"reduced"`` (exact, fast) or ``"literal"`` (weight matrices).
+    sampler : ``"reduced"`` (exact, fast) or ``"literal"`` (weight matrices); default: reduced
+        where every sub-layer has an exact reduced sampler, else literal.
     key_width : int ≥ 1, key width per head (attention, block); default n/H.
     save_every : save every k-th layer (default: ≤ ~100 saved layers; first and last
         always saved).
@@ -110,7 +111,7 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
     negative round-off eigenvalues clipped (harmless).
     """
     check_model(model)
-    if sampler not in SAMPLERS:
+    if sampler is not None and sampler not in SAMPLERS:
         raise CovsdeInputError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     V0 = validate_V0(V0)
     m = V0.shape[0]
@@ -135,7 +136,14 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler="
     if threads is None:
         threads = os.cpu_count() or 1
     threads = as_int("threads", threads, 1)
-    bound_layers = layers.bind(model, width, heads, key_width)
+    bound_layers = layers.bind(model, width, heads, key_width, depth)
+    if sampler is None:
+        sampler = "reduced" if all(b.has_reduced for b in bound_layers) else "literal"
+    elif sampler == "reduced" and not all(b.has_reduced for b in bound_layers):
+        raise CovsdeInputError(f"sampler reduced is not available for arch {model.arch} (no "
+                               f"exact reduction, docs/theory.md §5.8): use sampler literal")
+    for b in bound_layers:
+        b.prepare(m)
     if sampler == "literal":
         secs, path_bytes = literal_estimate(bound_layers, m, depth, n_paths)
         if path_bytes > LITERAL_MAX_PATH_BYTES or secs > LITERAL_MAX_SECONDS:
@@ -251,14 +259,14 @@ def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes):
     alive = np.ones(p, dtype=bool)
     if 0 in cfg.save_at:
         out_V[:, cfg.save_at[0]] = lit.gram(X)
-    qs = [min(p, max(1, int(chunk_bytes // (8 * lit.weight_count(shapes)))))
+    qs = [min(p, max(1, int(chunk_bytes // (8 * max(1, lit.weight_count(shapes))))))
           for shapes, _ in subs]
     buffers = [[np.empty((q, a, b)) for a, b in shapes] for q, (shapes, _) in zip(qs, subs)]
     for layer in range(cfg.depth):
         for q, buf, (shapes, apply) in zip(qs, buffers, subs):
             for i0 in range(0, p, q):
                 i1 = min(p, i0 + q)
-                X[i0:i1] = apply(X[i0:i1], lit.draw_weights(gen, i1 - i0, shapes, buf))
+                X[i0:i1] = apply(X[i0:i1], lit.draw_weights(gen, i1 - i0, shapes, buf), layer)
         V = lit.gram(X)
         newly = alive & ~np.isfinite(V).all(axis=(1, 2))
         if newly.any():

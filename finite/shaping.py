@@ -1,4 +1,4 @@
-"""The shaping formulas shared by the literal and the reduced samplers (THEORY §2.1–2.2).
+"""The shaping formulas shared by the literal and the reduced samplers (docs/theory.md §2.1–2.2).
 
 Batched over leading axes; the last two axes are (m, m) token matrices.
 """

@@ -1,4 +1,4 @@
-"""covsde.sde — covariance SDEs of shaped Transformers at initialisation (THEORY §3–4).
+"""covsde.sde — covariance SDEs of shaped Transformers at initialisation (docs/theory.md §3–4).
 
 ``V = X Xᵀ / n`` is the (m, m) token covariance; SDE time ``t = layer / n``.
 """

@@ -280,6 +280,27 @@ class Serial(Model):
         return {"arch": self.arch,
                 "layers": repr([s.params() for s in self.sublayers()])}
 
+    def __getattr__(self, name):
+        """A parameter shared by the sub-layers that have it (e.g. ``tau0``)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        values = {getattr(s, name) for s in self.sublayers()
+                  if name in {f.name for f in dataclasses.fields(s)}}
+        if len(values) != 1:
+            raise AttributeError(f"Serial has no single parameter {name!r} "
+                                 f"(values in its sub-layers: {sorted(values)})")
+        return values.pop()
+
+    def replace(self, **changes):
+        """A copy whose sub-layers that have a changed parameter take its new value."""
+        unknown = set(changes) - {f.name for s in self.sublayers()
+                                  for f in dataclasses.fields(s)}
+        if unknown:
+            raise CovsdeInputError(f"no sub-layer of this composition has {sorted(unknown)}")
+        return Serial(*(s.replace(**{k: v for k, v in changes.items()
+                                     if k in {f.name for f in dataclasses.fields(s)}})
+                        for s in self.sublayers()))
+
     def __eq__(self, other):
         return type(other) is type(self) and other.sublayers() == self.sublayers()
 
@@ -316,8 +337,18 @@ class ShapedBlock(Serial):
     def params(self):
         return Model.params(self)
 
+    replace = Model.replace
+
 
 MODELS = {cls.arch: cls for cls in (ShapedAttention, ShapedMLP, ShapedMLPResidual, ShapedBlock)}
+
+
+def register_model(cls):
+    """Make a model class available by its ``arch`` name (CLI ``--arch``, dataset attrs)."""
+    if not (isinstance(cls, type) and issubclass(cls, Model) and cls.arch):
+        raise TypeError("register_model takes a Model subclass with an arch name")
+    MODELS[cls.arch] = cls
+    return cls
 
 
 def model_from_params(params: dict) -> Model:

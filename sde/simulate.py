@@ -14,12 +14,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import _kernels
-from ._run import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,  # noqa: F401
+from ._run import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,
                    MAX_STEPS, RNG_BLOCK, as_int, as_seed, block_generators, check_memory,
                    check_model, positive, provenance, saved_steps, time_grid)
 from .errors import CovsdeInputError
 from .initial import validate_V0
 from .schema import make_dataset
+
+# The run plumbing is re-exported here for existing callers (``sde.simulate.as_int`` …).
+__all__ = ["simulate", "METHODS", "DEFAULT_BOUND", "CHUNK_BLOCKS", "RNG_BLOCK", "MAX_STEPS",
+           "MAX_SAVED", "MAX_SEED", "DEFAULT_MEMORY_LIMIT", "_DEFAULT_SAVED_TIMES", "as_int",
+           "as_seed", "block_generators", "check_memory", "saved_steps", "time_grid"]
 
 #: blocks handed to one kernel call (the prange width); not part of the result's identity.
 CHUNK_BLOCKS = 8

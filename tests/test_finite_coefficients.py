@@ -1,4 +1,4 @@
-"""Coefficients of the SDE models against single finite layers (THEORY §3, §5, §6.1).
+"""Coefficients of the SDE models against single finite layers (docs/theory.md §3, §5, §6.1).
 
 What is measured: the one-layer map of the REDUCED sampler (``finite.reduced``; reduced ≡
 literal in law is proven in ``test_finite_exact.py``) from a fixed V, at large width n:
@@ -7,7 +7,7 @@ literal in law is proven in ``test_finite_exact.py``) from a fixed V, at large w
 * diffusion ``n Cov(V' − V)`` vs  ``model.diffusion(V)`` (the 21 distinct entries of the
   6 × 6 covariance of the upper-triangular entries of V' at m = 3).
 
-Variance reductions (THEORY §6.1), each an exact identity of the layer's law:
+Variance reductions (docs/theory.md §6.1), each an exact identity of the layer's law:
 
 * attention: the expectation over the value weights in closed form, obtained by calling
   ``reduced.attention_update`` with the value draws replaced by their means (M = 0,
@@ -58,13 +58,14 @@ import scipy.stats
 from finite import reduced as red
 from finite import sample
 from sde import ShapedAttention, ShapedBlock, ShapedMLP, ShapedMLPResidual
+from sde.models import Serial
 from sde import coefficients as C
 
 ALPHA = 1e-3
 Z_POWER = scipy.stats.norm.isf(0.05)  # one-sided 95 % power margin in the resolution
 #: a non-symmetric input: every drift entry is non-zero
 V_DRIFT = np.array([[1.0, 0.3, -0.2], [0.3, 0.8, 0.1], [-0.2, 0.1, 1.3]])
-#: THEORY §6.1: m = 3, ρ = 0.3 (equicorrelated), where the attention share of Σ is 31–36 %
+#: docs/theory.md §6.1: m = 3, ρ = 0.3 (equicorrelated), where the attention share of Σ is 31–36 %
 V_DIFF = np.full((3, 3), 0.3) + 0.7 * np.eye(3)
 M = 3
 IU = np.triu_indices(M)          # 6 entries a ≤ b
@@ -328,12 +329,15 @@ def diffusion_z(est, se, sig):
 
 
 DIFF = {
-    # THEORY §6.1: (γ, τ0) = (1, 0.3), m = 3, ρ = 0.3: attention share 31–36 % (H = 1)
+    # docs/theory.md §6.1: (γ, τ0) = (1, 0.3), m = 3, ρ = 0.3: attention share 31–36 % (H = 1)
     "attention-H1": (ShapedAttention(1.0, 0.3, heads=1), 100_000, 200_000),
     "attention-H2": (ShapedAttention(1.0, 0.3, heads=2), 100_000, 200_000),
     "lnr": (ShapedMLP(1.0, -1.0), 1000, 40_000),
     "mlp-res": (ShapedMLPResidual(0.6, 1.0, -1.0), 1000, 40_000),
     "block": (ShapedBlock(1.0, 0.3, 1.0, -1.0, heads=1), 4000, 60_000),
+    # a composition other than the block: MLP first, then attention
+    "serial-mlp-att": (Serial(ShapedMLPResidual(1.0, 1.0, -1.0), ShapedAttention(1.0, 0.3)),
+                       4000, 60_000),
 }
 
 
@@ -384,7 +388,7 @@ def test_diffusion(name):
 
 def _diffusion_controls():
     out = []
-    for name in ("attention-H1", "attention-H2", "block"):
+    for name in ("attention-H1", "attention-H2", "block", "serial-mlp-att"):
         out.append((name, "tau0+15%"))
     out += [("attention-H1", "heads"), ("attention-H2", "heads")]
     out += [("lnr", "alin+15%"), ("mlp-res", "alin+15%")]
@@ -417,7 +421,7 @@ def test_diffusion_controls(name, control):
 
 @pytest.mark.slow
 def test_slow_attention_drift_two_million():
-    """THEORY's size: 2·10⁶ antithetic pairs at n = 10⁵, H = 1 (γ = 0.8, τ0 = 0.5).
+    """docs/theory.md's size (§6.1): 2·10⁶ antithetic pairs at n = 10⁵, H = 1 (γ = 0.8, τ0 = 0.5).
     Measured when written: resolution 0.40 % on γ²/τ0² (asserted < 0.6 %), max |z| = 2.71
     (Z(6) = 3.76); τ0 +15 % control rejected at max |z| = 328."""
     model = ATT_DRIFT["H1"]

@@ -1,4 +1,4 @@
-"""Convergence smoke, arch=mlp (THEORY §6.3): finite networks → the SDE as n grows, T fixed.
+"""Convergence smoke, arch=mlp (docs/theory.md §6.3): finite networks → the SDE as n grows, T fixed.
 
 Reduced finite networks (``finite.sample``, sampler="reduced"; ≡ literal, see
 ``test_finite_exact.py``) of the Li–Nica–Roy shaped-ReLU MLP at widths n, depth d = T n,

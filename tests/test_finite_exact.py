@@ -1,4 +1,4 @@
-"""Exactness of the reduced sampler (THEORY §5, §6.2): its law equals the literal network's.
+"""Exactness of the reduced sampler (docs/theory.md §5, §6.2): its law equals the literal network's.
 
 Test: two-sample KS (``scipy.stats.ks_2samp``) between literal and reduced samples on every
 ``V_ab`` (a ≤ b) and every ``ρ_ab`` (a < b) — 9 statistics at m = 3 — Bonferroni-corrected to
@@ -24,6 +24,7 @@ import scipy.stats
 
 from finite import sample
 from sde import ShapedAttention, ShapedBlock, ShapedMLP, ShapedMLPResidual
+from sde.models import Serial
 
 ALPHA = 1e-3
 V0 = np.array([[1.0, 0.3, -0.2], [0.3, 0.8, 0.1], [-0.2, 0.1, 1.3]])
@@ -51,6 +52,9 @@ ONE_LAYER = {
     "mlp-tanh-n24": (ShapedMLP(activation="tanh", a=0.7), 24, None, 40_000),
     "mlp-res-n24": (ShapedMLPResidual(0.5, 0.3, -1.0), 24, None, 40_000),
     "mlp-res-n48": (ShapedMLPResidual(0.5), 48, None, 20_000),
+    # a composition other than the block: MLP first, then attention with two heads
+    "serial-mlp-att-n24-H2": (Serial(ShapedMLPResidual(0.5, 0.3, -1.0),
+                                     ShapedAttention(0.5, 0.7, heads=2)), 24, None, 40_000),
 }
 
 
@@ -115,6 +119,7 @@ CONTROLS = [
     ("mlp-tanh-n24", {"width": 28}, "5e-12 4e-10 1e-12 2e-10 [0.02 0.32]"),
     ("mlp-res-n24", {"gamma": 0.575}, "2e-31 2e-33 9e-33 1e-35 [0.02 0.17]"),
     ("mlp-res-n24", {"width": 28}, "7e-12 4e-14 4e-13 2e-12 [0.02 0.17]"),
+    ("serial-mlp-att-n24-H2", {"gamma": 0.575}, "asserted < threshold/10 (generic family)"),
 ]
 
 
@@ -205,7 +210,7 @@ def test_deep_exact_with_power_against_two_percent(name, depth, n_paths):
 
 def test_near_singular_regime_clips_and_stays_exact():
     """γ = 1, τ0 = 0.5 (λ = 0: V' is a pure Gram through A, nearly singular on ~1 % of paths
-    by T = 0.5, THEORY §6.4): the PSD-safe factor keeps every path alive, counts the
+    by T = 0.5, docs/theory.md §6.4): the PSD-safe factor keeps every path alive, counts the
     Cholesky failures it repaired by clipping (n_psd_clipped = 54 in 2·10⁴ paths at this
     seed when written), and the law still equals the literal network's (d = 8 layers, 4000
     paths each, statistics at d/2 and d; same-law p = 0.07 when written). Power: γ = 0.85

@@ -46,7 +46,7 @@ def test_spread_matrix_needs_room():
 # ---------------------------------------------------------------- literal layers vs loops
 
 def _attention_loop(X, WQ, WK, WV, gamma, tau0, H, nk):
-    """One path, heads one at a time, written from THEORY §2.1 directly."""
+    """One path, heads one at a time, written from docs/theory.md §2.1 directly."""
     m, n = X.shape
     lam = math.sqrt(1 - gamma ** 2)
     heads_out = []

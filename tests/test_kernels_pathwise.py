@@ -1,4 +1,4 @@
-"""Pathwise cross-check of the numba Euler–Maruyama kernel against sdeint (THEORY §4).
+"""Pathwise cross-check of the numba Euler–Maruyama kernel against sdeint (docs/theory.md §4).
 
 ``sde._kernels.integrate_supplied`` is driven by supplied increments
 ``dW[p, s, 0] = G``, ``dW[p, s, 1] = G'`` (each entry ~ N(0, dt)). The same increments,

@@ -1,4 +1,4 @@
-"""Li–Nica–Roy, m = 2 (THEORY §3.2): the matrix SDE's correlation is the scalar ρ-SDE.
+"""Li–Nica–Roy, m = 2 (docs/theory.md §3.2): the matrix SDE's correlation is the scalar ρ-SDE.
 
 For arch = mlp with m = 2, ``ρ = V_01 / sqrt(V_00 V_11)`` is autonomous:
 ``dρ = [ν(ρ) − ρ(1 − ρ²)/2] dt + (1 − ρ²) dB``, ``ν(ρ) = (c₊ − c₋)²/(2π)(sqrt(1−ρ²) − ρ arccos ρ)``

@@ -1,4 +1,4 @@
-"""The O(m³) noise of THEORY §4 has covariance Σ(V) = model.diffusion(V) (dense tensor).
+"""The O(m³) noise of docs/theory.md §4 has covariance Σ(V) = model.diffusion(V) (dense tensor).
 
 ``sde.coefficients.noise_into(L, Z, Gp, coef, scratch, out)`` is called once per draw in a
 numba loop (below), with ``Z = (G + Gᵀ)/sqrt 2`` and ``Gp`` iid N(0, 1) drawn by numpy
@@ -10,7 +10,7 @@ entry's relative error is detected (power ≥ 99 %) above ``(Z_CRIT + 2.33) SE/|
 variances (SE/Σ ≈ sqrt(2/N) = 2.2·10⁻³) that is ≈ 1.4 %, for the large covariance
 entries 4.7–6.5 % (near-zero entries are resolved in absolute terms only);
 ``test_smallest_detectable_error`` computes and bounds it. Negative controls at
-γ = 1, τ0 = 0.3, m = 3, ρ = 0.3 (THEORY §6.1, where attention noise is ~1/3 of each
+γ = 1, τ0 = 0.3, m = 3, ρ = 0.3 (docs/theory.md §6.1, where attention noise is ~1/3 of each
 variance) must be rejected; measured max |z| (seeded): attention τ0 +15 % / −15 %:
 40 / 63, heads 1 vs 2: 82 / 99; block τ0 +15 % / −15 %: 18 / 29, heads 2 vs 1: 39;
 mlp-res γ +5 %: 47. Correct models: max |z| 1.5–3.1 against Z_CRIT = 4.07.

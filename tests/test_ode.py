@@ -1,4 +1,4 @@
-"""Width-first limit (THEORY §3.4): ``simulate(..., method="ode")`` vs scipy's solve_ivp.
+"""Width-first limit (docs/theory.md §3.4): ``simulate(..., method="ode")`` vs scipy's solve_ivp.
 
 The reference is ``scipy.integrate.solve_ivp`` (DOP853, rtol = 1e-11, atol = 1e-13) on
 ``dV/dt = model.drift(V)`` from the same random SPD V0 (m = 5). The package's classical RK4

@@ -1,4 +1,4 @@
-"""Euler–Maruyama strong order 1/2 (THEORY §6.5), through ``sde._kernels.integrate_supplied``.
+"""Euler–Maruyama strong order 1/2 (docs/theory.md §6.5), through ``sde._kernels.integrate_supplied``.
 
 arch = mlp (shaped ReLU, c₊ = 0, c₋ = −1: linear-growth drift, no blow-up), m = 3,
 V0 equicorrelated with ρ0 = 0.3, T = 1. A fine path at dt = 1/2048 and coarse paths at

@@ -1,0 +1,161 @@
+"""Finite maps of the unshaped sub-layers (:mod:`finite.unshaped`; docs/theory.md §2.4),
+registered by model type like the shaped ones (:mod:`finite.layers`). Literal only: LayerNorm
+and the residual/LN wrappers act on X itself, and the literal map is the definition.
+
+Shapes: X is (p, m, n) (p paths, a row per token); weights come from
+:func:`finite.literal.draw_weights` in the order of ``literal_shapes()``.
+"""
+import math
+
+import numpy as np
+
+from . import spa
+from .layers import FiniteLayer, bind, register
+from .shaping import softmax_rows
+from .unshaped import LayerNorm, PreNorm, ReLUMLP, Residual, SoftmaxAttention
+
+
+def layer_norm(X):
+    """Each token row centred over its n features and divided by its RMS (ε = 0)."""
+    Xc = X - X.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Xc / np.sqrt((Xc * Xc).mean(axis=-1, keepdims=True))
+
+
+@register(SoftmaxAttention)
+class FiniteSoftmaxAttention(FiniteLayer):
+    """Standard attention ``concat_h(A_h X W^V_h)/√n`` and its variants."""
+
+    takes_key_width = True
+    has_reduced = False
+
+    def __init__(self, spec, width, heads, key_width, depth=None):
+        super().__init__(spec, width, heads, key_width, depth)
+        self.spa = spec.attention in ("e-spa", "u-spa")
+        self.spa_A = None
+
+    def prepare(self, m):
+        if self.spa:
+            A = spa.attention_matrices(self.spec.attention, self.spec.spa_final_value, m,
+                                       self.depth)
+            B, D = spa.bias_and_scale(A)
+            # the layer's matrix as the network computes it: D ⊙ softmax(B)
+            self.spa_A = D[..., None] * softmax_rows(B)
+
+    def literal_shapes(self):
+        n, H, nk = self.width, self.heads, self.key_width
+        if self.spa:
+            return [(n, n)]                      # W^Q = 0, logits = bias only: W^V alone
+        return [(n, H * nk), (n, H * nk), (n, n)]
+
+    def attention_matrix(self, X, weights, layer):
+        """A (p, H, m, m) of this layer for X (p, m, n)."""
+        p, m, n = X.shape
+        H, nk, s = self.heads, self.key_width, self.spec
+        if self.spa:
+            return np.broadcast_to(self.spa_A[layer], (p, H, m, m))
+        WQ, WK, _ = weights
+        Q = (X @ WQ).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
+        K = (X @ WK).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
+        A = softmax_rows(Q @ np.swapaxes(K, -1, -2) / (n * math.sqrt(nk)))
+        if s.attention == "value-skipinit":
+            A = s.skip_alpha * np.eye(m) + s.skip_beta * A
+        return A
+
+    def literal(self, X, weights, layer=0):
+        p, m, n = X.shape
+        H = self.heads
+        A = self.attention_matrix(X, weights, layer)
+        XV = (X @ weights[-1]).reshape(p, m, H, n // H).transpose(0, 2, 1, 3)
+        out = (A @ XV).transpose(0, 2, 1, 3).reshape(p, m, n) / math.sqrt(n)
+        th = self.spec.similarity_removal
+        if th:
+            out = out - th * out.mean(axis=1, keepdims=True)
+        return out
+
+    def kernel_step(self, V, layer):
+        """Width-first map ``V → A V Aᵀ`` where A is deterministic (E-SPA/U-SPA, and
+        Value-SkipInit with β = 0: A = αI), else None. Similarity removal multiplies by
+        ``(I − θ11ᵀ/m)`` on both sides."""
+        s, m = self.spec, V.shape[-1]
+        if self.spa:
+            A = self.spa_A[layer]
+        elif s.attention == "value-skipinit" and s.skip_beta == 0.0:
+            A = s.skip_alpha * np.eye(m)
+        else:
+            return None
+        if s.similarity_removal:
+            A = (np.eye(m) - s.similarity_removal / m) @ A
+        return A @ V @ A.T
+
+    def literal_cost(self, m):
+        n, H, nk = self.width, self.heads, self.key_width
+        normals = sum(a * b for a, b in self.literal_shapes())
+        return normals, 2.0 * m * n * (2 * H * nk + n) + 4.0 * H * m * m * (nk + n / H)
+
+
+@register(ReLUMLP)
+class FiniteReLUMLP(FiniteLayer):
+    """``sqrt(2/(1+s²)) φ_s(X W¹/√n) W²/√n``, φ_s the leaky ReLU of slope s."""
+
+    has_reduced = False
+
+    def literal_shapes(self):
+        return [(self.width, self.width), (self.width, self.width)]
+
+    def literal(self, X, weights, layer=0):
+        W1, W2 = weights
+        n, s = self.width, self.spec.mlp_slope
+        H = X @ W1 / math.sqrt(n)
+        act = np.maximum(H, 0.0) + s * np.minimum(H, 0.0)
+        return math.sqrt(2.0 / (1.0 + s * s)) * (act @ W2) / math.sqrt(n)
+
+    def literal_cost(self, m):
+        return 2 * self.width ** 2, 4.0 * m * self.width ** 2
+
+
+@register(LayerNorm)
+class FiniteLayerNorm(FiniteLayer):
+    """LayerNorm: no weights."""
+
+    has_reduced = False
+
+    def literal_shapes(self):
+        return []
+
+    def literal(self, X, weights, layer=0):
+        return layer_norm(X)
+
+    def literal_cost(self, m):
+        return 0, 5.0 * m * self.width
+
+
+class _FiniteWrapper(FiniteLayer):
+    has_reduced = False
+
+    def __init__(self, spec, width, heads, key_width, depth=None):
+        super().__init__(spec, width, heads, key_width, depth)
+        (self.inner,) = bind(spec.inner, width, heads, key_width, depth)
+        self.takes_key_width = self.inner.takes_key_width
+
+    def prepare(self, m):
+        self.inner.prepare(m)
+
+    def literal_shapes(self):
+        return self.inner.literal_shapes()
+
+    def literal_cost(self, m):
+        normals, flops = self.inner.literal_cost(m)
+        return normals, flops + 2.0 * m * self.width
+
+
+@register(Residual)
+class FiniteResidual(_FiniteWrapper):
+    def literal(self, X, weights, layer=0):
+        return X + self.inner.literal(X, weights, layer)
+
+
+@register(PreNorm)
+class FinitePreNorm(_FiniteWrapper):
+    def literal(self, X, weights, layer=0):
+        return X + self.inner.literal(layer_norm(X), weights, layer)
