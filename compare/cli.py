@@ -1,7 +1,7 @@
 """The ``covsde`` console script: subcommands that call the public functions and nothing else.
 
 Bad input prints one line ``covsde <cmd>: error: …`` on stderr and exits with code 2;
-no output file is left behind.
+no output file is left behind. Ctrl-C prints one line and exits with code 130.
 """
 import os
 import sys
@@ -117,6 +117,12 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run one subcommand. Bad input: one line on stderr, exit 2. Ctrl-C: one line
+    ``covsde <cmd>: interrupted``, exit 130 (128 + SIGINT); outputs are written atomically
+    (temporary name, then rename), so an interrupted run leaves no partial file."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the CLI only writes files; library code never switches backends
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -124,6 +130,9 @@ def main(argv=None):
     except CovsdeInputError as exc:
         sys.stderr.write(f"covsde {args.command}: error: {exc}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"covsde {args.command}: interrupted (no partial output written)\n")
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
