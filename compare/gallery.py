@@ -35,7 +35,7 @@ import scipy.stats  # noqa: E402
 
 from sde.errors import CovsdeInputError  # noqa: E402
 from sde.initial import equicorrelated  # noqa: E402
-from sde.io import read_dataset, write_dataset  # noqa: E402
+from sde.io import check_writable_dir, read_dataset, write_dataset  # noqa: E402
 from sde.models import ShapedAttention, ShapedBlock, ShapedMLP  # noqa: E402
 from sde.schema import dead_fraction_ci  # noqa: E402
 from sde.simulate import simulate  # noqa: E402
@@ -444,6 +444,7 @@ def check_out_dir(out_dir, name="--out"):
     data = os.path.join(path, "data")
     if os.path.exists(data) and not os.path.isdir(data):
         raise CovsdeInputError(f"{name}: {data} exists and is not a directory")
+    check_writable_dir(path if os.path.isdir(path) else parent, name)
 
 
 def fit_slope(n, y, y_boot=None, level=0.95):
