@@ -181,7 +181,7 @@ class Gallery:
             save_figure(fig, self._out(f"{stem}.{ext}"), "--out", close=False)
             self.written.append(os.path.join(self.out_dir, f"{stem}.{ext}"))
         plt.close(fig)
-        self.captions[stem] = caption
+        self.captions[stem] = f"{caption} (Size {self.size}.)"
         self.log(f"  figure  {stem}.png / .pdf")
 
     def _csv(self, table, name):
@@ -194,7 +194,10 @@ class Gallery:
         caps = {stem: cap for stem, cap in old.items() if stem not in self.captions}
         caps.update(self.captions)
         order = [s for s in STEMS if s in caps] + [s for s in caps if s not in STEMS]
-        lines = [f"# covsde figures ({self.size} size, seed {self.seed})", ""]
+        lines = ["# covsde figures", "",
+                 "Each caption describes the last run that drew its figure (`--only` redraws "
+                 "some and keeps the others' captions); sizes and seeds are in the captions.",
+                 ""]
         for stem in order:
             lines += [f"## {stem}.png / {stem}.pdf", "", caps[stem], ""]
         with open(self._out("captions.md"), "w") as fh:
@@ -388,12 +391,12 @@ class Gallery:
         ax.set_yticks(range(len(gammas)), [f"{g:g}" for g in gammas])
         ax.set_xlabel("attention temperature τ0")
         ax.set_ylabel("residual weight γ")
-        fig.colorbar(im, ax=ax, label=f"dead SDE paths by T = 1 (%; scale 0–{vmax:g} %, "
-                                      f"fitted to the data)")
+        fig.colorbar(im, ax=ax, label="dead SDE paths by T = 1 (%)")
         n = int(table["n_paths"].iloc[0])
         ax.set_title(f"Stability of the shaped-attention SDE: m = {DEMO_V0['m']}, "
                      f"ρ0 = {_fmt(DEMO_V0['rho0'])}, H = 1,\nT = 1, dt = 0.01, {n} paths per "
-                     f"cell; dead % [95 % Clopper–Pearson]", fontsize=9)
+                     f"cell; dead % [95 % Clopper–Pearson];\ncolour scale 0–{vmax:g} %, "
+                     f"fitted to the data", fontsize=9)
         self._save(fig, "stability",
                    f"Fraction of shaped-attention SDE paths (m = {DEMO_V0['m']}, ρ0 = "
                    f"{_fmt(DEMO_V0['rho0'])}, one head) that die before T = 1 (Euler–Maruyama, "
