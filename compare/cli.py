@@ -1,14 +1,27 @@
 """The ``covsde`` console script: subcommands that call the public functions and nothing else.
 
 Bad input prints one line ``covsde <cmd>: error: …`` on stderr and exits with code 2;
-no output file is left behind.
+no output file is left behind. Ctrl-C prints one line and exits with code 130.
 """
 import os
+import signal
 import sys
 import time
 
+
+def _interrupted_while_starting(signum, frame):  # pragma: no cover (timing-dependent)
+    """Ctrl-C during the imports below (seconds on a loaded machine): one line, exit 130."""
+    sys.stderr.write("covsde: interrupted (no output written)\n")
+    os._exit(130)
+
+
+try:
+    _SIGINT_BEFORE = signal.signal(signal.SIGINT, _interrupted_while_starting)
+except ValueError:  # imported outside the main thread: no signal handling to change
+    _SIGINT_BEFORE = None
+
 from sde.errors import CovsdeInputError
-from sde.io import check_output_path, write_dataset
+from sde.io import check_output_path, check_writable_dir, write_dataset
 from sde.schema import summary_line
 from sde.simulate import DEFAULT_BOUND, METHODS, as_int, simulate
 
@@ -17,6 +30,9 @@ from .cli_finite import add_finite
 from .cli_figures import add_figures
 from .cli_args import (Parser, add_model_args, add_run_args, add_v0_args, check_tokens_memory,
                        memory_limit_bytes, model_from_args, set_threads, v0_from_args)
+
+if _SIGINT_BEFORE is not None:  # imports done: Ctrl-C raises KeyboardInterrupt again
+    signal.signal(signal.SIGINT, _SIGINT_BEFORE)
 
 
 def _add_simulate(sub):
@@ -98,6 +114,7 @@ def _cmd_demo(args):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise CovsdeInputError(f"--out: {existing} exists and is not a directory")
+    check_writable_dir(existing, "--out")
 
     for line in run_demo(args.out, n_paths=args.paths, seed=args.seed):
         print(line)
@@ -117,12 +134,28 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run one subcommand. Bad input: one line on stderr, exit 2. Ctrl-C: one line
+    ``covsde <cmd>: interrupted``, exit 130 (128 + SIGINT); outputs are written atomically
+    (temporary name, then rename), so an interrupted run leaves no partial file."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the CLI only writes files; library code never switches backends
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except CovsdeInputError as exc:
         sys.stderr.write(f"covsde {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"covsde {args.command}: interrupted (no partial output written)\n")
+        return 130
+    except BrokenPipeError:  # e.g. `covsde compare ... | head`: stop quietly
+        sys.stderr = open(os.devnull, "w")
+        return 0
+    except OSError as exc:  # the environment refused (disk full, permissions, ...)
+        where = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"covsde {args.command}: error: {exc.strerror or exc}{where}\n")
         return 2
 
 

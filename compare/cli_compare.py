@@ -1,99 +1,170 @@
 """``covsde compare A.nc B.nc``: distances between two datasets, as a table or JSON."""
+import argparse
 import json
+import math
 import os
+import sys
+import warnings
 
 import numpy as np
 
+from sde.errors import CovsdeInputError
 from sde.io import check_output_path, read_dataset
 from sde.simulate import as_int
 
-from .distances import distances
+from .distances import (DEFAULT_N_BOOT, MIN_N_BOOT, check_n_boot, common_times, distances,
+                        legend_text, nearest_times)
 
 
 def add_compare(sub):
     p = sub.add_parser(
-        "compare", help="KS / W1 distances between two datasets (e.g. finite vs SDE)",
+        "compare", help="KS / W1 distances and quantile differences between two datasets",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compare two covsde datasets statistic by statistic at their common "
-                    "times: KS (statistic, p-value) and W1 from scipy.stats, bootstrap 95 %% "
-                    "intervals, the noise floor (the same distance between two samples of the "
-                    "same sizes from B), quantiles, alive counts and dead fractions. Statistics "
-                    "use the paths alive at each time; a warning marks > 1 %% dead.")
+                    "times: the KS statistic with its two-sample p-value, W1 with a "
+                    "permutation p-value, the noise floor of each (the mean distance over "
+                    "permutations of the pooled sample: its value when both sides have the "
+                    "same law), and the differences of quantiles A − B with percentile-"
+                    "bootstrap 95 % intervals (the only intervals reported: a distance near "
+                    "zero has no honest bootstrap interval). One censoring rule on both sides: "
+                    "a path counts at t if it is alive and max|V_ab| <= the SDE's blow-up "
+                    "bound (1e4) at every saved time up to t. A one-path (ODE) dataset is "
+                    "given with --ode, never as A or B.",
+        epilog="columns (table, --json rows, CSV):\n" + legend_text(86)
+               + "\n\nThe table shows the median difference; --json has every quantile.")
     p.add_argument("a", help="first dataset (.nc), e.g. a finite-network sample")
-    p.add_argument("b", help="second dataset (.nc), e.g. the SDE; the noise floor uses it")
+    p.add_argument("b", help="second dataset (.nc), e.g. the SDE")
     p.add_argument("--stat", action="append", help="corr:a,b | V:a,b | mineig | effrank "
                                                    "(repeatable; default corr:0,1)")
     p.add_argument("--time", action="append", type=float,
                    help="time to compare (repeatable; default: every common saved time)")
-    p.add_argument("--ode", help="optional ODE dataset: adds W1(A, point mass at the ODE)")
-    p.add_argument("--boot", type=int, default=200, help="bootstrap draws (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default %(default)s)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--plot", help="write an overlay figure (histogram + KDE per source) here")
+    p.add_argument("--ode", help="optional one-path ODE dataset: adds W1(A, point mass at "
+                                 "the ODE value)")
+    p.add_argument("--boot", type=int, default=DEFAULT_N_BOOT,
+                   help=f"permutations and bootstrap resamples, >= {MIN_N_BOOT} (default "
+                        f"%(default)s; a warning below 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutations and "
+                                                       "resamples (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON on stdout instead of a "
+                                                       "table (other messages go to stderr)")
+    p.add_argument("--plot", help="write an overlay figure here (every --stat, histograms "
+                                  "on shared bins, one panel per statistic and time)")
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args):
-    as_int("--boot", args.boot, 1)
+    n_boot = check_n_boot(args.boot, "--boot")
     as_int("--seed", args.seed, 0)
     if args.plot:
         check_output_path(args.plot, "--plot")
     a = read_dataset(args.a)
     b = read_dataset(args.b)
     ode = read_dataset(args.ode) if args.ode else None
+    for ds, path, side in ((a, args.a, "A"), (b, args.b, "B")):
+        if ds.sizes["path"] < 2:
+            raise CovsdeInputError(f"{side} = {path} has one path (a deterministic ODE run): it "
+                                   f"is a point, not a distribution; give it with --ode")
+    if ode is not None and ode.sizes["path"] != 1:
+        raise CovsdeInputError(f"--ode {args.ode} has {ode.sizes['path']} paths; --ode takes a "
+                               f"one-path (ODE) dataset")
     stats = args.stat or ["corr:0,1"]
-    df = distances(a, b, stats=stats, times=args.time, n_boot=args.boot, seed=args.seed,
-                   point=ode)
+    if args.time:
+        _check_requested_times(a, b, args.time)
+    with warnings.catch_warnings():  # printed below as one "warning:" line each
+        warnings.simplefilter("ignore")
+        df = distances(a, b, stats=stats, times=args.time, n_boot=n_boot, seed=args.seed,
+                       point=ode, progress=None)
+    info = sys.stderr if args.json else sys.stdout
     if args.json:
-        print(json.dumps({"a": args.a, "b": args.b, "censoring": df.attrs["censoring"],
-                          "missing_times": df.attrs["missing_times"],
-                          "rows": json.loads(df.to_json(orient="records"))}, indent=1))
+        print(json.dumps(to_json_doc(df, args.a, args.b, args.ode), indent=1))
     else:
         print(format_table(df, args.a, args.b))
+    for note in df.attrs["warnings"]:
+        print(f"warning: {note}", file=sys.stderr)
     if args.plot:
-        from .overlay import plot_overlay
+        from .figures import save_figure
+        from .overlay import compare_figure
 
-        times = sorted(set(df["time"]))
-        times = times if len(times) <= 4 else [times[len(times) * k // 4] for k in (1, 2, 3)] \
-            + [times[-1]]
-        labels = {os.path.basename(args.a): a, os.path.basename(args.b): b}
+        labels = {f"A: {os.path.basename(args.a)}": a, f"B: {os.path.basename(args.b)}": b}
         if ode is not None:
-            labels["ODE"] = ode
-        tmp = args.plot + ".tmp.png"
-        try:
-            plot_overlay(labels, stats[0], times, tmp)
-            os.replace(tmp, args.plot)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        print(f"wrote {args.plot}")
+            labels[f"ODE: {os.path.basename(args.ode)}"] = ode
+        fig = compare_figure(labels, stats, sorted(set(df["time"])))
+        save_figure(fig, args.plot, "--plot")
+        print(f"wrote {args.plot}", file=info)
     return 0
 
 
+def _check_requested_times(a, b, times):
+    both = common_times(a, b)
+    if not any(any(math.isclose(t, c, rel_tol=1e-9, abs_tol=0) or t == c for c in both)
+               for t in times):
+        parts = "; ".join(f"--time {t:g}: nearest common times "
+                          + ", ".join(f"{x:g}" for x in nearest_times(both, t)) for t in times)
+        raise CovsdeInputError(f"no --time is saved in both datasets ({parts})" if both else
+                               "the datasets have no saved time in common")
+
+
+def to_json_doc(df, a, b, ode=None):
+    """The JSON document of ``covsde compare --json``: settings, legend, rows."""
+    rows = json.loads(df.to_json(orient="records", double_precision=15))
+    return {"a": a, "b": b, "ode": ode, "n_boot": df.attrs["n_boot"],
+            "seed": df.attrs["seed"], "censoring": df.attrs["censoring"],
+            "missing_times": df.attrs["missing_times"], "warnings": df.attrs["warnings"],
+            "legend": _legend_dict(), "rows": rows}
+
+
+def _legend_dict():
+    from .distances import LEGEND
+
+    return dict(LEGEND)
+
+
+def g3(x):
+    """A number with 3 significant digits (small values stay visible: 1.2e-13, not 0.0000)."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "nan" if x is None or math.isnan(x) else f"{x}"
+    return f"{x:.3g}"
+
+
 def format_table(df, name_a, name_b):
-    """A fixed-width text table of the distance frame."""
-    lines = [f"A = {name_a}   B = {name_b}   ({df.attrs['censoring']})"]
-    head = (f"{'stat':>10} {'time':>7} {'alive A':>8} {'alive B':>8} {'dead A':>7} {'dead B':>7}"
-            f" {'KS':>7} {'KS 95% CI':>15} {'floor':>7} {'p':>9} {'W1':>8} {'W1 95% CI':>17}"
-            f" {'floor':>8}")
-    has_point = "w1_point" in df
+    """A fixed-width text table of the distance frame, with its legend."""
+    has_point = "w1_a_to_ode" in df
+    head = ["stat", "t", "used A", "used B", "cens A", "cens B", "KS", "p(KS)", "KS floor",
+            "W1", "W1 floor", "p(W1)", "median A-B [95% CI]"]
     if has_point:
-        head += f" {'W1(A,ODE)':>9}"
-    lines.append(head)
+        head.append("W1(A,ODE)")
+    rows = []
     for r in df.to_dict("records"):
+        cells = [r["stat"], g3(r["time"]), str(r["n_used_a"]), str(r["n_used_b"]),
+                 f"{100 * r['censored_a']:.3g}%", f"{100 * r['censored_b']:.3g}%"]
         if not np.isfinite(r.get("ks", np.nan)):
-            lines.append(f"{r['stat']:>10} {r['time']:7.4g}  (no alive paths on one side)")
-            continue
-        line = (f"{r['stat']:>10} {r['time']:7.4g} {r['n_alive_a']:8d} {r['n_alive_b']:8d}"
-                f" {100 * r['dead_fraction_a']:6.2f}% {100 * r['dead_fraction_b']:6.2f}%"
-                f" {r['ks']:7.4f} [{r['ks_ci_low']:.4f},{r['ks_ci_high']:.4f}] {r['ks_floor']:7.4f}"
-                f" {r['ks_pvalue']:9.2e} {r['w1']:8.4f} [{r['w1_ci_low']:.4f},{r['w1_ci_high']:.4f}]"
-                f" {r['w1_floor']:8.4f}")
-        if has_point:
-            line += f" {r['w1_point']:9.4f}"
-        if r["dead_warning"]:
-            line += "  WARNING: >1% dead"
-        lines.append(line)
+            cells += ["(fewer than 2 paths counted on one side)"]
+        else:
+            cells += [g3(r["ks"]), f"{r['ks_pvalue']:.2g}", g3(r["ks_noise_floor"]),
+                      g3(r["w1"]), g3(r["w1_noise_floor"]), f"{r['w1_pvalue']:.2g}",
+                      f"{g3(r['q50_a_minus_b'])} [{g3(r['q50_a_minus_b_ci95_low'])}, "
+                      f"{g3(r['q50_a_minus_b_ci95_high'])}]"]
+            if has_point:
+                cells.append(g3(r["w1_a_to_ode"]))
+        if r["censor_warning"]:
+            cells.append("WARNING: >1% censored")
+        rows.append(cells)
+    widths = [max(len(head[i]), *(len(c[i]) for c in rows if i < len(c)))
+              for i in range(len(head))]
+    lines = [f"A = {name_a}   B = {name_b}   (n_boot = {df.attrs['n_boot']}, "
+             f"seed = {df.attrs['seed']})",
+             f"censoring: {df.attrs['censoring']}",
+             "  ".join(h.rjust(w) for h, w in zip(head, widths))]
+    for c in rows:
+        lines.append("  ".join(x.rjust(widths[i]) if i < len(widths) else x
+                               for i, x in enumerate(c)))
     if df.attrs["missing_times"]:
-        lines.append("requested times with no partner: "
-                     + ", ".join(f"{t:g}" for t in df.attrs["missing_times"]))
+        tb = sorted(set(df["time"]))
+        lines.append("requested times with no partner (nearest compared): " + "; ".join(
+            f"{t:g} (nearest {', '.join(f'{x:g}' for x in nearest_times(tb, t))})"
+            for t in df.attrs["missing_times"]))
+    lines.append("KS: Kolmogorov–Smirnov statistic, p(KS): its two-sample p-value; W1: "
+                 "1-Wasserstein distance, p(W1): permutation p-value; floor: mean distance over "
+                 "permutations (same-law level); median A-B: difference of medians with a "
+                 "percentile-bootstrap 95 % interval; cens: censored fraction. See --help.")
     return "\n".join(lines)

@@ -28,9 +28,6 @@ import os
 import textwrap
 import time
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -38,15 +35,18 @@ import scipy.stats  # noqa: E402
 
 from sde.errors import CovsdeInputError  # noqa: E402
 from sde.initial import equicorrelated  # noqa: E402
-from sde.io import read_dataset, write_dataset  # noqa: E402
+from sde.io import check_writable_dir, read_dataset, write_dataset  # noqa: E402
 from sde.models import ShapedAttention, ShapedBlock, ShapedMLP  # noqa: E402
 from sde.schema import dead_fraction_ci  # noqa: E402
 from sde.simulate import simulate  # noqa: E402
 
 from .demo import DEMO_MODEL, DEMO_V0  # noqa: E402
-from .distances import distances  # noqa: E402
-from .figures import COLORS, plot_trajectories  # noqa: E402
-from .overlay import plot_overlay  # noqa: E402
+from .demo import staging_dir  # noqa: E402
+from .distances import (bootstrap_distances, censoring_bound, distances,  # noqa: E402
+                        usable_paths)
+from .figures import COLORS, plot_trajectories, save_figure  # noqa: E402
+from .overlay import plot_overlay, time_index  # noqa: E402
+from .statistics import compute_stat  # noqa: E402
 
 FIGURES = ("distribution", "trajectories", "convergence", "stability")
 DIST_RATIOS = (0.25, 0.5, 1.0, 2.0)
@@ -59,17 +59,17 @@ CONV_DT = 2.0 ** -9
 SIZES = {
     "full": dict(dist_sde_paths=20_000, dist_fin_paths=4000, dist_width=200,
                  conv_widths=(16, 32, 64, 128, 256), conv_fin_paths=40_000,
-                 conv_sde_paths=200_000, n_boot=50,
+                 conv_sde_paths=200_000, n_boot=200,
                  stab_gammas=(0.25, 0.5, 0.75, 1.0), stab_taus=(0.25, 0.5, 1.0, 2.0),
                  stab_paths=10_000),
     "quick": dict(dist_sde_paths=5000, dist_fin_paths=1500, dist_width=64,
                   conv_widths=(8, 16, 32, 64), conv_fin_paths=40_000,
-                  conv_sde_paths=80_000, n_boot=10,
+                  conv_sde_paths=80_000, n_boot=100,
                   stab_gammas=(0.5, 0.75, 1.0), stab_taus=(0.5, 1.0, 2.0),
                   stab_paths=2000),
     "tiny": dict(dist_sde_paths=400, dist_fin_paths=200, dist_width=16,
                  conv_widths=(8, 16, 32), conv_fin_paths=400,
-                 conv_sde_paths=1000, n_boot=5,
+                 conv_sde_paths=1000, n_boot=40,
                  stab_gammas=(0.5, 1.0), stab_taus=(0.5, 1.0),
                  stab_paths=300),
 }
@@ -171,35 +171,38 @@ class Gallery:
             save_every=save_every, progress=self.size == "full"))
 
     # ---------------------------------------------------------------- output
-    def _save(self, fig_or_fn, stem, caption):
-        """Save a figure (or call ``fn(path)``) as PNG and PDF; record the caption."""
+    def _out(self, name):
+        """Where an output file is written during the run (the staging directory)."""
+        return os.path.join(self.stage, name)
+
+    def _save(self, fig, stem, caption):
+        """Save a Figure as PNG and PDF (into the staging directory); record the caption."""
         for ext in ("png", "pdf"):
-            path = os.path.join(self.out_dir, f"{stem}.{ext}")
-            tmp = path + f".tmp.{ext}"
-            try:
-                if callable(fig_or_fn):
-                    fig_or_fn(tmp)
-                else:
-                    fig_or_fn.savefig(tmp, dpi=120)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-            self.written.append(path)
-        if not callable(fig_or_fn):
-            plt.close(fig_or_fn)
-        self.captions[stem] = caption
+            save_figure(fig, self._out(f"{stem}.{ext}"), "--out", close=False)
+            self.written.append(os.path.join(self.out_dir, f"{stem}.{ext}"))
+        plt.close(fig)
+        self.captions[stem] = f"{caption} (Size {self.size}.)"
         self.log(f"  figure  {stem}.png / .pdf")
 
+    def _csv(self, table, name):
+        table.to_csv(self._out(name), index=False)
+        self.written.append(os.path.join(self.out_dir, name))
+
     def write_captions(self):
-        path = os.path.join(self.out_dir, "captions.md")
-        lines = [f"# covsde figures ({self.size} size, seed {self.seed})", ""]
-        for stem, cap in self.captions.items():
-            lines += [f"## {stem}.png / {stem}.pdf", "", cap, ""]
-        with open(path + ".tmp", "w") as fh:
+        """captions.md: this run's captions, plus those of figures not redrawn (--only)."""
+        old = read_captions(os.path.join(self.out_dir, "captions.md"))
+        caps = {stem: cap for stem, cap in old.items() if stem not in self.captions}
+        caps.update(self.captions)
+        order = [s for s in STEMS if s in caps] + [s for s in caps if s not in STEMS]
+        lines = ["# covsde figures", "",
+                 "Each caption describes the last run that drew its figure (`--only` redraws "
+                 "some and keeps the others' captions); sizes and seeds are in the captions.",
+                 ""]
+        for stem in order:
+            lines += [f"## {stem}.png / {stem}.pdf", "", caps[stem], ""]
+        with open(self._out("captions.md"), "w") as fh:
             fh.write("\n".join(lines))
-        os.replace(path + ".tmp", path)
-        self.written.append(path)
+        self.written.append(os.path.join(self.out_dir, "captions.md"))
 
     # ---------------------------------------------------------------- (a), (b)
     def block_datasets(self):
@@ -222,42 +225,47 @@ class Gallery:
         labels, paths, n = self.block_datasets()
         sde = labels["SDE"]
         dead = {r: _dead_at(sde, r) for r in DIST_RATIOS}
-        dead_text = ", ".join(f"{100 * d:.1f} % at t = {r:g}" for r, d in dead.items())
-        for stat, stem, name, xlabel, xq in (
-                ("corr:0,1", "distribution_rho01", "ρ_01", r"correlation $\rho_{01}$", None),
-                ("V:0,0", "distribution_V00", "V_00", r"covariance $V_{00}$", (0.0, 0.98))):
-            title = _nb(f"{name} at d/n ∈ {{0.25, 0.5, 1, 2}}: {block_text()}\n{paths}; SDE "
-                        f"dead: {dead_text} (statistics over alive paths)")
-            cut = "" if xq is None else (" The x axis shows the pooled 0–98 % quantile range "
-                                         "(V_00 is heavy-tailed: SDE paths can blow up); "
-                                         "densities stay normalised over all alive paths.")
-            self._save(lambda p: plot_overlay(labels, stat, list(DIST_RATIOS), p, title=title,
-                                              xlabel=xlabel, xlim_quantiles=xq), stem,
-                       f"Histogram (bars) and Gaussian KDE (lines) of {name} at depth-to-width "
-                       f"ratio d/n = t ∈ {{0.25, 0.5, 1, 2}}: finite network (reduced sampler, "
-                       f"width n = {n}) vs its covariance SDE (Euler–Maruyama) vs the "
-                       f"width-first ODE limit (dashed line). {block_text()}; {paths}. Over "
-                       f"paths alive at each t; SDE dead fraction {dead_text}.{cut} "
+        dead_text = ", ".join(f"{100 * d:.2g} % at t = {r:g}" for r, d in dead.items())
+        for stat, stem, name in (("corr:0,1", "distribution_rho01", "ρ_01"),
+                                 ("V:0,0", "distribution_V00", "V_00")):
+            title = _nb(f"{name}: {block_text()}\n{paths}; SDE dead: {dead_text}")
+            fig = plot_overlay(labels, stat, list(DIST_RATIOS), title=title)
+            cut = ("" if stat.startswith("corr") else
+                   " The x axis shows the pooled 0.5–99.5 % quantile range (V_00 is heavy-"
+                   "tailed: SDE paths can blow up); densities stay normalised over all alive "
+                   "paths and each panel states the share outside.")
+            kde = ("Gaussian KDE reflected at ρ = ±1 (no boundary drop)" if stat.startswith(
+                "corr") else "Gaussian KDE reflected at V_00 = 0")
+            self._save(fig, stem,
+                       f"Histograms (outlined steps on bins shared by all sources and panels) "
+                       f"and {kde} of {name} at depth-to-width ratio d/n = t ∈ {{0.25, 0.5, "
+                       f"1, 2}}: finite network (reduced sampler, width n = {n}) vs its "
+                       f"covariance SDE (Euler–Maruyama) vs the width-first ODE limit (dashed "
+                       f"line). Panels share both axes. {block_text()}; {paths}. Over paths "
+                       f"alive at each t; SDE dead fraction {dead_text}.{cut} "
                        f"Seed {self.seed}.")
 
     def trajectories(self):
         labels, paths, n = self.block_datasets()
         title = textwrap.fill(_nb(f"ρ_01 vs t = d/n. {block_text()}. {paths}"), 80)
-        self._save(lambda p: plot_trajectories(labels, p, title=title), "trajectories",
-                   f"Median (line) and 10–90 % band of the correlation ρ_01 against t = depth/"
-                   f"width for the covariance SDE, its ODE (width-first) limit and the finite "
-                   f"network (reduced sampler, n = {n}); {block_text()}; {paths}. Over paths "
-                   f"alive at each t. Seed {self.seed}.")
+        self._save(plot_trajectories(labels, title=title), "trajectories",
+                   f"Median (thick line) and 10–90 % band (hatched, outlined) of the "
+                   f"correlation ρ_01 against t = depth/width for the covariance SDE, its ODE "
+                   f"(width-first) limit and the finite network (reduced sampler, n = {n}); "
+                   f"{block_text()}; {paths}. Over paths alive at each t. Seed {self.seed}.")
 
     # ---------------------------------------------------------------- (c)
     def convergence_table(self):
+        """Distances per (width, d/n), and bootstrap replicates of KS and W1 over paths
+        (the SDE resample shared across widths) for the slope's uncertainty."""
         c = self.cfg
         model = ShapedMLP()
         V0 = equicorrelated(DEMO_V0["m"], DEMO_V0["rho0"])
         t_end = max(CONV_RATIOS)
         sde = self._sde("mlp_sde", model, V0, t_end, CONV_DT, c["conv_sde_paths"],
                         _SEED_INDEX["conv_sde"], save_every=int(round(0.25 / CONV_DT)))
-        frames = []
+        frames, reps = [], {}
+        shared = derived_seed(self.seed, 2000)
         for i, n in enumerate(c["conv_widths"]):
             save_every = math.gcd(*(int(round(r * n)) for r in CONV_RATIOS))
             fin = self._finite(f"mlp_finite_n{n}", model, V0, n, t_end, c["conv_fin_paths"],
@@ -266,58 +274,60 @@ class Gallery:
                            n_boot=c["n_boot"], seed=derived_seed(self.seed, 1000 + i))
             df.insert(0, "width", n)
             frames.append(df)
+            bound = censoring_bound(fin, sde)
+            xa, xb = (compute_stat(ds["V"], "corr:0,1").values for ds in (fin, sde))
+            ua, ub = usable_paths(fin, bound), usable_paths(sde, bound)
+            rng = np.random.default_rng(derived_seed(self.seed, 3000 + i))
+            for r in CONV_RATIOS:
+                ia, ib = time_index(fin, r), time_index(sde, r)
+                x = xa[:, ia][ua[:, ia] & np.isfinite(xa[:, ia])]
+                y = xb[:, ib][ub[:, ib] & np.isfinite(xb[:, ib])]
+                reps[(n, r)] = bootstrap_distances(x, y, c["n_boot"], rng,
+                                                   shared_seed=shared)
         table = pd.concat(frames, ignore_index=True)
-        return table, sde
+        return table, sde, reps
 
     def convergence(self):
-        table, sde = self.convergence_table()
-        csv = os.path.join(self.out_dir, "convergence.csv")
-        table.to_csv(csv + ".tmp", index=False)
-        os.replace(csv + ".tmp", csv)
-        self.written.append(csv)
+        table, sde, reps = self.convergence_table()
+        self._csv(table, "convergence.csv")
         c = self.cfg
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 5.4), constrained_layout=True)
         cmap = plt.get_cmap("viridis")
         fits = []
-        for ax, (key, name) in zip(axes, (("ks", "KS"), ("w1", "W1"))):
+        for ax, (k, key, name) in zip(axes, ((0, "ks", "KS"), (1, "w1", "W1"))):
             for j, r in enumerate(CONV_RATIOS):
                 col = cmap(0.1 + 0.75 * j / max(1, len(CONV_RATIOS) - 1))
                 d = table[np.isclose(table["time"], r)].sort_values("width")
                 n = d["width"].to_numpy(float)
-                xs = n * 2 ** (0.06 * (j - (len(CONV_RATIOS) - 1) / 2))  # dodge the bars
                 y = d[key].to_numpy(float)
-                lo, hi = d[f"{key}_ci_low"].to_numpy(float), d[f"{key}_ci_high"].to_numpy(float)
-                # the floor depends on the sample sizes (the same at every n) and on the SDE
-                # law at this d/n: pool its bootstrap medians over the widths
-                floor = np.full(n.size, d[f"{key}_floor"].mean())
-                fit = fit_slope(n, y, floor)
+                floor = d[f"{key}_noise_floor"].to_numpy(float)
+                boot = np.stack([reps[(int(w), r)][k] for w in n], axis=1)
+                fit = fit_slope(n, y, boot)
                 fits.append(dict(distance=name, ratio=r, **fit))
-                above = y > 2 * floor
-                ax.errorbar(xs, y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)],
-                            fmt="none", ecolor=col, capsize=2, lw=0.8, alpha=0.7)
-                ax.plot(xs[above], y[above], "o", color=col)
-                ax.plot(xs[~above], y[~above], "o", mfc="white", color=col)
+                ax.plot(n, y, "o", color=col)
                 ax.plot(n, floor, ":", color=col, lw=1.5)
                 lab = f"d/n = {r:g}: " + fit["label"]
                 if fit["ok"]:
-                    nf = n[above]
-                    ax.plot(nf, np.exp(fit["intercept"]) * nf ** fit["slope"], "-", color=col,
+                    ax.plot(n, np.exp(fit["intercept"]) * n ** fit["slope"], "-", color=col,
                             lw=1.2, label=lab)
+                    if j == 0:
+                        ref = np.exp(fit["intercept"]) * n[0] ** fit["slope"] * (n / n[0]) ** -0.5
+                        ax.plot(n, ref, "--", color="0.45", lw=1.2,
+                                label=r"reference slope $n^{-1/2}$")
                 else:
                     ax.plot([], [], "-", color=col, label=lab)
-            ax.plot([], [], ":", color="gray", label="noise floor (colour of its d/n)")
-            ax.plot([], [], "o", color="gray", label="> 2× floor: fitted (line: fit range)")
-            ax.plot([], [], "o", mfc="white", color="gray", label="≤ 2× floor: not fitted")
+            ax.plot([], [], ":", color="gray", label="noise floor (permutation mean, colour "
+                                                     "of its d/n)")
             ax.set_xscale("log", base=2)
             ax.set_xticks(c["conv_widths"], [str(w) for w in c["conv_widths"]])
             ax.minorticks_off()
             ax.set_yscale("log")
             ax.set_xlabel("width n (finite network, reduced sampler)")
             ax.set_ylabel(rf"{name}(finite, SDE) of $\rho_{{01}}$")
-            ax.set_title(rf"{name} distance of $\rho_{{01}}$, finite vs SDE "
-                         f"(bars: 95 % bootstrap)", fontsize=9)
+            ax.set_title(rf"{name} distance of $\rho_{{01}}$, finite vs SDE", fontsize=9)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="upper right")
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+                      frameon=False)
         fig.suptitle(f"Convergence to the SDE: shaped MLP (Li–Nica–Roy, ReLU c₊ = 0, c₋ = −1, "
                      f"no residual), m = {DEMO_V0['m']}, ρ0 = {_fmt(DEMO_V0['rho0'])}\n"
                      f"finite: reduced sampler, {c['conv_fin_paths']} paths per n; SDE: "
@@ -328,13 +338,15 @@ class Gallery:
                    f"{c['conv_fin_paths']} paths per width) and of the covariance SDE "
                    f"(Euler–Maruyama, dt = 2⁻⁹, {sde.attrs['n_paths']} paths) against width n, "
                    f"at d/n ∈ {{{', '.join(_fmt(r) for r in CONV_RATIOS)}}}; m = {DEMO_V0['m']}, "
-                   f"ρ0 = {_fmt(DEMO_V0['rho0'])}. Bars: 95 % bootstrap intervals "
-                   f"({c['n_boot']} draws); dotted: noise floor (the same distance between two "
-                   f"samples of these sizes from the SDE). Lines: least-squares fit of log "
-                   f"distance on log n over the points above twice their floor (filled), slope "
-                   f"with its 95 % interval (t quantile × scipy.stats.linregress stderr) in the "
-                   f"legend; c₊ + c₋ ≠ 0 predicts O(n^-1/2). Table: convergence.csv. "
-                   f"Seed {self.seed}.")
+                   f"ρ0 = {_fmt(DEMO_V0['rho0'])}. Dotted: noise floor (mean distance over "
+                   f"{c['n_boot']} permutations of the pooled sample: the level of two samples "
+                   f"of one law). Lines: least-squares fit of log distance on log n over ALL "
+                   f"widths (no selection on the outcome); legend: slope ± 1.96 bootstrap "
+                   f"standard errors ({c['n_boot']} resamples of the paths of both sides, the "
+                   f"SDE resample shared across widths). Points near the floor flatten the "
+                   f"slope (the plug-in distance is biased upward by about the floor). Grey "
+                   f"dashed: reference slope n^-1/2, predicted for c₊ + c₋ ≠ 0. Table: "
+                   f"convergence.csv. Seed {self.seed}.")
         return pd.DataFrame(fits)
 
     # ---------------------------------------------------------------- (d)
@@ -359,20 +371,19 @@ class Gallery:
 
     def stability(self):
         table = self.stability_table()
-        csv = os.path.join(self.out_dir, "stability.csv")
-        table.to_csv(csv + ".tmp", index=False)
-        os.replace(csv + ".tmp", csv)
-        self.written.append(csv)
+        self._csv(table, "stability.csv")
         gammas, taus = self.cfg["stab_gammas"], self.cfg["stab_taus"]
         grid = np.full((len(gammas), len(taus)), np.nan)
         for r in table.itertuples():
             grid[gammas.index(r.gamma), taus.index(r.tau0)] = r.dead_fraction
         fig, ax = plt.subplots(figsize=(1.5 * len(taus) + 2.8, 1.0 * len(gammas) + 2.0),
                                constrained_layout=True)
-        im = ax.imshow(grid * 100, origin="lower", cmap="Reds", vmin=0, vmax=100, aspect="auto")
+        vmax = _nice_ceiling(100 * float(np.nanmax(table["ci95_high"])))
+        im = ax.imshow(grid * 100, origin="lower", cmap="Reds", vmin=0, vmax=vmax,
+                       aspect="auto")
         for r in table.itertuples():
             i, j = gammas.index(r.gamma), taus.index(r.tau0)
-            col = "white" if r.dead_fraction > 0.6 else "black"
+            col = "white" if 100 * r.dead_fraction > 0.6 * vmax else "black"
             ax.text(j, i, f"{_pct(r.dead_fraction)} %\n[{_pct(r.ci95_low)}, "
                           f"{_pct(r.ci95_high)}]", ha="center", va="center", fontsize=8,
                     color=col)
@@ -384,25 +395,31 @@ class Gallery:
         n = int(table["n_paths"].iloc[0])
         ax.set_title(f"Stability of the shaped-attention SDE: m = {DEMO_V0['m']}, "
                      f"ρ0 = {_fmt(DEMO_V0['rho0'])}, H = 1,\nT = 1, dt = 0.01, {n} paths per "
-                     f"cell; dead % [95 % Clopper–Pearson]", fontsize=9)
+                     f"cell; dead % [95 % Clopper–Pearson];\ncolour scale 0–{vmax:g} %, "
+                     f"fitted to the data", fontsize=9)
         self._save(fig, "stability",
                    f"Fraction of shaped-attention SDE paths (m = {DEMO_V0['m']}, ρ0 = "
                    f"{_fmt(DEMO_V0['rho0'])}, one head) that die before T = 1 (Euler–Maruyama, "
                    f"dt = 0.01, {n} paths per cell; dead = left the PD cone or |V_ab| > 1e4 or "
                    f"non-finite), over the (γ, τ0) grid, with 95 % Clopper–Pearson intervals "
-                   f"in brackets. The cubic attention drift (∝ γ²/τ0²) makes paths blow up in "
+                   f"in brackets; the colour scale runs from 0 to the largest upper interval "
+                   f"end (rounded up), not to 100 %. The cubic attention drift (∝ γ²/τ0²) makes paths blow up in "
                    f"finite time. Table with counts by cause: stability.csv. Seed {self.seed}.")
         return table
 
     # ---------------------------------------------------------------- all
     def run(self, only=FIGURES):
-        os.makedirs(self.data_dir, exist_ok=True)
-        for name in only:
-            t0 = time.perf_counter()
-            self.log(f"[{name}]")
-            getattr(self, name)()
-            self.log(f"[{name}] done in {time.perf_counter() - t0:.1f} s")
-        self.write_captions()
+        """Draw the figures into a staging directory and move them into ``out_dir`` only
+        when all are done (an interrupted run leaves no half-written set; the datasets under
+        data/ are written one by one, atomically, and reused by the next run)."""
+        with staging_dir(self.out_dir) as self.stage:
+            os.makedirs(self.data_dir, exist_ok=True)
+            for name in only:
+                t0 = time.perf_counter()
+                self.log(f"[{name}]")
+                getattr(self, name)()
+                self.log(f"[{name}] done in {time.perf_counter() - t0:.1f} s")
+            self.write_captions()
         return self.written
 
 
@@ -430,28 +447,73 @@ def check_out_dir(out_dir, name="--out"):
     data = os.path.join(path, "data")
     if os.path.exists(data) and not os.path.isdir(data):
         raise CovsdeInputError(f"{name}: {data} exists and is not a directory")
+    check_writable_dir(path if os.path.isdir(path) else parent, name)
 
 
-def fit_slope(n, y, floor, level=0.95):
-    """Least-squares slope of log y on log n over the points with y > 2 × floor.
+def fit_slope(n, y, y_boot=None, level=0.95):
+    """Least-squares slope of log y on log n over ALL points (no selection on the outcome).
 
-    Returns dict(ok, slope, intercept, ci_low, ci_high, n_points, label); the interval is
-    slope ± t_{(1+level)/2, k−2} · stderr (scipy.stats.linregress), k ≥ 3 points needed.
+    ``y_boot``: optional (B, k) bootstrap replicates of y (paths resampled); then the
+    interval is slope ± z · (standard deviation of the refitted slopes), which always
+    contains the estimate; without replicates, slope ± t_{k−2} · stderr (linregress).
+    Returns dict(ok, slope, intercept, ci_low, ci_high, se, n_points, label).
     """
-    keep = np.isfinite(y) & (y > 2 * floor) & (y > 0)
+    n = np.asarray(n, dtype=float)
+    y = np.asarray(y, dtype=float)
+    keep = np.isfinite(y) & (y > 0)
     k = int(keep.sum())
     out = dict(ok=False, slope=np.nan, intercept=np.nan, ci_low=np.nan, ci_high=np.nan,
-               n_points=k)
-    if k < 3:
-        out["label"] = f"no fit ({k} point{'s' if k != 1 else ''} above 2× floor, need 3)"
+               se=np.nan, n_points=k)
+    need = 2 if y_boot is not None else 3
+    if k < need or k < keep.size:
+        out["label"] = f"no fit ({k} positive point{'s' if k != 1 else ''} of {keep.size})"
         return out
-    res = scipy.stats.linregress(np.log(n[keep]), np.log(y[keep]))
-    half = scipy.stats.t.ppf(0.5 + level / 2, k - 2) * res.stderr
+    res = scipy.stats.linregress(np.log(n), np.log(y))
+    if y_boot is not None:
+        yb = np.asarray(y_boot, dtype=float)
+        ok = np.all(np.isfinite(yb) & (yb > 0), axis=1)
+        X = np.log(n) - np.log(n).mean()
+        slopes = (np.log(yb[ok]) @ X) / (X @ X)
+        se = float(np.std(slopes, ddof=1)) if slopes.size > 1 else np.nan
+        half = scipy.stats.norm.ppf(0.5 + level / 2) * se
+        how = "±1.96 boot. se"
+    else:
+        se = float(res.stderr)
+        half = scipy.stats.t.ppf(0.5 + level / 2, k - 2) * se
+        how = "t interval"
     out.update(ok=True, slope=res.slope, intercept=res.intercept, ci_low=res.slope - half,
-               ci_high=res.slope + half)
+               ci_high=res.slope + half, se=se)
     out["label"] = (f"slope {res.slope:.2f} [{res.slope - half:.2f}, {res.slope + half:.2f}]"
-                    f" ({k} pts)")
+                    f" ({how}, {k} widths)")
     return out
+
+
+def _nice_ceiling(x):
+    """A round number >= x (1, 2, 2.5 or 5 × 10^k) for a colour scale."""
+    x = max(float(x), 0.1)
+    e = 10 ** math.floor(math.log10(x))
+    return next(m * e for m in (1, 2, 2.5, 5, 10) if m * e >= x)
+
+
+def read_captions(path):
+    """stem → caption from an existing captions.md (empty if none)."""
+    if not os.path.exists(path):
+        return {}
+    out, stem, buf = {}, None, []
+    with open(path) as fh:
+        for line in fh.read().splitlines():
+            if line.startswith("## "):
+                if stem:
+                    out[stem] = "\n".join(buf).strip()
+                stem, buf = line[3:].split(".")[0], []
+            elif stem:
+                buf.append(line)
+    if stem:
+        out[stem] = "\n".join(buf).strip()
+    return out
+
+
+STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability")
 
 
 def _pct(x):

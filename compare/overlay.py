@@ -1,88 +1,182 @@
-"""Overlay figure: histogram + KDE of one statistic per source at chosen times."""
-import matplotlib
+"""Overlay figures: the law of a statistic per source, side by side at chosen times.
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy.stats  # noqa: E402
+Every panel uses bins shared by all its sources (and by every panel of a row), outlined
+step histograms with a light hatched fill (overlaps stay readable), and, for statistics
+with a known bounded support (ρ ∈ [−1, 1], V_aa ≥ 0, …), a Gaussian KDE corrected at the
+boundary by reflection, so that it does not fall to half the histogram there. Heavy-tailed
+statistics (anything but ρ) are clipped to pooled quantiles, and the panel says so.
+A one-path dataset (ODE) is a vertical dashed line. Plot functions return the Figure and do
+not save it.
+"""
+import textwrap
 
-from .figures import source_color  # noqa: E402
-from .statistics import compute_stat  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import scipy.stats
+
+from sde.errors import CovsdeInputError
+
+from .figures import params_text, source_text, styles
+from .statistics import compute_stat, parse_stat, stat_label, support
+
+TIME_ATOL = 1e-9
+#: default pooled-quantile clip for unbounded statistics.
+CLIP = (0.005, 0.995)
 
 
-def plot_overlay(datasets, stat, times, out, title=None, xlabel=None, xlim_quantiles=None):
-    """One panel per time: histogram + Gaussian KDE of ``stat`` for each labelled dataset.
+def time_index(ds, t, name="dataset"):
+    """Index of time ``t`` in ``ds`` (tolerance 1e-9), else a clear error with the nearest."""
+    grid = ds["time"].values
+    i = int(np.argmin(np.abs(grid - t)))
+    if abs(grid[i] - t) > TIME_ATOL * max(1.0, abs(t)):
+        near = sorted(grid[np.argsort(np.abs(grid - t))[:2]])
+        raise CovsdeInputError(f"time {t:g} is not saved in {name} (times {grid.min():g}–"
+                               f"{grid.max():g}; nearest {', '.join(f'{x:g}' for x in near)})")
+    return i
+
+
+def reflected_kde(x, grid, low=None, high=None):
+    """Gaussian KDE of ``x`` on ``grid`` with reflection at the known bounds ``low``/``high``
+    (the mass a Gaussian kernel puts outside the support is folded back)."""
+    kde = scipy.stats.gaussian_kde(x)
+    y = kde(grid)
+    if low is not None:
+        y = y + kde(2 * low - grid)
+    if high is not None:
+        y = y + kde(2 * high - grid)
+    return y
+
+
+def _values(datasets, stat, t):
+    out = {}
+    for label, ds in datasets.items():
+        x = compute_stat(ds["V"], stat).values[:, time_index(ds, t, label)]
+        out[label] = x[np.isfinite(x)]
+    return out
+
+
+def plot_overlay(datasets, stat, times, axes=None, title=None, xlabel=None, clip="auto",
+                 kde=True, legend=True):
+    """One panel per time: the law of ``stat`` for each labelled dataset; returns the Figure.
 
     datasets: dict label → dataset; a one-path dataset (ODE) is a vertical line.
-    Statistics over the paths alive at that time; the legend gives alive counts.
-    xlabel: axis label (default: the statistic's name).
-    xlim_quantiles: optional (q_low, q_high): show only that quantile range of the pooled
-    values (heavy tails); densities stay normalised over all alive paths, and the panel
-    says which fraction of paths lies outside.
+    times: times present in every dataset (else a :class:`CovsdeInputError` naming the
+    nearest saved times). Statistics over the paths alive at that time.
+    axes: optional sequence of Axes, one per time (default: a new row of panels with shared
+    x and y axes). clip: ``None``, a pair of pooled quantiles, or ``"auto"`` (none for ρ,
+    :data:`CLIP` otherwise). kde: add the boundary-corrected KDE lines.
     """
-    fig, axes = plt.subplots(1, len(times), figsize=(4.2 * len(times), 3.6), squeeze=False,
-                             constrained_layout=True)
-    colors = _distinct_colors(datasets)
-    for ax, t in zip(axes[0], times):
-        values = {}
+    if isinstance(stat, str):
+        pass
+    else:
+        raise CovsdeInputError(f"stat must be one statistic name like 'corr:0,1', got {stat!r}")
+    times = [times] if np.isscalar(times) else list(times)
+    if not times:
+        raise CovsdeInputError("times must list at least one time")
+    for label, ds in datasets.items():
+        parse_stat(stat, ds.sizes["token_a"])
+    if axes is None:
+        fig, axes = plt.subplots(1, len(times), figsize=(3.4 * len(times) + 0.6, 3.8),
+                                 sharex=True, sharey=True, squeeze=False,
+                                 constrained_layout=True)
+        axes = list(axes[0])
+    else:
+        axes = list(np.ravel(axes))
+        fig = axes[0].figure
+    if len(axes) != len(times):
+        raise CovsdeInputError(f"axes: need one Axes per time ({len(times)}), got {len(axes)}")
+    if clip == "auto":
+        clip = None if stat.startswith("corr:") else CLIP
+    low, high = support(stat)
+    look = styles(datasets)
+    values = [_values(datasets, stat, t) for t in times]
+    multi = [lab for lab, ds in datasets.items() if ds.sizes["path"] > 1]
+    # one set of bins for every source and every panel of the row
+    pooled = np.concatenate([v[lab] for v in values for lab in multi] or [np.zeros(1)])
+    lim = (np.quantile(pooled, clip) if clip is not None and pooled.size > 1
+           else np.array([pooled.min(), pooled.max()]))
+    if clip is None and low is not None and high is not None:
+        lim = np.array([low, high])  # a bounded statistic: show its whole support
+    elif clip is None:
+        lim[0] = lim[0] if low is None else max(lim[0], low)
+        lim[1] = lim[1] if high is None else min(lim[1], high)
+    if lim[1] <= lim[0]:
+        lim = np.array([lim[0] - 0.5, lim[0] + 0.5])
+    edges = np.linspace(lim[0], lim[1], 41)
+    grid = np.linspace(lim[0], lim[1], 400)
+    handles = {}
+    for ax, t, vals in zip(axes, times, values):
+        counts = []
         for label, ds in datasets.items():
-            i = int(np.argmin(np.abs(ds["time"].values - t)))
-            x = compute_stat(ds["V"], stat).values[:, i]
-            values[label] = x[np.isfinite(x)]
-        lim = None
-        if xlim_quantiles is not None:
-            pooled = np.concatenate([x for label, x in values.items()
-                                     if datasets[label].sizes["path"] > 1] or [np.zeros(0)])
-            if pooled.size > 1:
-                lim = tuple(np.quantile(pooled, xlim_quantiles))
-                outside = np.mean((pooled < lim[0]) | (pooled > lim[1]))
-                ax.text(0.98, 0.02, f"x range: pooled quantiles {xlim_quantiles[0]:g}–"
-                        f"{xlim_quantiles[1]:g}\n({100 * outside:.1f} % of values outside)",
-                        transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
-        for label, ds in datasets.items():
-            x = values[label]
-            col = colors[label]
+            x = vals[label]
+            col, hatch = look[label]
             if ds.sizes["path"] == 1:
                 if x.size:
-                    ax.axvline(x[0], color=col, ls="--", lw=2, label=f"{label} (one path)")
+                    h = ax.axvline(x[0], color=col, ls="--", lw=1.8, zorder=5)
+                    handles.setdefault(label, (h, f"{label} (one deterministic path)"))
                 continue
-            if lim is None:
-                ax.hist(x, bins=50, density=True, color=col, alpha=0.3)
-            elif x.size:
-                edges = np.linspace(lim[0], lim[1], 51)
-                ax.hist(x, bins=edges, weights=np.full(x.size, 1 / (x.size * np.diff(edges)[0])),
-                        color=col, alpha=0.3)
-            # with a limited x range the KDE is fitted to the values inside it (a tail
-            # would set the bandwidth) and scaled by their share of all alive paths
-            xk = x if lim is None else x[(x >= lim[0]) & (x <= lim[1])]
-            if xk.size > 2 and np.ptp(xk) > 0:
-                grid = np.linspace(xk.min(), xk.max(), 300)
-                ax.plot(grid, scipy.stats.gaussian_kde(xk)(grid) * (xk.size / x.size),
-                        color=col, label=f"{label} ({x.size} alive)")
-        if lim is not None:
-            ax.set_xlim(*lim)
-        ax.set_title(f"t = d/n = {t:g}", fontsize=9)
-        ax.set_xlabel(xlabel or stat)
+            counts.append(f"{label.split(':')[0]} ({x.size})")
+            if x.size == 0:
+                continue
+            # density over ALL alive values: clipped bins hold the share inside the range
+            w = np.full(x.size, 1.0 / (x.size * (edges[1] - edges[0])))
+            ax.hist(x, bins=edges, weights=w, histtype="stepfilled", facecolor=col,
+                    alpha=0.12, edgecolor="none")
+            ax.hist(x, bins=edges, weights=w, histtype="stepfilled", facecolor="none",
+                    edgecolor=col, hatch=hatch, alpha=0.45, lw=0)
+            h = ax.hist(x, bins=edges, weights=w, histtype="step", color=col, lw=1.3)[2][0]
+            handles.setdefault(label, (h, f"{label}: histogram"))
+            inside = x[(x >= lim[0]) & (x <= lim[1])]
+            if kde and inside.size > 2 and np.ptp(inside) > 0:
+                y = reflected_kde(inside, grid, low, high) * inside.size / x.size
+                (k,) = ax.plot(grid, y, color=col, lw=2.0)
+                corr = " (reflected at the bounds)" if (low, high) != (None, None) else ""
+                handles.setdefault(label + " kde", (k, f"{label}: KDE{corr}"))
+        outside = (np.mean((pooled < lim[0]) | (pooled > lim[1])) if clip is not None
+                   else 0.0)
+        ax.set_title(f"t = d/n = {t:g}\npaths used: {', '.join(counts)}", fontsize=8)
+        if clip is not None:
+            ax.text(0.98, 0.97, f"x clipped to pooled\n{100 * clip[0]:g}–{100 * clip[1]:g} % "
+                    f"quantiles\n({100 * outside:.2g} % outside)", transform=ax.transAxes,
+                    ha="right", va="top", fontsize=6.5, color="0.3")
+        ax.set_xlim(lim[0], lim[1])
+        ax.set_xlabel(xlabel or stat_label(stat))
         ax.set_ylabel("density")
-        ax.legend(fontsize=7)
+        ax.grid(alpha=0.25)
+    if legend and handles:
+        fig.legend([h for h, _ in handles.values()], [s for _, s in handles.values()],
+                   loc="outside lower center", ncol=min(3, len(handles)), fontsize=7,
+                   frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return fig
 
 
-_SPARE = ("tab:green", "tab:red", "tab:purple", "tab:brown")
+def pick_times(times, k=4):
+    """At most ``k`` of ``times`` spread over the range (always the last)."""
+    times = sorted(times)
+    if len(times) <= k:
+        return times
+    idx = sorted(set(int(round(i)) for i in np.linspace(0, len(times) - 1, k + 1)[1:]))
+    return [times[i] for i in idx]
 
 
-def _distinct_colors(datasets):
-    """The source colour of each dataset, or a spare one where two sources share it."""
-    used, out = set(), {}
-    spare = iter(_SPARE)
-    for label, ds in datasets.items():
-        col = source_color(label, ds)
-        if col is None or col in used:
-            col = next(spare)
-        used.add(col)
-        out[label] = col
-    return out
+def compare_figure(datasets, stats, times, title=None):
+    """``covsde compare --plot``: one row per statistic, one column per time (at most 4,
+    spread over ``times``), rows with shared axes; model parameters in the title."""
+    if isinstance(stats, str):
+        raise CovsdeInputError(f"stats must be a list of statistic names, not the single "
+                               f"string {stats!r}")
+    times = pick_times(times)
+    fig, axes = plt.subplots(len(stats), len(times), figsize=(3.4 * len(times) + 0.6,
+                                                              3.3 * len(stats) + 1.0),
+                             squeeze=False, sharey="row", sharex="row",
+                             constrained_layout=True)
+    for i, s in enumerate(stats):
+        plot_overlay(datasets, s, times, axes=axes[i], legend=(i == 0))
+    first = next(iter(datasets.values()))
+    if title is None:
+        title = textwrap.fill(params_text(first), 100) + "\n" + textwrap.fill("; ".join(
+            f"{lab}: {source_text(ds)}" for lab, ds in datasets.items()), 110)
+    fig.suptitle(title, fontsize=9)
+    return fig

@@ -54,24 +54,26 @@ def effective_rank(V):
 
 def parse_stat(spec, m):
     """Validate a statistic name like ``corr:0,1`` for m tokens; return (kind, a, b)."""
+    if not isinstance(spec, str):
+        raise CovsdeInputError(f"statistic must be a name like 'corr:0,1', got {spec!r}")
     kind, _, idx = spec.partition(":")
     if kind in ("mineig", "effrank"):
         if idx:
-            raise CovsdeInputError(f"--stat {spec}: {kind} takes no token indices")
+            raise CovsdeInputError(f"statistic {spec!r}: {kind} takes no token indices")
         return kind, None, None
     if kind not in ("corr", "V"):
-        raise CovsdeInputError(f"--stat {spec}: unknown statistic (use corr:a,b, V:a,b, "
+        raise CovsdeInputError(f"statistic {spec!r}: unknown statistic (use corr:a,b, V:a,b, "
                                f"mineig or effrank)")
     try:
         a, b = (int(x) for x in idx.split(","))
     except ValueError:
-        raise CovsdeInputError(f"--stat {spec}: expected two token indices like {kind}:0,1") \
+        raise CovsdeInputError(f"statistic {spec!r}: expected two token indices like {kind}:0,1") \
             from None
     for x in (a, b):
         if not 0 <= x < m:
-            raise CovsdeInputError(f"--stat {spec}: token index {x} out of range 0..{m - 1}")
+            raise CovsdeInputError(f"statistic {spec!r}: token index {x} out of range 0..{m - 1}")
     if kind == "corr" and a == b:
-        raise CovsdeInputError(f"--stat {spec}: a correlation needs two different tokens")
+        raise CovsdeInputError(f"statistic {spec!r}: a correlation needs two different tokens")
     return kind, a, b
 
 
@@ -95,3 +97,33 @@ def quantile_band(x, q=(0.1, 0.5, 0.9)):
 def alive_fraction(x):
     """Fraction of paths with a finite value at each time, dims (time,)."""
     return xr.apply_ufunc(np.isfinite, x).mean("path")
+
+
+def stat_label(spec):
+    """The statistic named ``spec`` in words, for axis labels."""
+    kind, _, idx = spec.partition(":")
+    if kind == "corr":
+        a, b = idx.split(",")
+        return rf"correlation $\rho_{{{a}{b}}}$"
+    if kind == "V":
+        a, b = idx.split(",")
+        return rf"covariance entry $V_{{{a}{b}}}$"
+    if kind == "mineig":
+        return r"smallest eigenvalue $\lambda_{\min}(V)$"
+    if kind == "effrank":
+        return "effective rank of V"
+    return spec
+
+
+def support(spec):
+    """Known bounds of the statistic's values (for boundary-corrected densities):
+    (low, high) with None where unbounded."""
+    kind, _, idx = spec.partition(":")
+    if kind == "corr":
+        return -1.0, 1.0
+    if kind == "V":
+        a, b = idx.split(",")
+        return (0.0, None) if a == b else (None, None)
+    if kind == "mineig":
+        return 0.0, None
+    return 1.0, None

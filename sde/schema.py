@@ -13,7 +13,7 @@ Coords
 Attrs
     ``schema_version``, ``source``, ``arch``, every model parameter, ``seed``, ``dt``,
     ``method``, ``covsde_version``, dead counts and the binomial 95 % interval of the
-    dead fraction, plus run settings. Wall time and timestamps are the only attrs that
+    dead fraction (not for a one-path deterministic run), plus run settings. Wall time and timestamps are the only attrs that
     may differ between identical runs (:data:`VOLATILE_ATTRS`).
 """
 import json
@@ -87,6 +87,7 @@ def make_dataset(V, status, death_time, steps, dt, attrs, depth=None):
     ds["time"].attrs["long_name"] = "t = layer / n (depth-to-width ratio)"
     n_dead = int(np.count_nonzero(status))
     frac, lo, hi = dead_fraction_ci(n_dead, n_paths)
+    ci = {"dead_fraction_ci95_low": lo, "dead_fraction_ci95_high": hi} if n_paths > 1 else {}
     full = {
         "schema_version": SCHEMA_VERSION,
         "covsde_version": __version__,
@@ -97,8 +98,7 @@ def make_dataset(V, status, death_time, steps, dt, attrs, depth=None):
         "n_blew_up": int(np.count_nonzero(status == 2)),
         "n_factor_failed": int(np.count_nonzero(status == 3)),
         "dead_fraction": frac,
-        "dead_fraction_ci95_low": lo,
-        "dead_fraction_ci95_high": hi,
+        **ci,  # a deterministic one-path run (ODE) gets no binomial interval
         "dead_paths_policy": "a dead path is kept, NaN from its death on; statistics use "
                              "the paths alive at each time",
     }
@@ -124,9 +124,82 @@ def validate_dataset(ds, name="dataset"):
 
 
 def summary_line(ds):
-    """One line: source, paths, dead count and fraction with its 95 % interval."""
+    """One line: source, paths, dead count and fraction with its 95 % interval (a one-path,
+    deterministic run says whether its path survived, with no interval)."""
     a = ds.attrs
+    if int(a["n_paths"]) == 1:
+        st = int(np.asarray(ds["status"].values).ravel()[0]) if "status" in ds else 0
+        fate = "survived" if st == 0 else f"died ({STATUS_MEANINGS.get(st, st)})"
+        return (f"{a['source']} arch={a['arch']}: 1 deterministic path (no sampling), "
+                f"{fate}")
     return (f"{a['source']} arch={a['arch']}: {a['n_paths']} paths, "
             f"{a['n_dead']} dead ({100 * a['dead_fraction']:.2f} %, 95 % CI "
             f"{100 * a['dead_fraction_ci95_low']:.2f}–{100 * a['dead_fraction_ci95_high']:.2f} %; "
             f"{a['n_left_cone']} left the PD cone, {a['n_blew_up']} blew up)")
+
+
+#: relative slack of the symmetry and Cauchy–Schwarz checks (round-off of X Xᵀ / n).
+_DATA_RTOL = 1e-8
+
+
+def validate_data(ds, name="dataset"):
+    """Raise :class:`CovsdeInputError` (one line) if the data of a schema-valid dataset is
+    inconsistent — what a corrupted file looks like:
+
+    * ``status`` outside 0–3, ``exploded`` ≠ ``status != 0``, ``death_time`` finite for an
+      alive path or infinite for a dead one;
+    * V not finite on an alive path, or a dead path finite at the last saved time, or a path
+      finite again after a NaN time (dead paths stay dead);
+    * V not symmetric; a diagonal entry ≤ 0 or |V_ab| > sqrt(V_aa V_bb) (V is a covariance);
+    * for SDE files, |V_ab| above the stored ``bound`` on a path counted alive.
+    """
+    V = np.asarray(ds["V"].values)
+    status = np.asarray(ds["status"].values)
+    death = np.asarray(ds["death_time"].values, dtype=float)
+    n_paths = V.shape[0]
+    bad = f"{name}: corrupted data:"
+    if status.shape != (n_paths,) or death.shape != (n_paths,):
+        raise CovsdeInputError(f"{bad} status/death_time do not have one entry per path")
+    if not np.all(np.isin(status, list(STATUS_MEANINGS))):
+        raise CovsdeInputError(f"{bad} status values outside {sorted(STATUS_MEANINGS)}")
+    dead = status != 0
+    if "exploded" in ds and not np.array_equal(np.asarray(ds["exploded"].values, bool), dead):
+        raise CovsdeInputError(f"{bad} 'exploded' disagrees with 'status'")
+    if np.any(np.isfinite(death) & ~dead) or np.any(~np.isfinite(death) & dead):
+        raise CovsdeInputError(f"{bad} death_time disagrees with status")
+    if V.shape[-1] != V.shape[-2]:
+        raise CovsdeInputError(f"{bad} V is not square over its token dimensions")
+    diag_idx = np.arange(V.shape[-1])
+    for i in range(V.shape[1]):  # one saved time at a time (memory)
+        Vi = V[:, i]
+        fin = np.isfinite(Vi)
+        all_fin = fin.all(axis=(-1, -2))
+        if np.any(fin.any(axis=(-1, -2)) & ~all_fin):
+            raise CovsdeInputError(f"{bad} V partly non-finite on a path at t = "
+                                   f"{float(ds['time'].values[i]):g}")
+        if np.any(~all_fin & ~dead):
+            p = int(np.nonzero(~all_fin & ~dead)[0][0])
+            raise CovsdeInputError(f"{bad} path {p} is alive (status 0) but V is not finite "
+                                   f"at t = {float(ds['time'].values[i]):g}")
+        W = Vi[all_fin]
+        if W.size == 0:
+            continue
+        scale = np.abs(W).max(axis=(-1, -2), keepdims=True) + 1e-300
+        if np.any(np.abs(W - np.swapaxes(W, -1, -2)) > _DATA_RTOL * scale):
+            raise CovsdeInputError(f"{bad} V is not symmetric at t = "
+                                   f"{float(ds['time'].values[i]):g}")
+        d = W[:, diag_idx, diag_idx]
+        if np.any(d <= 0):
+            raise CovsdeInputError(f"{bad} a diagonal entry of V is <= 0 at t = "
+                                   f"{float(ds['time'].values[i]):g}")
+        if np.any(W ** 2 > d[:, :, None] * d[:, None, :] * (1 + _DATA_RTOL) + 1e-300):
+            raise CovsdeInputError(f"{bad} |V_ab| > sqrt(V_aa V_bb) at t = "
+                                   f"{float(ds['time'].values[i]):g} (not a covariance)")
+        if str(ds.attrs.get("source", "")).startswith("sde") and "bound" in ds.attrs:
+            if np.any(np.abs(W) > float(ds.attrs["bound"])):
+                raise CovsdeInputError(f"{bad} |V_ab| above the bound "
+                                       f"{float(ds.attrs['bound']):g} on a path counted alive")
+    last = np.isfinite(V[:, -1]).all(axis=(-1, -2))
+    if np.any(last & dead):
+        raise CovsdeInputError(f"{bad} a dead path (status != 0) is finite at the last time")
+    return ds

@@ -111,7 +111,9 @@ def test_simulate_ode_one_path(dirs, capsys):
     assert cap.err == ""
     lines = cap.out.splitlines()
     assert len(lines) == 1
-    assert "1 paths" in lines[0] and "one deterministic path" in lines[0]
+    # issue 18: a one-path run's line says so and carries no binomial interval
+    assert "1 deterministic path" in lines[0] and "one deterministic path" in lines[0]
+    assert "CI" not in lines[0]
     ds = read_dataset(out)
     assert ds.sizes["path"] == 1
     assert ds.attrs["method"] == "ode" and ds.attrs["source"] == "sde-ode"

@@ -9,14 +9,16 @@ from sde.io import read_dataset
 
 def test_demo_small(tmp_path):
     lines = list(run_demo(str(tmp_path), n_paths=300, finite_paths=100, width=40))
+    # issue 18: one multi-panel overlay (shared axes) replaces the per-ratio overlay_dn*.png
     for name in ("sde.nc", "ode.nc", "finite.nc", "trajectories.png", "distances.csv",
-                 "distances.txt", *(f"overlay_dn{r:g}.png" for r in (0.25, 0.5, 0.75, 1))):
+                 "distances.txt", "overlay.png"):
         assert os.path.getsize(tmp_path / name) > 0, name
+    assert not [p for p in os.listdir(tmp_path.parent) if ".partial-" in p]
     fin = read_dataset(str(tmp_path / "finite.nc"))
     assert fin.attrs["source"] == "finite-reduced" and fin.attrs["width"] == 40
     df = pd.read_csv(tmp_path / "distances.csv")
     assert sorted(set(df["time"])) == [0.25, 0.5, 0.75, 1.0]
-    assert {"ks", "w1", "ks_floor", "w1_point", "dead_fraction_b"} <= set(df.columns)
+    assert {"ks", "w1", "ks_noise_floor", "w1_a_to_ode", "censored_b"} <= set(df.columns)
     assert any("corr:0,1" in line for line in lines)
 
 

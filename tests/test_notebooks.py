@@ -50,7 +50,9 @@ def test_notebooks_found_and_stored_without_outputs():
 def test_notebook_runs_in_quick_mode(path, kernel_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("COVSDE_QUICK", "1")
     monkeypatch.setenv("COVSDE_NOTEBOOK_OUT", str(tmp_path))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # Jupyter's own inline backend: figures must show in the notebook (issue 18: compare
+    # modules used to force Agg at import, so notebook 02's convergence figure never showed)
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(path, as_version=4)
     probe = nbformat.v4.new_code_cell("import sys; print(sys.executable)")
     nb.cells.insert(0, probe)
@@ -64,5 +66,8 @@ def test_notebook_runs_in_quick_mode(path, kernel_dir, tmp_path, monkeypatch):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not [o for o in cell.outputs if o.output_type == "error"]
+    images = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
+              if "image/png" in o.get("data", {})]
+    assert images, f"{path.name} shows no figure inline"
     produced = [p.name for p in tmp_path.rglob("*") if p.is_file()]
     assert produced, "the notebook wrote nothing under COVSDE_NOTEBOOK_OUT"
