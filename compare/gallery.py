@@ -403,8 +403,9 @@ class Gallery:
                    f"dt = 0.01, {n} paths per cell; dead = left the PD cone or |V_ab| > 1e4 or "
                    f"non-finite), over the (γ, τ0) grid, with 95 % Clopper–Pearson intervals "
                    f"in brackets; the colour scale runs from 0 to the largest upper interval "
-                   f"end (rounded up), not to 100 %. The cubic attention drift (∝ γ²/τ0²) makes paths blow up in "
-                   f"finite time. Table with counts by cause: stability.csv. Seed {self.seed}.")
+                   f"end (rounded up), not to 100 %. The cubic attention drift (∝ γ²/τ0²) makes "
+                   f"paths blow up in finite time. Table with counts by cause: stability.csv. "
+                   f"Seed {self.seed}.")
         return table
 
     # ---------------------------------------------------------------- all

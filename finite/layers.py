@@ -59,10 +59,16 @@ def takes_key_width(model):
     return any(finite_class(_leaf(s)).takes_key_width for s in model.sublayers())
 
 
-def bind(model, width, heads, key_width, depth=None):
-    """The bound finite layers of one layer of ``model`` at width ``width``, in order
-    (``depth``: the run's number of layers, for depth-dependent layers such as E-SPA)."""
-    return [finite_class(s)(s, width, heads, key_width, depth) for s in model.sublayers()]
+def bind(model, width, heads, key_width, depth=None, seed=None):
+    """The bound finite layers of one layer of ``model`` at width ``width``, in order.
+
+    ``depth``: the run's number of layers (for depth-dependent layers such as E-SPA);
+    ``seed``: the run's seed, from which a sparse attention mask's graph is drawn.
+    """
+    layers = [finite_class(s)(s, width, heads, key_width, depth) for s in model.sublayers()]
+    for layer in layers:
+        layer.seed = seed
+    return layers
 
 
 def concat(parts):
@@ -85,6 +91,9 @@ class FiniteLayer:
     takes_key_width = False
     #: whether ``reduced`` is an exact reduced sampler of this layer (else literal only)
     has_reduced = True
+
+    #: the run's seed (set by :func:`bind`; draws a sparse mask's graph)
+    seed = None
 
     def __init__(self, spec, width, heads, key_width, depth=None):
         self.spec, self.width, self.heads, self.key_width = spec, width, heads, key_width
@@ -118,9 +127,19 @@ class FiniteShapedAttention(FiniteLayer):
     def literal_shapes(self):
         return lit.attention_shapes(self.width, self.heads, self.key_width)
 
+    def mask_matrix(self, m):
+        """The realised 0/1 mask at m tokens, or None for the complete mask (the unmasked
+        code path, unchanged). Cached per m."""
+        cache = self.__dict__.setdefault("_masks", {})
+        if m not in cache:
+            M = self.spec.mask_spec.matrix(m, self.seed)
+            cache[m] = None if np.all(M == 1) else M
+        return cache[m]
+
     def literal(self, X, weights, layer=0):
         s = self.spec
-        return lit.attention_layer(X, weights, s.gamma, s.tau0, self.heads, self.key_width)
+        return lit.attention_layer(X, weights, s.gamma, s.tau0, self.heads, self.key_width,
+                                   self.mask_matrix(X.shape[-2]))
 
     def literal_cost(self, m):
         n, H, nk = self.width, self.heads, self.key_width
@@ -133,7 +152,8 @@ class FiniteShapedAttention(FiniteLayer):
         L, fL, Lh, fLh, failed = self._factors(Vh)
         draws = concat([red.attention_draws(g, sl.stop - sl.start, m, n, self.heads,
                                             self.key_width) for g, sl in zip(gens, slices)])
-        Vh = red.attention_update(Vh, L, Lh, draws, s.gamma, s.tau0, n, self.key_width)
+        Vh = red.attention_update(Vh, L, Lh, draws, s.gamma, s.tau0, n, self.key_width,
+                                  self.mask_matrix(m))
         return Vh, failed, count_clipped(alive, fL, fLh)
 
 

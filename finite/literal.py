@@ -105,11 +105,12 @@ def draw_weights(gen, p, shapes, out=None):
 
 # ---------------------------------------------------------------- layers
 
-def attention_layer(X, weights, gamma, tau0, heads, key_width):
+def attention_layer(X, weights, gamma, tau0, heads, key_width, mask=None):
     """One shaped attention residual sub-block (docs/theory.md §2.1) on X (p, m, n).
 
     ``weights`` = (W^Q, W^K, W^V) as returned by :func:`draw_weights` with
-    :func:`attention_shapes`. Returns X' (p, m, n).
+    :func:`attention_shapes`; ``mask`` the realised 0/1 mask matrix (None: complete; masked
+    softmax and centring C, docs/theory.md §2.4). Returns X' (p, m, n).
     """
     WQ, WK, WV = weights
     p, m, n = X.shape
@@ -118,7 +119,7 @@ def attention_layer(X, weights, gamma, tau0, heads, key_width):
     Q = (X @ WQ).reshape(p, m, H, nk).transpose(0, 2, 1, 3)      # (p, H, m, nk)
     K = (X @ WK).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
     Y = Q @ np.swapaxes(K, -1, -2) / n                            # (p, H, m, m)
-    A = shaped_attention_matrix(Y, tau0, n, nk)
+    A = shaped_attention_matrix(Y, tau0, n, nk, mask)
     XV = (X @ WV).reshape(p, m, H, n // H).transpose(0, 2, 1, 3)  # (p, H, m, n/H)
     out = (A @ XV).transpose(0, 2, 1, 3).reshape(p, m, n)         # concat over heads
     return lam * X + (gamma / math.sqrt(n)) * out

@@ -216,17 +216,18 @@ def mlp_draws(gen, L, phi, width, heads, slopes=None):
 
 # ---------------------------------------------------------------- layer maps
 
-def attention_update(Vh, L, Lh, draws, gamma, tau0, width, key_width):
+def attention_update(Vh, L, Lh, draws, gamma, tau0, width, key_width, mask=None):
     """One reduced attention layer: block Grams Vh (p, H, m, m) → Vh'.
 
     L (p, m, m) factors ``V = Σ_h V_h``, Lh (p, H, m, m) factors each V_h; draws from
-    :func:`attention_draws`.
+    :func:`attention_draws`; ``mask`` the realised 0/1 mask (None: complete). A mask changes
+    only how A is computed from the logits (docs/theory.md §5.8).
     """
     QK, M, W = draws
     lam = residual_lambda(gamma)
     Lx = L[:, None]
     Y = Lx @ QK @ _t(Lx)
-    A = shaped_attention_matrix(Y, tau0, width, key_width)
+    A = shaped_attention_matrix(Y, tau0, width, key_width, mask)
     AL = A @ Lx
     cross = AL @ M @ _t(Lh)
     return (lam * lam * Vh + (lam * gamma / math.sqrt(width)) * (cross + _t(cross))

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from sde._run import (DEFAULT_MEMORY_LIMIT, MAX_STEPS, RNG_BLOCK, as_int, as_seed,
                       block_generators, check_memory, check_model, provenance, saved_steps)
+from sde import masks
 from sde.errors import CovsdeInputError
 from sde.initial import validate_V0
 from sde.schema import make_dataset
@@ -136,7 +137,8 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     if threads is None:
         threads = os.cpu_count() or 1
     threads = as_int("threads", threads, 1)
-    bound_layers = layers.bind(model, width, heads, key_width, depth)
+    mask_attrs = masks.run_attrs(model, m, seed)  # realises (and validates) the mask
+    bound_layers = layers.bind(model, width, heads, key_width, depth, seed)
     if sampler is None:
         sampler = "reduced" if all(b.has_reduced for b in bound_layers) else "literal"
     elif sampler == "reduced" and not all(b.has_reduced for b in bound_layers):
@@ -197,7 +199,7 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
         sampler=sampler, width=width, key_width=key_width, heads=heads, depth_layers=depth,
         t_end_requested=None if t_end is None else float(t_end),
         initial_X="X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks",
-        n_psd_clipped=int(clipped[0]), psd_tol=red.PSD_TOL)
+        n_psd_clipped=int(clipped[0]), psd_tol=red.PSD_TOL, **mask_attrs)
     return make_dataset(out_V, status, death, steps, 1.0 / width, attrs, depth=steps)
 
 

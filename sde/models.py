@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 
 import numpy as np
@@ -36,6 +37,7 @@ from . import coefficients as C
 from .activations import ACTIVATIONS, ShapedReLU, ShapedTanh
 from .errors import CovsdeInputError
 from .limits import LimitCoefficients, compose, typed
+from .masks import Mask, model_mask
 from .validation import check_finite_real, check_gamma, check_positive_int, check_tau0
 
 #: What each model parameter means: one text, read by the docstrings' readers and the CLI.
@@ -47,6 +49,11 @@ PARAMETER_HELP = {
     "c_minus": "shaped ReLU slope s₋ = 1 + c₋/sqrt(n)",
     "activation": "relu (shaped ReLU) or tanh (smooth shaping s·tanh(x/s), s = a sqrt(n))",
     "a": "smooth-shaping scale a > 0 (with activation tanh)",
+    "mask": "attention mask: complete (default), causal, sliding, causal-sliding or sparse "
+            "(docs/theory.md §2.4, §3.5)",
+    "window": "mask window w >= 1 (with mask sliding: |a-b| <= w; causal-sliding: a-w <= b <= a)",
+    "sparse_k": "keys per row besides the token itself, 1 <= k < m (with mask sparse; the graph "
+                "is drawn from the run's seed)",
 }
 
 
@@ -82,20 +89,47 @@ class Model:
         """Coefficient of Σ_att: γ⁴/(H m² τ0²) with attention, else 0."""
         return float((self.limit().att_noise / m) ** 2)
 
-    def drift(self, V) -> np.ndarray:
-        """b(V) for a symmetric (m, m) array V."""
-        return C.drift(_as_matrix(V), self.limit())
+    @property
+    def attention_mask(self):
+        """The :class:`sde.masks.Mask` shared by the attention sub-layers (None without)."""
+        return model_mask(self)
 
-    def diffusion(self, V) -> np.ndarray:
-        """Dense Σ(V), shape (m, m, m, m): ``Σ[a,b,c,d] = d⟨V_ab, V_cd⟩/dt``."""
-        return C.diffusion_dense(_as_matrix(V), self.limit())
+    def _masked_centring(self, m, seed):
+        """C of the model's mask at m tokens, or None when the realised mask is complete."""
+        mask = self.attention_mask
+        if mask is None or mask.is_complete:
+            return None
+        M = mask.matrix(m, seed)
+        return None if np.all(M == 1) else M
 
-    def noise_matrix(self, V) -> np.ndarray:
+    def drift(self, V, seed=None) -> np.ndarray:
+        """b(V) for a symmetric (m, m) array V (``seed``: the run's, for a sparse mask)."""
+        V = _as_matrix(V)
+        M = self._masked_centring(V.shape[0], seed)
+        if M is None:
+            return C.drift(V, self.limit())
+        from . import masked
+        return masked.drift(V, self.limit(), M)
+
+    def diffusion(self, V, seed=None) -> np.ndarray:
+        """Dense Σ(V), shape (m, m, m, m): ``Σ[a,b,c,d] = d⟨V_ab, V_cd⟩/dt``.
+
+        With a mask: ``Σ = N Nᵀ`` from :meth:`noise_matrix` (docs/theory.md §3.5).
+        """
+        V = _as_matrix(V)
+        m = V.shape[0]
+        if self._masked_centring(m, seed) is None:
+            return C.diffusion_dense(V, self.limit())
+        N = self.noise_matrix(V, seed)
+        return (N @ N.T).reshape(m, m, m, m)
+
+    def noise_matrix(self, V, seed=None) -> np.ndarray:
         """The m² × 2m² matrix mapping (vec G, vec G') to the noise increment (§4).
 
         ``noise = sqrt(a_lin) L (G + Gᵀ)/sqrt 2 Lᵀ + c L (G' K + K G'ᵀ) Lᵀ`` with
         ``L Lᵀ = V``, ``K = Lᵀ P L``, ``c = att_noise/m``; vec is row-major
-        (``vec(A X B) = (A ⊗ Bᵀ) vec X``). Built with ``np.kron``.
+        (``vec(A X B) = (A ⊗ Bᵀ) vec X``). Built with ``np.kron``. With a mask the G' part
+        is ``att_noise (ΔV + VΔᵀ)``, ``Δ = C∘(Ẑ − z̄1ᵀ)``, ``Ẑ = L G' Lᵀ`` (§3.5).
         """
         V = _as_matrix(V)
         m = V.shape[0]
@@ -108,8 +142,13 @@ class Model:
         T[idx, (idx % m) * m + idx // m] = 1.0
         LL = np.kron(L, L)
         g_part = math.sqrt(self.a_lin / 2.0) * (LL + LL @ T)
-        c = self.limit().att_noise / m
-        gp_part = c * (np.kron(L, L @ K) + np.kron(L @ K, L) @ T)
+        M = self._masked_centring(m, seed)
+        if M is None:
+            c = self.limit().att_noise / m
+            gp_part = c * (np.kron(L, L @ K) + np.kron(L @ K, L) @ T)
+        else:
+            from . import masked
+            gp_part = self.limit().att_noise * masked.noise_map(V, M)
         return np.hstack([g_part, gp_part])
 
     def params(self) -> dict:
@@ -154,6 +193,10 @@ class ShapedAttention(Model):
     gamma: float
     tau0: float
     heads: int = 1
+    #: a name of :data:`sde.masks.MASKS`, or (Python only) a 0/1 matrix with unit diagonal
+    mask: str = "complete"
+    window: int = 0
+    sparse_k: int = 0
     arch = "attention"
     summary = "shaped attention sub-block"
 
@@ -161,6 +204,19 @@ class ShapedAttention(Model):
         check_gamma(self.gamma)
         check_tau0(self.tau0)
         check_positive_int("heads", self.heads)
+        _normalise_mask(self)
+
+    @property
+    def mask_spec(self) -> Mask:
+        """The attention mask (docs/theory.md §2.4, §3.5)."""
+        return _mask_of(self)
+
+    def params(self):
+        return _mask_params(self, Model.params(self))
+
+    @classmethod
+    def check_given(cls, given, show=str):
+        _check_mask_given(given, show)
 
     def _limit(self):
         g2 = self.gamma ** 2
@@ -320,24 +376,79 @@ class ShapedBlock(Serial):
     c_plus: float = 0.0
     c_minus: float = -1.0
     heads: int = 1
+    mask: str = "complete"
+    window: int = 0
+    sparse_k: int = 0
     arch = "block"
     summary = "shaped attention then residual MLP per layer"
 
     def __post_init__(self):
+        _normalise_mask(self)
         Serial.__init__(self, self.attention(), self.mlp())
 
     def attention(self) -> ShapedAttention:
         """The attention sub-block of this block."""
-        return ShapedAttention(self.gamma, self.tau0, self.heads)
+        return ShapedAttention(self.gamma, self.tau0, self.heads, self.mask, self.window,
+                               self.sparse_k)
+
+    @property
+    def mask_spec(self) -> Mask:
+        return _mask_of(self)
+
+    @classmethod
+    def check_given(cls, given, show=str):
+        _check_mask_given(given, show)
 
     def mlp(self) -> ShapedMLPResidual:
         """The MLP sub-block of this block."""
         return ShapedMLPResidual(self.gamma, self.c_plus, self.c_minus)
 
     def params(self):
-        return Model.params(self)
+        return _mask_params(self, Model.params(self))
 
     replace = Model.replace
+
+
+# ---------------------------------------------------------------- masks (§2.4, §3.5)
+
+def _normalise_mask(obj):
+    """Validate the mask fields; a matrix (or a Mask) given as ``mask`` is stored as a tuple
+    of 0/1 tuples, so that the model stays hashable and comparable."""
+    mask = obj.mask
+    if isinstance(mask, Mask):
+        spec = mask
+    elif isinstance(mask, str):
+        spec = Mask(mask, obj.window, obj.sparse_k)
+    else:
+        spec = Mask.from_matrix(mask)
+        if obj.window or obj.sparse_k:
+            raise CovsdeInputError("window and sparse_k do not apply to an explicit mask "
+                                   "matrix", "mask")
+    object.__setattr__(obj, "mask", spec.explicit if spec.name == "explicit" else spec.name)
+    object.__setattr__(obj, "window", spec.window)
+    object.__setattr__(obj, "sparse_k", spec.sparse_k)
+
+
+def _mask_of(obj) -> Mask:
+    if isinstance(obj.mask, str):
+        return Mask(obj.mask, obj.window, obj.sparse_k)
+    return Mask("explicit", explicit=obj.mask)
+
+
+def _mask_params(obj, out):
+    out.update(_mask_of(obj).params())
+    return out
+
+
+def _check_mask_given(given, show):
+    """``window`` / ``sparse_k`` given for a mask that does not take them are refused."""
+    mask = given.get("mask") or "complete"
+    if "window" in given and mask not in ("sliding", "causal-sliding"):
+        raise CovsdeInputError(f"{show('window')} applies only to {show('mask')} sliding or "
+                               f"causal-sliding, not {mask}")
+    if "sparse_k" in given and mask != "sparse":
+        raise CovsdeInputError(f"{show('sparse_k')} applies only to {show('mask')} sparse, "
+                               f"not {mask}")
 
 
 MODELS = {cls.arch: cls for cls in (ShapedAttention, ShapedMLP, ShapedMLPResidual, ShapedBlock)}
@@ -358,6 +469,9 @@ def model_from_params(params: dict) -> Model:
         raise CovsdeInputError(f"arch must be one of {', '.join(MODELS)}, got {arch!r}")
     cls = MODELS[arch]
     kwargs = {k: params[k] for k, _ in cls.parameters() if k in params}
-    if "heads" in kwargs:
-        kwargs["heads"] = int(kwargs["heads"])
+    for k in ("heads", "window", "sparse_k"):
+        if k in kwargs:
+            kwargs[k] = int(kwargs[k])
+    if kwargs.get("mask") == "explicit":
+        kwargs["mask"] = json.loads(params["mask_matrix"])
     return cls(**kwargs)

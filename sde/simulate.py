@@ -8,12 +8,13 @@ Random numbers: paths are cut into fixed RNG blocks of :data:`RNG_BLOCK` paths; 
 draws from ``Generator(PCG64(SeedSequence(seed).spawn(n_blocks)[k]))``. Results depend
 only on (seed, RNG_BLOCK), not on the numba thread count or on :data:`CHUNK_BLOCKS`.
 """
+import functools
 import time as _time
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _kernels
+from . import _kernels, _kernels_masked, masks
 from ._run import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,
                    MAX_STEPS, RNG_BLOCK, as_int, as_seed, block_generators, check_memory,
                    check_model, positive, provenance, saved_steps, time_grid)
@@ -78,21 +79,30 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     out_V = np.full((n_paths, len(steps), m, m), np.nan)
     status = np.zeros(n_paths, dtype=np.int8)
     death = np.full(n_paths, np.inf)
+    mask = masks.run_matrix(model, m, seed)  # realised mask (docs/theory.md §3.5)
+    if mask is not None and not masks.is_complete_matrix(mask):
+        rows = masks.row_lists(mask)
+        kernels = (functools.partial(_kernels_masked.integrate_ode, V0, coef, *rows),
+                   lambda *a: _kernels_masked.simulate_blocks(*a, *rows))
+    else:
+        kernels = (functools.partial(_kernels.integrate_ode, V0, coef), _kernels.simulate_blocks)
     if method == "ode":
-        st, td = _kernels.integrate_ode(V0, coef, float(dt), n_steps, steps, bound, out_V[0])
+        st, td = kernels[0](float(dt), n_steps, steps, bound, out_V[0])
         status[0], death[0] = st, td
     else:
         _run_euler(V0, coef, float(dt), n_steps, steps, bound, seed, out_V, status, death,
-                   progress)
+                   progress, kernels[1])
     wall = _time.perf_counter() - t0
     attrs = provenance(
         f"sde-{method}", model, method=method, seed=seed, dt=dt, t_end=t_end,
         n_steps=n_steps, steps=steps, V0=V0, wall=wall, bound=bound,
-        scheme="Euler-Maruyama" if method == "euler" else "classical RK4 on the drift")
+        scheme="Euler-Maruyama" if method == "euler" else "classical RK4 on the drift",
+        **masks.run_attrs(model, m, seed))
     return make_dataset(out_V, status, death, steps, float(dt), attrs)
 
 
-def _run_euler(V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death, progress):
+def _run_euler(V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death, progress,
+               kernel=_kernels.simulate_blocks):
     n_paths = out_V.shape[0]
     gens = block_generators(seed, n_paths)
     if progress is None:
@@ -109,6 +119,6 @@ def _run_euler(V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death, 
                 starts[k] = k * RNG_BLOCK
                 lens[k] = min(RNG_BLOCK, p1 - p0 - k * RNG_BLOCK)
             padded = tuple(chunk) + (spare,) * (CHUNK_BLOCKS - len(chunk))
-            _kernels.simulate_blocks(padded, starts, lens, V0, coef, dt, n_steps, steps, bound,
-                                     out_V[p0:p1], status[p0:p1], death[p0:p1])
+            kernel(padded, starts, lens, V0, coef, dt, n_steps, steps, bound,
+                   out_V[p0:p1], status[p0:p1], death[p0:p1])
             bar.update(p1 - p0)
