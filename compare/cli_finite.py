@@ -17,7 +17,8 @@ from .cli_args import (add_model_args, flag, add_run_args, add_v0_args, check_to
 
 #: sample() argument names → the flags a CLI user typed (for error messages).
 _FLAG_NAMES = {k: flag(k) for k in ("width", "key_width", "depth", "t_end", "n_paths", "seed",
-                                    "sampler", "save_every", "threads", "heads")}
+                                    "sampler", "save_every", "threads", "heads", "mask", "window",
+                                    "sparse_k")}
 _NAME_RE = re.compile(r"(?<![\w\-'])(" + "|".join(_FLAG_NAMES) + r")(?![\w'=])")
 
 

@@ -85,6 +85,39 @@ def plot_rank_collapse(runs, m, depth, axes=None):
     return fig
 
 
+MASKS = [("complete", {}), ("causal", {}), ("sliding w = 2", {"mask": "sliding", "window": 2}),
+         ("causal-sliding w = 2", {"mask": "causal-sliding", "window": 2}),
+         ("sparse k = 2", {"mask": "sparse", "sparse_k": 2})]
+
+
+def mask_models():
+    """(label, layernorm, model) of the masks/LayerNorm figure (attention-only stacks)."""
+    out = []
+    for label, kw in MASKS:
+        kw = dict(kw) if kw else ({"mask": label} if label != "complete" else {})
+        for ln in (False, True):
+            out.append((label, ln, AttentionOnly(layernorm=ln, **kw)))
+    return out
+
+
+def plot_masks_layernorm(runs, m, n, axes=None):
+    """runs: [(label, layernorm, dataset)]; panels: without / with LayerNorm."""
+    fig, axes = _figure(axes, 1, 2, figsize=(11, 4.4), sharey=True, constrained_layout=True)
+    labels = list(dict.fromkeys(label for label, _, _ in runs))
+    for label, ln, ds in runs:
+        ax = axes[0, int(ln)]
+        c = PALETTE[labels.index(label) % len(PALETTE)]
+        _band(ax, ds.depth.values, np.maximum(consensus_distance(ds.V.values), 1e-17), c, label)
+    for j, title in enumerate(("attention only", "attention + LayerNorm after each layer")):
+        axes[0, j].set_yscale("log")
+        axes[0, j].set_xlabel("depth (layers)")
+        axes[0, j].set_title(title)
+    axes[0, 0].set_ylabel("μ(X)/‖X‖_F (floored at 1e-17)")
+    axes[0, 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    fig.suptitle(f"Masks and LayerNorm in rank collapse (Wu et al.): m = {m}, n = {n}, V0 = I")
+    return fig
+
+
 def similarity_bound(depth):
     """B_d of docs/theory.md §2.4b for d = 0 … depth."""
     def kappa(r):
@@ -159,6 +192,11 @@ CAPTIONS = {
                      "finite networks (reduced for the shaped ones, same law) from orthogonal "
                      "tokens. Median and 10–90 % band over paths; μ/‖X‖ is floored at 1e-17 "
                      "(attention-only reaches round-off: complete collapse).",
+    "masks_layernorm": "Attention-only stacks (standard softmax attention, no skip): distance to "
+                       "rank one μ(X)/‖X‖_F vs depth (log scale) for each attention mask, "
+                       "without (left) and with (right) LayerNorm after each layer. Local masks "
+                       "slow the collapse; LayerNorm does not prevent it. Median and 10–90 % "
+                       "band; values at 1e-17 are round-off (complete collapse).",
     "similarity_removal": "Post-LN blocks: token similarity vs depth with the mean-token "
                           "component of the attention output removed by a fraction θ. The dashed "
                           "line is the width-first bound for θ = 1 (docs/theory.md §2.4b).",
@@ -171,35 +209,32 @@ CAPTIONS = {
 }
 
 
-def make_collapse_figures(out_dir, size="quick", seed=0, only=None, log=print):
-    """Compute the runs and write each figure as PNG and PDF; returns the written paths."""
-    import matplotlib.pyplot as plt
+FIGURES = tuple(CAPTIONS)
 
+
+def draw_collapse_figure(name, size, seed, save):
+    """Compute the runs of figure ``name`` (one of :data:`FIGURES`) and hand the Figure to
+    ``save(fig, stem, caption)``."""
     cfg = SIZES[size]
     m, depth, paths, widths = cfg["m"], cfg["depth"], cfg["paths"], cfg["widths"]
     V0 = np.eye(m)
-    written = []
-    only = only or list(CAPTIONS)
     kw = dict(depth=depth, n_paths=paths, save_every=1, progress=False)
-
-    def save(fig, stem):
-        for ext in ("png", "pdf"):
-            path = os.path.join(out_dir, f"{stem}.{ext}")
-            fig.savefig(path, dpi=130)
-            written.append(path)
-        plt.close(fig)
-        log(f"  {stem}: written")
-
-    if "rank_collapse" in only:
+    sizes = f" Sizes: m = {m}, depth {depth}, {paths} paths per curve; seed {seed}."
+    if name == "rank_collapse":
         runs = {n: [(label, sample(model, V0, width=n, seed=seed + k, **kw))
                     for k, (label, model) in enumerate(rank_collapse_models())] for n in widths}
-        save(plot_rank_collapse(runs, m, depth), "rank_collapse")
-    if "similarity_removal" in only:
+        fig = plot_rank_collapse(runs, m, depth)
+    elif name == "masks_layernorm":
+        n = widths[-1]
+        runs = [(label, ln, sample(model, V0, width=n, seed=seed + 10, **kw))
+                for label, ln, model in mask_models()]
+        fig = plot_masks_layernorm(runs, m, n)
+    elif name == "similarity_removal":
         n = widths[-1]
         runs = [(th, sample(PostLN(similarity_removal=th), V0, width=n, seed=seed + 20, **kw))
                 for th in (0.0, 0.5, 1.0)]
-        save(plot_similarity_removal(runs, m, n), "similarity_removal")
-    if "espa_kernel" in only:
+        fig = plot_similarity_removal(runs, m, n)
+    elif name == "espa_kernel":
         model = AttentionOnly(attention="e-spa")
         final = model.sublayers()[0].spa_final_value
         spread = []
@@ -210,5 +245,26 @@ def make_collapse_figures(out_dir, size="quick", seed=0, only=None, log=print):
         n = widths[-1]
         main = sample(model, V0, width=n, depth=n // 2, n_paths=4 * paths, seed=seed + 31,
                       progress=False)
-        save(plot_espa_kernel(main, spread), "espa_kernel")
+        fig = plot_espa_kernel(main, spread)
+    else:
+        raise ValueError(f"unknown collapse figure {name!r}")
+    save(fig, name, CAPTIONS[name] + sizes)
+
+
+def make_collapse_figures(out_dir, size="quick", seed=0, only=None, log=print):
+    """Write each figure as PNG and PDF into ``out_dir``; returns the written paths."""
+    import matplotlib.pyplot as plt
+
+    written = []
+
+    def save(fig, stem, caption):
+        for ext in ("png", "pdf"):
+            path = os.path.join(out_dir, f"{stem}.{ext}")
+            fig.savefig(path, dpi=130)
+            written.append(path)
+        plt.close(fig)
+        log(f"  {stem}: written")
+
+    for name in only or FIGURES:
+        draw_collapse_figure(name, size, seed, save)
     return written

@@ -48,7 +48,8 @@ from .figures import COLORS, plot_trajectories, save_figure  # noqa: E402
 from .overlay import plot_overlay, time_index  # noqa: E402
 from .statistics import compute_stat  # noqa: E402
 
-FIGURES = ("distribution", "trajectories", "convergence", "stability")
+FIGURES = ("distribution", "trajectories", "convergence", "stability", "rank_collapse",
+           "masks_layernorm", "similarity_removal", "espa_kernel")
 DIST_RATIOS = (0.25, 0.5, 1.0, 2.0)
 CONV_RATIOS = (0.25, 0.5, 1.0)
 #: SDE step of the convergence reference: 2^-9, finer than 1/n for every width used, and
@@ -409,6 +410,26 @@ class Gallery:
         return table
 
     # ---------------------------------------------------------------- all
+    # ---------------------------------------------------------------- rank collapse (§2.4)
+
+    def _collapse(self, name):
+        from .collapse_figures import draw_collapse_figure
+
+        draw_collapse_figure(name, self.size if self.size in ("tiny", "quick") else "full",
+                             self.seed, self._save)
+
+    def rank_collapse(self):
+        self._collapse("rank_collapse")
+
+    def masks_layernorm(self):
+        self._collapse("masks_layernorm")
+
+    def similarity_removal(self):
+        self._collapse("similarity_removal")
+
+    def espa_kernel(self):
+        self._collapse("espa_kernel")
+
     def run(self, only=FIGURES):
         """Draw the figures into a staging directory and move them into ``out_dir`` only
         when all are done (an interrupted run leaves no half-written set; the datasets under
@@ -514,7 +535,8 @@ def read_captions(path):
     return out
 
 
-STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability")
+STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability",
+         "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel")
 
 
 def _pct(x):

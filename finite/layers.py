@@ -110,6 +110,15 @@ class FiniteLayer:
     def reduced_work(self, m):
         return 0.0
 
+    def mask_matrix(self, m):
+        """The realised 0/1 attention mask at m tokens (the spec's ``mask_spec``), or None for
+        the complete mask (the unmasked code path, unchanged). Cached per m."""
+        cache = self.__dict__.setdefault("_masks", {})
+        if m not in cache:
+            M = self.spec.mask_spec.matrix(m, self.seed)
+            cache[m] = None if np.all(M == 1) else M
+        return cache[m]
+
     def _factors(self, Vh):
         """PSD-safe factors of V = Σ_h V_h and of each V_h, and their failure mask."""
         L, fL = red.psd_factor(Vh.sum(axis=1))
@@ -126,15 +135,6 @@ class FiniteShapedAttention(FiniteLayer):
 
     def literal_shapes(self):
         return lit.attention_shapes(self.width, self.heads, self.key_width)
-
-    def mask_matrix(self, m):
-        """The realised 0/1 mask at m tokens, or None for the complete mask (the unmasked
-        code path, unchanged). Cached per m."""
-        cache = self.__dict__.setdefault("_masks", {})
-        if m not in cache:
-            M = self.spec.mask_spec.matrix(m, self.seed)
-            cache[m] = None if np.all(M == 1) else M
-        return cache[m]
 
     def literal(self, X, weights, layer=0):
         s = self.spec

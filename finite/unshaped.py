@@ -22,7 +22,8 @@ import dataclasses
 import math
 
 from sde.errors import CovsdeInputError
-from sde.models import PARAMETER_HELP, Model, Serial, register_model
+from sde.models import (PARAMETER_HELP, Model, Serial, _check_mask_given, _mask_of,
+                        _mask_params, _normalise_mask, register_model)
 from sde.validation import check_finite_real, check_positive_int, is_real
 
 ATTENTIONS = ("softmax", "value-skipinit", "e-spa", "u-spa")
@@ -63,11 +64,16 @@ class SoftmaxAttention(_FiniteOnly, Model):
     skip_beta: float = 0.0
     spa_final: float | None = None
     similarity_removal: float = 0.0
+    #: a name of :data:`sde.masks.MASKS`, or (Python only) a 0/1 matrix with unit diagonal
+    mask: str = "complete"
+    window: int = 0
+    sparse_k: int = 0
     arch = "softmax-attention"
     summary = "standard softmax attention sub-layer"
 
     def __post_init__(self):
         check_positive_int("heads", self.heads)
+        _normalise_mask(self)
         if self.attention not in ATTENTIONS:
             raise CovsdeInputError(f"attention must be one of {', '.join(ATTENTIONS)}, got "
                                    f"{self.attention!r}", "attention")
@@ -91,6 +97,17 @@ class SoftmaxAttention(_FiniteOnly, Model):
         if self.attention != "value-skipinit" and (self.skip_alpha, self.skip_beta) != (1.0, 0.0):
             raise CovsdeInputError("skip_alpha/skip_beta apply only to attention value-skipinit",
                                    "skip_alpha")
+        if self.attention in SPA_FINAL_DEFAULT and self.mask_spec.name != "complete":
+            raise CovsdeInputError(f"mask applies only to attention softmax or value-skipinit: "
+                                   f"{self.attention} builds its own causal matrices", "mask")
+
+    @property
+    def mask_spec(self):
+        """The attention mask (docs/theory.md §2.4)."""
+        return _mask_of(self)
+
+    def params(self):
+        return _mask_params(self, Model.params(self))
 
     @property
     def spa_final_value(self):
@@ -130,6 +147,10 @@ class _Wrapper(_FiniteOnly, Model):
     def heads(self):
         return self.inner.heads
 
+    @property
+    def mask_spec(self):
+        return self.inner.mask_spec
+
     def params(self):
         return {"arch": self.arch, "inner": repr(self.inner.params())}
 
@@ -164,22 +185,32 @@ class _Block(_FiniteOnly, Serial):
     skip_alpha: float = 1.0
     skip_beta: float = 0.0
     spa_final: float | None = None
+    mask: str = "complete"
+    window: int = 0
+    sparse_k: int = 0
 
     def __post_init__(self):
+        _normalise_mask(self)
         Serial.__init__(self, *self._parts())
 
     def _attn(self, **extra):
         return SoftmaxAttention(self.heads, self.attention, self.skip_alpha, self.skip_beta,
-                                self.spa_final, **extra)
+                                self.spa_final, mask=self.mask, window=self.window,
+                                sparse_k=self.sparse_k, **extra)
+
+    @property
+    def mask_spec(self):
+        return _mask_of(self)
 
     def params(self):
-        return Model.params(self)
+        return _mask_params(self, Model.params(self))
 
     replace = Model.replace
     _limit = _FiniteOnly._limit
 
     @classmethod
     def check_given(cls, given, show=str):
+        _check_mask_given(given, show)
         att = given.get("attention") or "softmax"
         if att != "value-skipinit" and {"skip_alpha", "skip_beta"} & set(given):
             raise CovsdeInputError(f"{show('skip_alpha')}/{show('skip_beta')} apply only to "

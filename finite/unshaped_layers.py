@@ -11,7 +11,7 @@ import numpy as np
 
 from . import spa
 from .layers import FiniteLayer, bind, register
-from .shaping import softmax_rows
+from .shaping import masked_softmax_rows, softmax_rows
 from .unshaped import LayerNorm, PreNorm, ReLUMLP, Residual, SoftmaxAttention
 
 
@@ -24,7 +24,8 @@ def layer_norm(X):
 
 @register(SoftmaxAttention)
 class FiniteSoftmaxAttention(FiniteLayer):
-    """Standard attention ``concat_h(A_h X W^V_h)/√n`` and its variants."""
+    """Standard attention ``concat_h(A_h X W^V_h)/√n`` and its variants; with a mask the
+    softmax runs over the allowed keys only (a masked entry of A is exactly 0)."""
 
     takes_key_width = True
     has_reduced = False
@@ -57,7 +58,9 @@ class FiniteSoftmaxAttention(FiniteLayer):
         WQ, WK, _ = weights
         Q = (X @ WQ).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
         K = (X @ WK).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
-        A = softmax_rows(Q @ np.swapaxes(K, -1, -2) / (n * math.sqrt(nk)))
+        S = Q @ np.swapaxes(K, -1, -2) / (n * math.sqrt(nk))
+        M = self.mask_matrix(m)
+        A = softmax_rows(S) if M is None else masked_softmax_rows(S, M)
         if s.attention == "value-skipinit":
             A = s.skip_alpha * np.eye(m) + s.skip_beta * A
         return A
@@ -137,6 +140,14 @@ class _FiniteWrapper(FiniteLayer):
         super().__init__(spec, width, heads, key_width, depth)
         (self.inner,) = bind(spec.inner, width, heads, key_width, depth)
         self.takes_key_width = self.inner.takes_key_width
+
+    @property
+    def seed(self):
+        return self.inner.seed
+
+    @seed.setter
+    def seed(self, value):   # the run's seed reaches the wrapped layer (sparse masks)
+        self.inner.seed = value
 
     def prepare(self, m):
         self.inner.prepare(m)

@@ -187,7 +187,9 @@ def test_quick_mode_finishes_in_three_minutes(tmp_path):
     assert time.perf_counter() - t0 < 180
     for stem in STEMS:
         assert (tmp_path / "q" / f"{stem}.png").exists()
-    assert set(FIGURES) == {"distribution", "trajectories", "convergence", "stability"}
+    assert set(FIGURES) == {"distribution", "trajectories", "convergence", "stability",
+                            "rank_collapse", "masks_layernorm", "similarity_removal",
+                            "espa_kernel"}
 
 
 # --------------------------------------------------------------------------- issue 18

@@ -143,6 +143,64 @@ def test_attention_only_collapse_rate():
     assert abs(c.mean()) < 0.05 and abs(c.mean()) < abs(s.mean()) / 10
 
 
+def _slopes(model, m=8, depth=2, paths=300):
+    ds = sample(model, sde.equicorrelated(m, 0.3), width=64, depth=depth, n_paths=paths,
+                seed=5, save_every=1)
+    y = np.log(mu_ratio(ds.V.values))
+    x = ds.depth.values.astype(float)
+    xc = x - x.mean()
+    s = (y - y.mean(axis=1, keepdims=True)) @ xc / (xc @ xc)
+    return s.mean(), 1.96 * s.std(ddof=1) / math.sqrt(len(s))
+
+
+def test_sliding_window_collapses_more_slowly():
+    """Wu et al.: a local (sliding, w = 1) mask slows the collapse of attention-only stacks.
+    Per-path slopes of log μ/‖X‖ over depths 0–2 (m = 8, n = 64, 300 paths): the 95 %
+    intervals of the mean slope are disjoint, the sliding one closer to 0. Measured when
+    written (per layer): complete −2.49 ± 0.04, causal −0.54 ± 0.01, sliding −0.225 ± 0.006."""
+    full, hf = _slopes(AttentionOnly())
+    slide, hs = _slopes(AttentionOnly(mask="sliding", window=1))
+    assert slide - hs > full + hf, f"complete {full:.3f}±{hf:.3f}, sliding {slide:.3f}±{hs:.3f}"
+    assert slide + hs < 0, "the sliding window still collapses (slope < 0)"
+
+
+def test_masked_entries_of_attention_are_exactly_zero():
+    from finite.layers import bind
+
+    rng = np.random.default_rng(0)
+    m, n = 6, 32
+    X = rng.standard_normal((3, m, n))
+    W = [rng.standard_normal((3, n, n))[0] for _ in range(3)]
+    for mask, kw in (("causal", {}), ("sliding", {"window": 1}), ("sparse", {"sparse_k": 2})):
+        (layer,) = bind(AttentionOnly(mask=mask, **kw), n, 1, n, depth=1, seed=4)
+        layer.prepare(m)
+        A = layer.attention_matrix(X, W, 0)
+        M = layer.mask_matrix(m)
+        assert np.all(A[..., M == 0] == 0.0) and np.all(A[..., M == 1] > 0.0), mask
+        np.testing.assert_allclose(A.sum(axis=-1), 1.0, rtol=1e-14)
+    (full,) = bind(AttentionOnly(), n, 1, n, depth=1, seed=4)
+    assert np.all(full.attention_matrix(X, W, 0) > 0.0)           # control: nothing masked
+
+
+def test_mask_changes_the_output_law():
+    """One attention-only layer (m = 4, n = 32, 4000 paths): causal vs complete differ (KS on
+    V_01 and V_33, p < 1e-6 asserted; the last token sees all keys either way, the first only
+    itself under the causal mask), while two seeds of the same mask agree (p > 1e-3)."""
+    V0 = sde.equicorrelated(4, 0.3)
+    kw = dict(width=32, depth=1, n_paths=4000)
+
+    def stat(ds):
+        V = ds.V.values[:, -1]
+        return V[:, 0, 1], V[:, 0, 0]
+
+    a = stat(sample(AttentionOnly(mask="causal"), V0, seed=1, **kw))
+    b = stat(sample(AttentionOnly(mask="causal"), V0, seed=2, **kw))
+    c = stat(sample(AttentionOnly(), V0, seed=3, **kw))
+    same = min(scipy.stats.ks_2samp(x, y).pvalue for x, y in zip(a, b))
+    diff = min(scipy.stats.ks_2samp(x, y).pvalue for x, y in zip(a, c))
+    assert same > 1e-3 and diff < 1e-6, (same, diff)
+
+
 def test_post_ln_similarity_escalation_and_cures():
     V0 = np.eye(16)
     kw = dict(width=64, depth=8, n_paths=100, seed=2)
@@ -194,6 +252,11 @@ BAD = [
     (["--arch", "attention-only", "--attention", "flash"], "must be one of softmax"),
     (["--arch", "post-ln", "--sampler", "reduced"], "reduced is not available"),
     (["--arch", "post-ln", "--tokens", "30000"], "memory limit"),
+    (["--arch", "attention-only", "--mask", "sliding", "--window", "0"], "--window must be"),
+    (["--arch", "attention-only", "--mask", "sparse", "--sparse-k", "4"], "--sparse-k"),
+    (["--arch", "attention-only", "--window", "2"], "--window applies only to --mask"),
+    (["--arch", "attention-only", "--attention", "e-spa", "--mask", "causal"],
+     "builds its own causal"),
 ]
 
 
