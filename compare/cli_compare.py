@@ -34,8 +34,9 @@ def add_compare(sub):
                + "\n\nThe table shows the median difference; --json has every quantile.")
     p.add_argument("a", help="first dataset (.nc), e.g. a finite-network sample")
     p.add_argument("b", help="second dataset (.nc), e.g. the SDE")
-    p.add_argument("--stat", action="append", help="corr:a,b | V:a,b | mineig | effrank "
-                                                   "(repeatable; default corr:0,1)")
+    p.add_argument("--stat", action="append",
+                   help="corr:a,b | V:a,b | mineig | effrank | tokensim | consensus "
+                        "(repeatable; default corr:0,1)")
     p.add_argument("--time", action="append", type=float,
                    help="time to compare (repeatable; default: every common saved time)")
     p.add_argument("--ode", help="optional one-path ODE dataset: adds W1(A, point mass at "

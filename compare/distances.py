@@ -66,7 +66,7 @@ _BATCH_ELEMENTS = 2_000_000
 #: column → meaning, printed by ``covsde compare --help`` and in the README.
 LEGEND = {
     "stat": "statistic: corr:a,b = ρ_ab, V:a,b = V_ab, mineig = λ_min(V), effrank = "
-            "effective rank of V",
+            "effective rank of V, tokensim = mean off-diagonal ρ, consensus = μ(X)/‖X‖_F",
     "time": "t = depth / width",
     "n_paths_a, n_paths_b": "paths in each dataset",
     "n_used_a, n_used_b": "paths counted at t (alive and below the bound so far)",

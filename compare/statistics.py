@@ -4,12 +4,16 @@ All take the ``V`` DataArray ``(path, time, token_a, token_b)`` of the schema an
 NaN for dead paths, so callers decide the censoring (paths alive at each time).
 Statistic names used by the CLI (``--stat``): ``corr:a,b`` (ρ_ab), ``V:a,b`` (V_ab),
 ``mineig`` (smallest eigenvalue of V), ``effrank`` (exp of the entropy of the
-normalised eigenvalues of V, between 1 and m).
+normalised eigenvalues of V, between 1 and m), and the collapse measures of
+docs/theory.md §2.4 (:mod:`compare.collapse`): ``tokensim`` (mean off-diagonal correlation
+ρ̄, in [−1/(m−1), 1]) and ``consensus`` (μ(X)/‖X‖_F = sqrt(tr(PVP)/tr V), in [0, 1]).
 """
 import numpy as np
 import xarray as xr
 
 from sde.errors import CovsdeInputError
+
+from .collapse import consensus_distance, token_similarity
 
 
 def correlation(V, a, b):
@@ -52,18 +56,28 @@ def effective_rank(V):
                                 <= {"path", "time"}})
 
 
+#: statistics of the whole matrix (no token indices)
+_WHOLE = ("mineig", "effrank", "tokensim", "consensus")
+
+
+def _matrix_stat(V, fn):
+    return xr.DataArray(fn(V.values), dims=("path", "time"),
+                        coords={k: V.coords[k] for k in V.coords if set(V.coords[k].dims)
+                                <= {"path", "time"}})
+
+
 def parse_stat(spec, m):
     """Validate a statistic name like ``corr:0,1`` for m tokens; return (kind, a, b)."""
     if not isinstance(spec, str):
         raise CovsdeInputError(f"statistic must be a name like 'corr:0,1', got {spec!r}")
     kind, _, idx = spec.partition(":")
-    if kind in ("mineig", "effrank"):
+    if kind in _WHOLE:
         if idx:
             raise CovsdeInputError(f"statistic {spec!r}: {kind} takes no token indices")
         return kind, None, None
     if kind not in ("corr", "V"):
         raise CovsdeInputError(f"statistic {spec!r}: unknown statistic (use corr:a,b, V:a,b, "
-                               f"mineig or effrank)")
+                               f"mineig, effrank, tokensim or consensus)")
     try:
         a, b = (int(x) for x in idx.split(","))
     except ValueError:
@@ -86,6 +100,10 @@ def compute_stat(V, spec):
         return entry(V, a, b)
     if kind == "mineig":
         return min_eigenvalue(V)
+    if kind == "tokensim":
+        return _matrix_stat(V, token_similarity)
+    if kind == "consensus":
+        return _matrix_stat(V, consensus_distance)
     return effective_rank(V)
 
 
@@ -112,6 +130,10 @@ def stat_label(spec):
         return r"smallest eigenvalue $\lambda_{\min}(V)$"
     if kind == "effrank":
         return "effective rank of V"
+    if kind == "tokensim":
+        return r"token similarity $\bar\rho$ (mean off-diagonal correlation)"
+    if kind == "consensus":
+        return r"distance to rank one $\mu(X)/\|X\|_F$"
     return spec
 
 
@@ -126,4 +148,8 @@ def support(spec):
         return (0.0, None) if a == b else (None, None)
     if kind == "mineig":
         return 0.0, None
+    if kind == "tokensim":
+        return None, 1.0
+    if kind == "consensus":
+        return 0.0, 1.0
     return 1.0, None

@@ -49,3 +49,38 @@ def test_collapse_figures_tiny(tmp_path):
     names = sorted(p.split("/")[-1] for p in written)
     assert names == sorted(f"{k}.{e}" for k in CAPTIONS for e in ("png", "pdf"))
     assert all((tmp_path / n).stat().st_size > 1000 for n in names)
+
+
+def test_collapse_measures_as_compare_statistics(tmp_path, capsys):
+    """``tokensim`` and ``consensus`` are --stat names: compute_stat matches the direct
+    functions, and covsde compare accepts them on two finite runs."""
+    import json
+
+    from compare.cli import main
+    from compare.statistics import compute_stat, parse_stat
+    from finite import sample
+    from finite.unshaped import AttentionOnly
+    from sde.io import write_dataset
+
+    ds = sample(AttentionOnly(mask="causal"), np.eye(4), width=16, depth=3, n_paths=40, seed=1)
+    V = ds.V
+    np.testing.assert_array_equal(compute_stat(V, "tokensim").values,
+                                  token_similarity(V.values))
+    np.testing.assert_array_equal(compute_stat(V, "consensus").values,
+                                  consensus_distance(V.values))
+    with pytest.raises(Exception, match="takes no token indices"):
+        parse_stat("tokensim:0,1", 4)
+    a, b = tmp_path / "a.nc", tmp_path / "b.nc"
+    write_dataset(ds, str(a))
+    write_dataset(sample(AttentionOnly(), np.eye(4), width=16, depth=3, n_paths=40, seed=2),
+                  str(b))
+    rc = main(["compare", str(a), str(b), "--stat", "tokensim", "--stat", "consensus",
+               "--json", "--boot", "200"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    doc = json.loads(out)
+    stats = {r["stat"] for r in doc["rows"]}
+    assert stats == {"tokensim", "consensus"}
+    # the causal and complete masks differ in law: both measures see it at the last layer
+    last = [r for r in doc["rows"] if r["time"] == max(x["time"] for x in doc["rows"])]
+    assert all(r["ks_pvalue"] < 1e-6 for r in last)
