@@ -50,6 +50,8 @@ def _no_limit(arch):
 
 
 class _FiniteOnly:
+    has_limit = False
+
     def _limit(self):
         _no_limit(self.arch)
 

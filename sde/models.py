@@ -63,6 +63,8 @@ class Model:
     arch: str = ""
     #: one line for ``--help``
     summary: str = ""
+    #: whether the model has a covariance SDE (False: finite networks only, docs/theory.md §2.4)
+    has_limit = True
 
     def limit(self) -> LimitCoefficients:
         """The limit coefficients of the SDE (§3), typed for the numba kernels."""

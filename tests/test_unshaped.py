@@ -29,10 +29,15 @@ import scipy.stats
 import sde
 from finite import sample, spa
 from finite.kernel_map import kernel_map
-from finite.unshaped import AttentionOnly, PostLN, PreLN, Vanilla
+from finite.unshaped import (AttentionOnly, LayerNorm, PostLN, PreLN, PreNorm, ReLUMLP,
+                             Residual, SoftmaxAttention, Vanilla)
 from sde import CovsdeInputError
 
 ALPHA = 1e-3
+#: the finite-only types these tests exercise (tests/test_layer_family.py requires every
+#: registered finite-only type to be here)
+COVERED = {AttentionOnly, PostLN, PreLN, Vanilla, SoftmaxAttention, ReLUMLP, LayerNorm,
+           Residual, PreNorm}
 
 
 def token_similarity(V):
