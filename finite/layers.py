@@ -11,7 +11,7 @@ A bound layer (:class:`FiniteLayer`) owns, for one run (width n, heads H, key wi
 * ``literal_shapes()`` and ``literal(X, weights, layer)``: its weight shapes in draw order
   and its map ``X → X'`` on X (p, m, n) at network layer ``layer`` (0-based; only
   depth-dependent layers such as E-SPA use it) (:mod:`finite.literal`);
-* ``reduced(Vh, gens, slices, alive)``: its exact reduced map on the head-block Grams
+* ``reduced(Vh, gens, slices, alive, layer)``: its exact reduced map on the head-block Grams
   Vh (p, H, m, m), drawing from the RNG blocks ``gens`` (paths ``slices``) in a fixed
   order; returns ``(Vh', failed, n_clipped)`` (:mod:`finite.reduced`);
 * ``literal_cost(m)`` → (normals, flops) of one literal layer for one path, and
@@ -147,7 +147,7 @@ class FiniteShapedAttention(FiniteLayer):
         flops = 2.0 * m * n * (2 * H * nk + n) + 4.0 * H * m * m * (nk + n / H)
         return normals, flops
 
-    def reduced(self, Vh, gens, slices, alive):
+    def reduced(self, Vh, gens, slices, alive, layer=0):
         m, n, s = Vh.shape[-1], self.width, self.spec
         L, fL, Lh, fLh, failed = self._factors(Vh)
         draws = concat([red.attention_draws(g, sl.stop - sl.start, m, n, self.heads,
@@ -178,7 +178,7 @@ class FiniteShapedMLPResidual(FiniteLayer):
     def reduced_work(self, m):
         return m * self.width / 5e3
 
-    def reduced(self, Vh, gens, slices, alive):
+    def reduced(self, Vh, gens, slices, alive, layer=0):
         n = self.width
         L, fL, Lh, fLh, failed = self._factors(Vh)
         slopes = self.act.slopes(n)
@@ -203,7 +203,7 @@ class FiniteShapedMLP(FiniteShapedMLPResidual):
     def literal_cost(self, m):
         return lit.weight_count(self.literal_shapes()), 2.0 * m * self.width ** 2
 
-    def reduced(self, Vh, gens, slices, alive):
+    def reduced(self, Vh, gens, slices, alive, layer=0):
         n = self.width
         L, fL = red.psd_factor(Vh[:, 0])
         slopes = self.act.slopes(n)

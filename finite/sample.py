@@ -230,7 +230,7 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
     for layer in range(cfg.depth):
         failed = np.zeros(p, dtype=bool)
         for sub in cfg.layers:
-            Vh, f, c = sub.reduced(Vh, gens, sls, alive)
+            Vh, f, c = sub.reduced(Vh, gens, sls, alive, layer)
             failed |= f
             n_clip += c
         failed |= ~np.isfinite(Vh).all(axis=(1, 2, 3))

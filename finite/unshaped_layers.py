@@ -1,6 +1,13 @@
 """Finite maps of the unshaped sub-layers (:mod:`finite.unshaped`; docs/theory.md §2.4),
-registered by model type like the shaped ones (:mod:`finite.layers`). Literal only: LayerNorm
-and the residual/LN wrappers act on X itself, and the literal map is the definition.
+registered by model type like the shaped ones (:mod:`finite.layers`).
+
+Reduced samplers (exact, docs/theory.md §5.8) exist for the layers without a skip or LN:
+softmax attention (any variant, mask, similarity removal) and the He-scaled MLP, so the
+attention-only (without LN) and vanilla stacks reduce; LayerNorm and the residual/LN wrappers
+are literal only. Softmax attention, head h, with ``L Lᵀ = V = Σ_h V_h``: logits
+``S_h = L G_Q G_Kᵀ Lᵀ / sqrt(n_k)`` (``(XW^Q/√n, XW^K/√n) =d (L G_Q, L G_K)``), values
+``X W^V_h /√n =d L G_h``, so ``V'_h = A_h L W_h Lᵀ A_hᵀ / n`` with ``W_h ~ Wishart_m(n/H)``.
+MLP: ``V''_h = c R W_h Rᵀ / n``, ``R Rᵀ`` the hidden Gram ``φ(LG)φ(LG)ᵀ/n``, c = 2/(1+s²).
 
 Shapes: X is (p, m, n) (p paths, a row per token); weights come from
 :func:`finite.literal.draw_weights` in the order of ``literal_shapes()``.
@@ -9,8 +16,9 @@ import math
 
 import numpy as np
 
+from . import reduced as red
 from . import spa
-from .layers import FiniteLayer, bind, register
+from .layers import FiniteLayer, bind, concat, count_clipped, register
 from .shaping import masked_softmax_rows, softmax_rows
 from .unshaped import LayerNorm, PreNorm, ReLUMLP, Residual, SoftmaxAttention
 
@@ -28,7 +36,6 @@ class FiniteSoftmaxAttention(FiniteLayer):
     softmax runs over the allowed keys only (a masked entry of A is exactly 0)."""
 
     takes_key_width = True
-    has_reduced = False
 
     def __init__(self, spec, width, heads, key_width, depth=None):
         super().__init__(spec, width, heads, key_width, depth)
@@ -49,21 +56,48 @@ class FiniteSoftmaxAttention(FiniteLayer):
             return [(n, n)]                      # W^Q = 0, logits = bias only: W^V alone
         return [(n, H * nk), (n, H * nk), (n, n)]
 
-    def attention_matrix(self, X, weights, layer):
-        """A (p, H, m, m) of this layer for X (p, m, n)."""
-        p, m, n = X.shape
-        H, nk, s = self.heads, self.key_width, self.spec
-        if self.spa:
-            return np.broadcast_to(self.spa_A[layer], (p, H, m, m))
-        WQ, WK, _ = weights
-        Q = (X @ WQ).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
-        K = (X @ WK).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
-        S = Q @ np.swapaxes(K, -1, -2) / (n * math.sqrt(nk))
+    def _from_logits(self, S):
+        """A from logits S (..., m, m): masked softmax, then Value-SkipInit."""
+        m, s = S.shape[-1], self.spec
         M = self.mask_matrix(m)
         A = softmax_rows(S) if M is None else masked_softmax_rows(S, M)
         if s.attention == "value-skipinit":
             A = s.skip_alpha * np.eye(m) + s.skip_beta * A
         return A
+
+    def attention_matrix(self, X, weights, layer):
+        """A (p, H, m, m) of this layer for X (p, m, n)."""
+        p, m, n = X.shape
+        H, nk = self.heads, self.key_width
+        if self.spa:
+            return np.broadcast_to(self.spa_A[layer], (p, H, m, m))
+        WQ, WK, _ = weights
+        Q = (X @ WQ).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
+        K = (X @ WK).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
+        return self._from_logits(Q @ np.swapaxes(K, -1, -2) / (n * math.sqrt(nk)))
+
+    def reduced(self, Vh, gens, slices, alive, layer=0):
+        p, H, m, _ = Vh.shape
+        n, nk, th = self.width, self.key_width, self.spec.similarity_removal
+        L, fL = red.psd_factor(Vh.sum(axis=1))
+
+        def draws(gen, q):
+            QK = None if self.spa else red.query_key_product(gen, (q, H), m, nk)
+            return QK, red.wishart(gen, (q, H), m, n // H)
+
+        parts = [draws(g, sl.stop - sl.start) for g, sl in zip(gens, slices)]
+        W = np.concatenate([w for _, w in parts])
+        Lx = L[:, None]
+        if self.spa:
+            A = np.broadcast_to(self.spa_A[layer], (p, H, m, m))
+        else:
+            QK = np.concatenate([qk for qk, _ in parts])
+            A = self._from_logits(Lx @ QK @ np.swapaxes(Lx, -1, -2) / math.sqrt(nk))
+        if th:
+            A = (np.eye(m) - th / m) @ A
+        AL = A @ Lx
+        Vh = AL @ W @ np.swapaxes(AL, -1, -2) / n
+        return Vh, fL == red.FACTOR_FAILED, count_clipped(alive, fL)
 
     def literal(self, X, weights, layer=0):
         p, m, n = X.shape
@@ -101,8 +135,6 @@ class FiniteSoftmaxAttention(FiniteLayer):
 class FiniteReLUMLP(FiniteLayer):
     """``sqrt(2/(1+s²)) φ_s(X W¹/√n) W²/√n``, φ_s the leaky ReLU of slope s."""
 
-    has_reduced = False
-
     def literal_shapes(self):
         return [(self.width, self.width), (self.width, self.width)]
 
@@ -115,6 +147,28 @@ class FiniteReLUMLP(FiniteLayer):
 
     def literal_cost(self, m):
         return 2 * self.width ** 2, 4.0 * m * self.width ** 2
+
+    def reduced_work(self, m):
+        return m * self.width / 5e3
+
+    def reduced(self, Vh, gens, slices, alive, layer=0):
+        p, H, m, _ = Vh.shape
+        n, s = self.width, self.spec.mlp_slope
+        L, fL = red.psd_factor(Vh.sum(axis=1))
+
+        def phi(x):
+            return np.maximum(x, 0.0) + s * np.minimum(x, 0.0)
+
+        parts = []
+        for g, sl in zip(gens, slices):
+            K = red.hidden_gram(g, L[sl], phi, n, slopes=(1.0, s))
+            parts.append((K, red.wishart(g, (sl.stop - sl.start, H), m, n // H)))
+        K, W = concat(parts)
+        R, fR = red.psd_factor(K)
+        Rx = R[:, None]
+        Vh = (2.0 / (1.0 + s * s)) * (Rx @ W @ np.swapaxes(Rx, -1, -2)) / n
+        failed = (fL == red.FACTOR_FAILED) | (fR == red.FACTOR_FAILED)
+        return Vh, failed, count_clipped(alive, fL, fR)
 
 
 @register(LayerNorm)

@@ -225,10 +225,10 @@ def test_post_ln_similarity_escalation_and_cures():
 
 # ---------------------------------------------------------------- other checks and bad input
 
-@pytest.mark.parametrize("model", [PreLN(mlp_slope=0.2), Vanilla(heads=2),
-                                   AttentionOnly(attention="value-skipinit", skip_beta=0.3)],
-                         ids=["pre-ln", "vanilla-H2", "value-skipinit"])
-def test_runs_literal_by_default_with_provenance(model):
+@pytest.mark.parametrize("model", [PreLN(mlp_slope=0.2), PostLN(heads=2),
+                                   AttentionOnly(layernorm=True)],
+                         ids=["pre-ln", "post-ln-H2", "attention-only+ln"])
+def test_layernorm_archs_are_literal_only(model):
     ds = sample(model, sde.equicorrelated(4, 0.1), width=16, depth=3, n_paths=8, seed=1)
     assert ds.attrs["sampler"] == "literal" and ds.attrs["arch"] == model.arch
     assert np.isfinite(ds.V.values).all()
@@ -237,6 +237,67 @@ def test_runs_literal_by_default_with_provenance(model):
                sampler="reduced")
     with pytest.raises(CovsdeInputError, match="no covariance SDE"):
         sde.simulate(model, sde.equicorrelated(4, 0.1), t_end=1.0, dt=0.1, n_paths=2, seed=1)
+
+
+#: reduced ≡ literal for the unshaped stacks without LN (docs/theory.md §5.8)
+EXACT = {
+    "softmax": AttentionOnly(),
+    "causal-H2": AttentionOnly(mask="causal", heads=2),
+    # one sparse graph for both samplers (a run's graph is drawn from its seed)
+    "sparse": AttentionOnly(mask=sde.masks.Mask("sparse", sparse_k=1).matrix(4, 7)),
+    "e-spa": AttentionOnly(attention="e-spa", spa_final=0.05),
+    "value-skipinit": AttentionOnly(attention="value-skipinit", skip_beta=0.5),
+    "vanilla-leaky": Vanilla(mlp_slope=0.2),
+    "vanilla-sliding-H2": Vanilla(heads=2, mask="sliding", window=1),
+}
+
+
+def _ks_min(a, b):
+    """Smallest KS p-value over every V_ab (a ≤ b) and ρ_ab (a < b) at the last and middle
+    saved depth, and the number of tests."""
+    ps = []
+    for idx in (-1, a.sizes["time"] // 2):
+        A, B = a.V.values[:, idx], b.V.values[:, idx]
+        m = A.shape[-1]
+        for i in range(m):
+            for j in range(i, m):
+                ps.append(scipy.stats.ks_2samp(A[:, i, j], B[:, i, j]).pvalue)
+                if i < j:
+                    ra = A[:, i, j] / np.sqrt(A[:, i, i] * A[:, j, j])
+                    rb = B[:, i, j] / np.sqrt(B[:, i, i] * B[:, j, j])
+                    ps.append(scipy.stats.ks_2samp(ra, rb).pvalue)
+    return min(ps), len(ps)
+
+
+@pytest.mark.parametrize("name", list(EXACT))
+def test_unshaped_reduced_equals_literal(name):
+    """m = 4, n = 16, depth 2, 4000 paths each (KS, 32 statistics, Bonferroni at 1e-3 →
+    threshold 3.1e-5). The reduced sampler is the default for these archs. Depth 2, not more:
+    the softmax stacks collapse so fast that by depth 3 1 − ρ is at round-off (2e-16), where
+    the two samplers' different arithmetic, not their law, decides the KS test."""
+    model = EXACT[name]
+    V0 = sde.equicorrelated(4, 0.3)
+    kw = dict(width=16, depth=2, n_paths=4000, save_every=1)
+    lit = sample(model, V0, seed=1, sampler="literal", **kw)
+    red = sample(model, V0, seed=2, **kw)
+    assert red.attrs["sampler"] == "reduced" and red.attrs["n_dead"] == 0
+    pmin, k = _ks_min(lit, red)
+    assert pmin >= ALPHA / k, f"{name}: reduced ≠ literal (p = {pmin:.3g})"
+
+
+@pytest.mark.parametrize("name,change", [("softmax", {"mask": "causal"}),
+                                         ("value-skipinit", {"skip_beta": 0.6}),
+                                         ("vanilla-leaky", {"mlp_slope": 0.5})])
+def test_unshaped_reduced_control(name, change):
+    """The same test rejects a reduced sampler of a changed model (a mask swap, β +20 %, a
+    leaky slope 0.2 → 0.5), asserted 10× below the threshold."""
+    model = EXACT[name]
+    V0 = sde.equicorrelated(4, 0.3)
+    kw = dict(width=16, depth=2, n_paths=4000, save_every=1)
+    lit = sample(model, V0, seed=1, sampler="literal", **kw)
+    bad = sample(model.replace(**change), V0, seed=3, **kw)
+    pmin, k = _ks_min(lit, bad)
+    assert pmin < ALPHA / k / 10, f"{name} {change}: not rejected (p = {pmin:.3g})"
 
 
 BAD = [
