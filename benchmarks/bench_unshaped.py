@@ -5,9 +5,9 @@ the shaped attention/block with both samplers, at m ∈ {16, 64}, n ∈ {64, 256
 
 Each architecture runs through :func:`finite.sample` with one worker thread (per-core cost);
 each timing is the best of two runs after a warm-up, sized to about ``--budget`` seconds. The
-unshaped ones have no reduced sampler (LayerNorm breaks rotation invariance; see
-docs/theory.md §5.8), so only the literal column is filled for them. The last column is the
-ratio to shaped attention's literal cost measured in the same run.
+archs with LayerNorm have no reduced sampler (LN breaks rotation invariance; docs/theory.md
+§5.8): "—" in the reduced column. The last column is the ratio to shaped attention's literal
+cost measured in the same run.
 """
 import argparse
 import os
@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from finite import sample
+from finite.layers import bind
 from finite.unshaped import AttentionOnly, PostLN, PreLN, Vanilla
 from sde import ShapedAttention, ShapedBlock
 
@@ -65,8 +66,8 @@ def main():
             base = None
             for name, model in MODELS:
                 lit = per_path_layer(model, m, n, "literal", budget)
-                red = (per_path_layer(model, m, n, "reduced", budget)
-                       if name.startswith("shaped") else None)
+                reducible = all(b.has_reduced for b in bind(model, n, model.heads, n))
+                red = per_path_layer(model, m, n, "reduced", budget) if reducible else None
                 base = base or lit
                 red_s = f"{1e3 * red:.3g}" if red is not None else "—"
                 print(f"| {m} | {n} | {name} | {1e3 * lit:.3g} | {red_s} | {lit / base:.2f} |",
