@@ -6,8 +6,11 @@ stderr and exit code 2 (no output file is written).
 """
 import re
 import time
+import warnings
 
 from finite import SAMPLERS, sample
+from finite.kernel_map import kernel_map
+from finite.sample import RealisedTimeWarning, _depth_from
 from sde.errors import CovsdeInputError
 from sde.io import check_output_path, write_dataset
 from sde.schema import summary_line
@@ -19,7 +22,7 @@ from .cli_args import (add_model_args, flag, add_run_args, add_v0_args, check_to
 _FLAG_NAMES = {k: flag(k) for k in ("width", "key_width", "depth", "t_end", "n_paths", "seed",
                                     "sampler", "save_every", "threads", "heads", "mask", "window",
                                     "sparse_k")}
-_NAME_RE = re.compile(r"(?<![\w\-'])(" + "|".join(_FLAG_NAMES) + r")(?![\w'=])")
+_NAME_RE = re.compile(r"(?<![\w\-'])(" + "|".join(_FLAG_NAMES) + r")(?![\w'=-])")
 
 
 def add_finite(sub):
@@ -43,8 +46,10 @@ def add_finite(sub):
                                                "round(T·n) (or --depth)")
     g.add_argument("--sampler", default=None,
                    help=f"one of {', '.join(SAMPLERS)} (default: reduced where an exact reduced "
-                        f"sampler exists, else literal; the unshaped architectures are literal "
-                        f"only)")
+                        f"sampler exists, else literal; LayerNorm archs are literal only), or "
+                        f"kernel-map: the deterministic width-first kernel map Σ ← A Σ Aᵀ as a "
+                        f"one-path dataset, where exact (attention-only E-SPA/U-SPA, "
+                        f"Value-SkipInit with β = 0; --paths is then ignored)")
     g.add_argument("--paths", type=int, required=True, help="number of paths >= 1")
     g.add_argument("--save-every", type=int, help="save every K-th layer (default: <= ~100 "
                                                   "saved layers; first and last always saved)")
@@ -66,12 +71,23 @@ def _cmd_finite(args):
     set_threads(args.threads)
     t0 = time.perf_counter()
     try:
-        ds = sample(model, V0, width=args.width, n_paths=args.paths, seed=args.seed,
-                    depth=args.depth, t_end=args.t_end, sampler=args.sampler,
-                    key_width=args.key_width, save_every=args.save_every,
-                    threads=args.threads, memory_limit=memory_limit)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RealisedTimeWarning)
+            if args.sampler == "kernel-map":
+                ds = kernel_map(model, V0, depth=_depth_from(args.depth, args.t_end, args.width),
+                                width=args.width, save_every=args.save_every)
+            else:
+                ds = sample(model, V0, width=args.width, n_paths=args.paths, seed=args.seed,
+                            depth=args.depth, t_end=args.t_end, sampler=args.sampler,
+                            key_width=args.key_width, save_every=args.save_every,
+                            threads=args.threads, memory_limit=memory_limit)
     except CovsdeInputError as exc:
         raise CovsdeInputError(_flagged(str(exc))) from None
+    for w in caught:
+        if issubclass(w.category, RealisedTimeWarning):
+            print(f"note: {_flagged(str(w.message))}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     ds.attrs["threads"] = args.threads or 0
     write_dataset(ds, args.out)
     clipped = ds.attrs.get("n_psd_clipped", 0)

@@ -45,7 +45,7 @@ def kernel_map(model, V0, *, depth, width, save_every=None):
             if V is None:
                 raise CovsdeInputError(
                     f"arch {model.arch} has no exact width-first kernel map (a layer's "
-                    f"attention matrix stays random at infinite width or LayerNorm/MLP are "
+                    f"attention matrix stays random in that limit, or LayerNorm/MLP are "
                     f"present): only attention-only E-SPA/U-SPA or Value-SkipInit with β = 0")
         if layer + 1 in save_at:
             out[0, save_at[layer + 1]] = V

@@ -23,6 +23,7 @@ import numbers
 import os
 import threading
 import time as _time
+import warnings
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -53,6 +54,10 @@ _SEC_PER_FLOP = 1e-9
 _CORES = 2
 
 
+class RealisedTimeWarning(UserWarning):
+    """``t_end · width`` was not a whole number of layers: the realised time differs."""
+
+
 def _depth_from(depth, t_end, width):
     if (depth is None) == (t_end is None):
         raise CovsdeInputError("give exactly one of depth or t_end")
@@ -64,7 +69,14 @@ def _depth_from(depth, t_end, width):
             raise CovsdeInputError(f"t_end * width must be at most {MAX_STEPS} layers, "
                                    f"got {t_end * width:.3g}")
         depth = int(round(t_end * width))
-    depth = as_int("depth", depth, 0)
+        if depth == 0:
+            raise CovsdeInputError(f"t_end * width = {t_end * width:.3g} rounds to depth 0: "
+                                   f"t_end must be at least 1/(2 width) = {0.5 / width:.3g}")
+        if abs(depth - t_end * width) > 1e-9 * max(1.0, depth):
+            warnings.warn(f"t_end = {t_end:g} at width {width} is {t_end * width:.6g} layers: "
+                          f"sampled depth {depth}, i.e. t_end = {depth / width:.6g}",
+                          RealisedTimeWarning, stacklevel=3)
+    depth = as_int("depth", depth, 1)
     if depth > MAX_STEPS:
         raise CovsdeInputError(f"depth must be at most {MAX_STEPS} layers, got {depth}")
     return depth

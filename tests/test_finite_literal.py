@@ -199,12 +199,18 @@ def test_sample_dataset_layout(model, sampler):
 
 
 def test_t_end_rounds_to_depth():
-    ds = sample(ShapedAttention(0.5, 0.7), V0, width=16, n_paths=3, seed=0, t_end=0.3)
+    from finite.sample import RealisedTimeWarning
+
+    with pytest.warns(RealisedTimeWarning, match="sampled depth 5, i.e. t_end = 0.3125"):
+        ds = sample(ShapedAttention(0.5, 0.7), V0, width=16, n_paths=3, seed=0, t_end=0.3)
     assert int(ds.depth.values[-1]) == 5          # round(0.3·16) = round(4.8)
     assert ds.attrs["t_end"] == pytest.approx(5 / 16)
     assert ds.attrs["t_end_requested"] == pytest.approx(0.3)
-    ds0 = sample(ShapedAttention(0.5, 0.7), V0, width=16, n_paths=3, seed=0, depth=0)
-    assert ds0.V.shape == (3, 1, 3, 3)
+    # issue 18: a depth-0 "run" is refused (it used to give a one-time dataset)
+    with pytest.raises(CovsdeInputError, match="depth must be an integer >= 1"):
+        sample(ShapedAttention(0.5, 0.7), V0, width=16, n_paths=3, seed=0, depth=0)
+    with pytest.raises(CovsdeInputError, match="rounds to depth 0"):
+        sample(ShapedAttention(0.5, 0.7), V0, width=64, n_paths=3, seed=0, t_end=0.001)
 
 
 @pytest.mark.parametrize("kwargs,word", [

@@ -341,3 +341,37 @@ def test_bad_input_one_line_exit_2_no_file(tmp_path, capsys, argv, needle):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0], err
     assert not out.exists()
+
+
+def test_cli_kernel_map_and_realised_time(tmp_path, capsys):
+    """``--sampler kernel-map`` writes the one-path width-first map (equal to the schedule);
+    a t_end that is not a whole number of layers is sampled at the nearest depth and the CLI
+    says which time was realised; t_end rounding to depth 0 is refused (issue 18)."""
+    from compare.cli import main
+    from sde.io import read_dataset
+
+    out = tmp_path / "km.nc"
+    base = ["finite", "--tokens", "5", "--rho0", "0", "--width", "64", "--seed", "1",
+            "--paths", "1"]
+    assert main(base + ["--arch", "attention-only", "--attention", "u-spa", "--depth", "8",
+                        "--sampler", "kernel-map", "--out", str(out)]) == 0
+    ds = read_dataset(str(out))
+    np.testing.assert_allclose(ds.V.values[0, -1], spa.kernel_schedule("u-spa", 0.8, 5, 8)[-1],
+                               atol=1e-13)
+    assert ds.attrs["source"] == "kernel-map"
+    capsys.readouterr()
+    rc = main(base + ["--arch", "post-ln", "--depth", "8", "--sampler", "kernel-map",
+                      "--out", str(tmp_path / "no.nc")])
+    assert rc == 2 and "no exact width-first kernel map" in capsys.readouterr().err
+    assert not (tmp_path / "no.nc").exists()
+    rc = main(["finite", "--arch", "attention", "--gamma", "0.5", "--tau0", "1", "--tokens",
+               "3", "--rho0", "0.2", "--width", "16", "--t-end", "0.3", "--paths", "3",
+               "--seed", "1", "--out", str(tmp_path / "rt.nc")])
+    assert rc == 0
+    assert "sampled --depth 5, i.e. --t-end = 0.3125" in capsys.readouterr().out
+    rc = main(["finite", "--arch", "attention", "--gamma", "0.5", "--tau0", "1", "--tokens",
+               "3", "--rho0", "0.2", "--width", "64", "--t-end", "0.001", "--paths", "3",
+               "--seed", "1", "--out", str(tmp_path / "rt0.nc")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "rounds to --depth 0" in err[0]
+    assert not (tmp_path / "rt0.nc").exists()
