@@ -27,6 +27,7 @@ import math
 import os
 import textwrap
 import time
+import warnings
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -270,8 +271,12 @@ class Gallery:
             save_every = math.gcd(*(int(round(r * n)) for r in CONV_RATIOS))
             fin = self._finite(f"mlp_finite_n{n}", model, V0, n, t_end, c["conv_fin_paths"],
                                _SEED_INDEX["conv_finite"] + i, save_every)
-            df = distances(fin, sde, stats=["corr:0,1"], times=list(CONV_RATIOS),
-                           n_boot=c["n_boot"], seed=derived_seed(self.seed, 1000 + i))
+            with warnings.catch_warnings():  # logged once below instead
+                warnings.simplefilter("ignore")
+                df = distances(fin, sde, stats=["corr:0,1"], times=list(CONV_RATIOS),
+                               n_boot=c["n_boot"], seed=derived_seed(self.seed, 1000 + i))
+            for note in df.attrs["warnings"] if i == 0 else ():
+                self.log(f"  note    {note}")
             df.insert(0, "width", n)
             frames.append(df)
             bound = censoring_bound(fin, sde)
@@ -403,8 +408,8 @@ class Gallery:
                    f"dt = 0.01, {n} paths per cell; dead = left the PD cone or |V_ab| > 1e4 or "
                    f"non-finite), over the (γ, τ0) grid, with 95 % Clopper–Pearson intervals "
                    f"in brackets; the colour scale runs from 0 to the largest upper interval "
-                   f"end (rounded up), not to 100 %. The cubic attention drift (∝ γ²/τ0²) makes paths blow up in "
-                   f"finite time. Table with counts by cause: stability.csv. Seed {self.seed}.")
+                   f"end (rounded up), not to 100 %. The cubic attention drift (∝ γ²/τ0²) "
+                   f"makes paths blow up in finite time. Table with counts by cause: stability.csv. Seed {self.seed}.")
         return table
 
     # ---------------------------------------------------------------- all
