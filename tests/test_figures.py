@@ -312,3 +312,17 @@ def test_stability_scale_is_fitted_and_convergence_fit_uses_all_widths(gallery):
     assert any("n^{-1/2}" in t for t in labels)
     widths = len(SIZES["tiny"]["conv_widths"])
     assert sum(f"{widths} widths" in t for t in labels) == 3  # every d/n, every width
+
+
+def test_trajectory_legend_is_outside_and_d_over_n_is_said_once(small, gallery):
+    fig = plot_trajectories(small)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent())
+    plt.close(fig)
+    _, saved = gallery
+    dist = {os.path.basename(p).split(".")[0]: f for f, p in saved}["distribution_rho01"]
+    assert "d/n" not in dist._suptitle.get_text()
+    for ax in dist.axes:
+        assert ax.get_title().count("d/n") == 1
+        assert "alive)" not in ax.get_title() and "paths)" not in ax.get_title()
