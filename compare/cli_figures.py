@@ -10,11 +10,14 @@ from .gallery import FIGURES, SIZES, check_out_dir, make_figures
 
 def add_figures(sub):
     p = sub.add_parser(
-        "figures", help="regenerate the paper-style figures (docs/theory.md §7) from saved datasets",
+        "figures",
+        help="regenerate the paper-style figures (docs/theory.md §7) from saved datasets",
         description="Regenerate the docs/theory.md §7 figures the shaped architectures allow: "
                     "distribution of ρ_01 and V_00 at d/n ∈ {0.25, 0.5, 1, 2} (finite reduced "
                     "network vs SDE vs ODE), ρ trajectories, convergence of finite networks to "
-                    "the SDE with width (arch=mlp, KS/W1 vs n, noise floor, fitted slope), and "
+                    "the SDE with width (arch=mlp, KS/W1 vs n, permutation noise floor, slope "
+                    "fitted on all widths with a bootstrap standard error, n^-1/2 reference), "
+                    "and "
                     "the stability map of the attention SDE over (γ, τ0) with a CSV table of "
                     "Clopper–Pearson intervals. Datasets are saved under DIR/data and simulated "
                     "only when missing or when their parameters differ; re-plotting never "

@@ -27,6 +27,7 @@ import math
 import os
 import textwrap
 import time
+import warnings
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -271,8 +272,12 @@ class Gallery:
             save_every = math.gcd(*(int(round(r * n)) for r in CONV_RATIOS))
             fin = self._finite(f"mlp_finite_n{n}", model, V0, n, t_end, c["conv_fin_paths"],
                                _SEED_INDEX["conv_finite"] + i, save_every)
-            df = distances(fin, sde, stats=["corr:0,1"], times=list(CONV_RATIOS),
-                           n_boot=c["n_boot"], seed=derived_seed(self.seed, 1000 + i))
+            with warnings.catch_warnings():  # logged once below instead
+                warnings.simplefilter("ignore")
+                df = distances(fin, sde, stats=["corr:0,1"], times=list(CONV_RATIOS),
+                               n_boot=c["n_boot"], seed=derived_seed(self.seed, 1000 + i))
+            for note in df.attrs["warnings"] if i == 0 else ():
+                self.log(f"  note    {note}")
             df.insert(0, "width", n)
             frames.append(df)
             bound = censoring_bound(fin, sde)

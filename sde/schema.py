@@ -14,7 +14,8 @@ Attrs
     ``schema_version``, ``source``, ``arch``, every model parameter, ``seed``, ``dt``,
     ``method``, ``covsde_version``, dead counts and the binomial 95 % interval of the
     dead fraction (not for a one-path deterministic run), plus run settings. Wall time and
-    timestamps are the only attrs that may differ between identical runs (:data:`VOLATILE_ATTRS`).
+    timestamps are the only attrs that may differ between identical runs
+    (:data:`VOLATILE_ATTRS`). On disk V is packed and compressed (:mod:`sde.io`).
 """
 import json
 

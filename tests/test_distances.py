@@ -231,14 +231,16 @@ def test_identical_datasets_give_zero_with_intervals_around_it(runs):
 
 
 def test_every_interval_contains_its_estimate_and_settings_are_recorded(runs):
-    df = distances(runs["a"], runs["c"], stats=["corr:0,1", "V:0,1"], seed=5)
+    df = distances(runs["a"], runs["c"], stats=["corr:0,1", "V:0,1"], seed=5,
+                   times=[0.25, 0.5, 1.0])
     for q in (10, 25, 50, 75, 90):
         est = df[f"q{q}_a_minus_b"]
         assert (df[f"q{q}_a_minus_b_ci95_low"] <= est).all()
         assert (est <= df[f"q{q}_a_minus_b_ci95_high"]).all()
     assert df.attrs["n_boot"] == 200 and df.attrs["seed"] == 5
     assert not any(c.startswith(("ks_ci", "w1_ci")) for c in df.columns)
-    again = distances(runs["a"], runs["c"], stats=["corr:0,1", "V:0,1"], seed=5)
+    again = distances(runs["a"], runs["c"], stats=["corr:0,1", "V:0,1"], seed=5,
+                      times=[0.25, 0.5, 1.0])
     pd_testing = pytest.importorskip("pandas.testing")
     pd_testing.assert_frame_equal(df, again)
 
