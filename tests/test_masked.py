@@ -282,7 +282,8 @@ def test_masked_kernel_with_all_ones_equals_complete_kernel():
 
 def test_token_seeing_only_itself_has_no_attention_on_its_diagonal():
     """Causal, token 0 (k_0 = 1): the drift of V_00 is 0 and its noise has no G' part (exact);
-    the off-diagonal entries V_0b still move through token b's attention. Control: with the
+    the off-diagonal entries V_0b still move through token b's attention, except V_01's drift
+    (k_1 = 2: D's row 1 vanishes). Control: with the
     sliding mask token 0 sees token 1 and V_00 gets attention drift and noise."""
     model = ShapedAttention(0.8, 0.5, mask="causal")
     b = model.drift(V4)
@@ -290,6 +291,8 @@ def test_token_seeing_only_itself_has_no_attention_on_its_diagonal():
     assert b[0, 0] == 0.0
     np.testing.assert_array_equal(N[0, M * M:], 0.0)
     assert np.abs(N[1, M * M:]).max() > 0.01 and np.abs(b[0, 1:]).max() > 1e-3
+    # k_1 = 2: row 1 of D vanishes, so V_01 has no attention drift (docs/theory.md §3.5)
+    assert abs(b[0, 1]) < 1e-14 * np.abs(b).max()
     slide = ShapedAttention(0.8, 0.5, mask="sliding", window=1)
     assert abs(slide.drift(V4)[0, 0]) > 1e-3 and np.abs(slide.noise_matrix(V4)[0, M * M:]).max() > 0.01
 
