@@ -180,9 +180,14 @@ REQUIRED = object()
 
 
 def _as_matrix(V):
-    V = np.ascontiguousarray(V, dtype=np.float64)
+    """V as a contiguous float64 (m, m) array, else a one-line error naming V."""
+    try:
+        V = np.ascontiguousarray(V, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CovsdeInputError(f"V must be a numeric (m, m) array, got {type(V).__name__}",
+                               "V") from None
     if V.ndim != 2 or V.shape[0] != V.shape[1] or V.shape[0] < 1:
-        raise CovsdeInputError(f"V must be a square (m, m) array, got shape {V.shape}")
+        raise CovsdeInputError(f"V must be a square (m, m) array, got shape {V.shape}", "V")
     return V
 
 

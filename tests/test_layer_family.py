@@ -136,3 +136,15 @@ def test_compose_refuses_two_different_activation_drifts():
     with pytest.raises(CovsdeInputError, match="different activations"):
         compose(a, b)
     assert compose(a, a).mlp_drift == 2.0
+
+
+@pytest.mark.parametrize("bad", [np.ones(3), np.ones((2, 3)), "abc", [[1, 2], [3]]],
+                         ids=["vector", "non-square", "string", "ragged"])
+def test_model_methods_validate_V(bad):
+    """drift/diffusion/noise_matrix of any model: one-line CovsdeInputError, no numba wall."""
+    from sde import CovsdeInputError
+
+    for model in (ShapedAttention(0.5, 1.0), COMPOSITIONS[1]):
+        for method in (model.drift, model.diffusion, model.noise_matrix):
+            with pytest.raises(CovsdeInputError, match="V must be"):
+                method(bad)
