@@ -5,13 +5,14 @@ a ``dask.distributed`` cluster — a :class:`~distributed.LocalCluster` of proce
 machine, or an existing scheduler by address — and ``open_sweep(STORE)`` returns the results
 as one ``xarray.Dataset`` indexed by the grid axes.
 
-A cell (one point of the grid) runs, on a worker: the SDE (Euler–Maruyama) from V0 to
-``t = ratio``, optionally the ODE, and optionally the finite network at ``width`` to depth
-``ratio · width``; then the distances finite-vs-SDE at ``t = ratio`` for every statistic
-(through :func:`compare_to_sde`, the one call into :mod:`compare.distances`), the quantiles
-of each source, alive counts and dead fractions (censoring: statistics over the paths alive
-at ``t``). The worker returns all of it; only the client (the ``covsde sweep`` process)
-writes to STORE, so a worker never touches the disk and a killed client leaves no writer.
+A cell (one point of the grid) runs, on a worker (models, SDE and finite networks as in
+``docs/theory.md``): the SDE (Euler–Maruyama) from V0 to ``t = ratio``, optionally the ODE,
+and optionally the finite network at ``width`` to depth ``ratio · width``; then the distances
+finite-vs-SDE at ``t = ratio`` for every statistic (through :func:`compare_to_sde`, the one
+call into :mod:`compare.distances`), the quantiles of each source, alive counts and dead
+fractions (censoring: statistics over the paths alive at ``t``). The worker returns all of
+it; only the client (the ``covsde sweep`` process) writes to STORE, so a worker never
+touches the disk and a killed client leaves no writer.
 
 STORE layout::
 
