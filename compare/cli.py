@@ -28,6 +28,7 @@ from sde.simulate import DEFAULT_BOUND, METHODS, as_int, simulate
 from .cli_compare import add_compare
 from .cli_finite import add_finite
 from .cli_figures import add_figures
+from .cli_sweep import add_sweep
 from .cli_args import (Parser, add_model_args, add_run_args, add_v0_args, check_tokens_memory,
                        memory_limit_bytes, model_from_args, set_threads, v0_from_args)
 
@@ -130,6 +131,7 @@ def build_parser():
     add_compare(sub)
     add_finite(sub)
     add_figures(sub)
+    add_sweep(sub)
     return p
 
 

@@ -23,6 +23,9 @@ def add_figures(sub):
                     "only when missing or when their parameters differ; re-plotting never "
                     "resimulates. Each figure is written as PNG and PDF; captions in "
                     "DIR/captions.md.")
+    p.add_argument("--sweep", metavar="STORE",
+                   help="draw the convergence figure / stability map of a covsde sweep STORE "
+                        "instead of the gallery")
     p.add_argument("--out", required=True, help="output directory (created; its parent must "
                                                 "exist)")
     p.add_argument("--quick", action="store_true",
@@ -36,6 +39,13 @@ def add_figures(sub):
 
 
 def cmd_figures(args):
+    if args.sweep:
+        from .sweep_figures import figures_from_sweep
+
+        written = figures_from_sweep(args.sweep, args.out,
+                                     log=lambda line: print(line, flush=True))
+        print(f"wrote {len(written)} figures under {args.out}")
+        return 0
     as_int("--seed", args.seed, 0)
     size = args.size or ("quick" if args.quick else "full")
     if args.size and args.quick and args.size != "quick":

@@ -1,0 +1,123 @@
+"""Benchmark: the paper grid as a Dask sweep (--workers 2) vs a single-process loop.
+
+The grid: shaped block of the example config (γ = 0.3536, τ0 = 1, c₊ = 0, c₋ = −1), m = 3,
+ρ0 = 0.2, d/n ∈ {0.25, 0.5, 0.75, 1} × width n ∈ {64, 128, 256, 512, 1024}; per cell 10⁴ SDE
+paths (dt = 0.01) and 10⁴ reduced finite paths, compared on corr:0,1 and V:0,0 (n_boot 50).
+
+Both runs are fresh processes (imports, numba cache loading and, for the sweep, the cluster
+start-up are included): ``covsde sweep CONFIG --out STORE --workers 2`` and a loop calling
+:func:`compare.sweep.run_cell` on every cell in one process (numba threads = all cores).
+The loop's distances are checked equal to the sweep's (same seeds). Prints both times, the
+ratio and the machine load (``uptime``)::
+
+    python benchmarks/bench_sweep.py                     # the paper grid (tens of minutes)
+    python benchmarks/bench_sweep.py --paths 1000 --widths 64 128   # a small check
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+CONFIG = """\
+seed = 7
+stats = ["corr:0,1", "V:0,0"]
+
+[model]
+arch = "block"
+gamma = 0.3536
+tau0 = 1.0
+c_plus = 0.0
+c_minus = -1.0
+
+[initial]
+tokens = 3
+rho0 = 0.2
+
+[grid]
+ratio = {ratios}
+width = {widths}
+
+[sources.sde]
+paths = {paths}
+dt = 0.01
+
+[sources.finite]
+sampler = "reduced"
+paths = {paths}
+
+[compare]
+n_boot = 50
+"""
+
+LOOP = """
+import json, os, sys, time
+t0 = time.perf_counter()
+from compare.sweep import run_cell
+from compare.sweep_config import cells, load_config
+specs = cells(load_config(sys.argv[1]))
+out = {}
+for spec in specs:
+    summary, _ = run_cell(spec, threads=os.cpu_count())
+    out[spec["id"]] = summary["ks"].values.tolist()
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def load():
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--paths", type=int, default=10_000)
+    p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--skip-loop", action="store_true")
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench_sweep_")
+    cfg = os.path.join(tmp, "grid.toml")
+    with open(cfg, "w") as fh:
+        fh.write(CONFIG.format(ratios=json.dumps(args.ratios), widths=json.dumps(args.widths),
+                               paths=args.paths))
+    n_cells = len(args.ratios) * len(args.widths)
+    print(f"grid: {len(args.ratios)} ratios x {len(args.widths)} widths = {n_cells} cells, "
+          f"{args.paths} SDE + {args.paths} finite paths per cell; cores: {os.cpu_count()}")
+    print(f"load before: {load()}", flush=True)
+    store = os.path.join(tmp, "store")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "compare.cli", "sweep", cfg, "--out", store,
+                    "--workers", str(args.workers), "--no-progress"], check=True)
+    t_sweep = time.perf_counter() - t0
+    print(f"sweep --workers {args.workers}: {t_sweep:.1f} s; load: {load()}", flush=True)
+    rows = [(f"covsde sweep --workers {args.workers}", t_sweep)]
+    if not args.skip_loop:
+        res = os.path.join(tmp, "loop.json")
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", LOOP, cfg, res], check=True)
+        t_loop = time.perf_counter() - t0
+        print(f"single-process loop: {t_loop:.1f} s; load: {load()}", flush=True)
+        rows.append(("single-process loop (numba threads = cores)", t_loop))
+        from compare.sweep import open_sweep
+        from compare.sweep_config import cells, load_config
+
+        ds = open_sweep(store)
+        loop = json.load(open(res))
+        for spec in cells(load_config(cfg), validate=False):
+            got = ds["ks"].sel(**spec["axes"]).values.tolist()
+            assert got == loop[spec["id"]], (spec["id"], got, loop[spec["id"]])
+        print("loop and sweep distances identical (same seeds)")
+    print()
+    print("| run | wall time (s) | vs loop |")
+    print("|---|---|---|")
+    base = rows[-1][1]
+    for name, t in rows:
+        print(f"| {name} | {t:.1f} | {t / base:.2f}× |")
+    print(f"\nstore left in {store}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,461 @@
+"""Sweep configs (TOML): parsing, validation of every cell, the grid of cells and their seeds.
+
+A config names the model (any parameter may be a list: a grid axis), the initial covariance
+(``tokens``, ``rho0``; either may be a list), the grid axes ``ratio`` (d/n: each cell runs to
+``t = ratio`` and is compared there) and ``width`` (finite networks), the sources (``sde``,
+optional ``ode``, optional ``finite``), the statistics and a root seed. :data:`EXAMPLE_CONFIG`
+is the commented example (``covsde sweep --example``).
+
+Every error is a :class:`sde.errors.CovsdeInputError` whose one-line message starts with the
+config key it concerns (``model.gamma``, ``grid.width``, ``sources.finite``, …); all of them
+are raised by :func:`load_config` before any work starts (every cell's model is built and
+every cell's finite network and time grid are checked).
+
+Seeds: a cell's *key* is the dict of all its parameter values (arch, model parameters,
+tokens, rho0, ratio, width). Its seeds come from
+``SeedSequence([root_seed, int(sha256(canonical JSON of the key))])``, spawned into one child
+per source and one for the bootstrap, so they depend on the cell's values only — never on its
+position in the grid, the worker count or the order of completion.
+"""
+import hashlib
+import itertools
+import json
+import math
+import numbers
+import tomllib
+
+import numpy as np
+
+from sde.errors import CovsdeInputError
+from sde.models import MODELS, model_from_params
+from sde.simulate import as_int, as_seed, check_memory, time_grid
+
+from .cli_args import ARCH_FLAGS
+from .statistics import parse_stat
+
+EXAMPLE_CONFIG = """\
+# covsde sweep config (TOML). Run:  covsde sweep THIS.toml --out STORE [--workers N]
+# Every cell of the grid (the product of all list-valued entries below) simulates the SDE,
+# samples the finite network and compares them at t = d/n = ratio.
+
+seed = 7                        # root seed; each cell's seeds derive from it and the cell's values
+stats = ["corr:0,1", "V:0,0"]   # corr:a,b | V:a,b | mineig | effrank
+
+[model]
+arch = "block"                  # attention | block | mlp | mlp-res (one arch per sweep)
+gamma = 0.3536                  # any model parameter may be a list: a grid axis
+tau0 = 1.0
+c_plus = 0.0
+c_minus = -1.0
+# heads = 1                     # attention, block
+# activation = "relu"           # mlp: relu | tanh (with a = ...)
+
+[initial]                       # V0: unit diagonal, off-diagonal rho0 (either may be a list)
+tokens = 3
+rho0 = 0.2
+
+[grid]
+ratio = [0.25, 0.5]             # d/n: each cell runs to t = ratio and is compared there
+width = [32, 64]                # finite widths n (ratio * n must be a whole number of layers)
+
+[sources.sde]                   # the reference: Euler-Maruyama
+paths = 4000
+dt = 0.01                       # every ratio must be a whole number of dt steps
+# save_every = 5                # save every k-th step (default: only t = 0 and t = ratio)
+
+[sources.finite]                # finite networks (needs grid.width)
+sampler = "reduced"             # reduced | literal
+paths = 2000
+# key_width = 8                 # attention, block (default width/heads)
+# save_every = 4                # default: only layer 0 and the last layer
+
+# [sources.ode]                 # optional: the drift-only ODE; adds w1_point = W1(finite, ODE)
+# dt = 0.01                     # default: sources.sde.dt
+
+# [compare]
+# n_boot = 50                   # bootstrap draws per distance (default 50)
+# quantiles = [0.1, 0.25, 0.5, 0.75, 0.9]
+"""
+
+TOP_KEYS = ("seed", "stats", "model", "initial", "grid", "sources", "compare")
+INITIAL_KEYS = ("tokens", "rho0")
+GRID_KEYS = ("ratio", "width")
+SOURCE_KEYS = {"sde": ("paths", "dt", "save_every"),
+               "finite": ("sampler", "paths", "key_width", "save_every"),
+               "ode": ("dt", "save_every")}
+COMPARE_KEYS = ("n_boot", "quantiles")
+DEFAULT_N_BOOT = 50
+DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+#: integer-valued parameters (everything else numeric is a float, activation a string).
+INT_PARAMS = ("heads", "tokens", "width")
+#: bytes allowed for one source's V array in one cell.
+CELL_MEMORY_LIMIT = 4 * 2 ** 30
+
+
+def _unknown(table, allowed, where):
+    for k in table:
+        if k not in allowed:
+            name = f"{where}.{k}" if where else k
+            raise CovsdeInputError(f"{name}: unknown key (allowed here: {', '.join(allowed)})")
+
+
+def _table(cfg, key, where=""):
+    name = f"{where}.{key}" if where else key
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise CovsdeInputError(f"{name}: expected a table [{name}], got {value!r}")
+    return value
+
+
+def _number(name, value, integer=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise CovsdeInputError(f"{name}: expected a number, got {value!r}")
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise CovsdeInputError(f"{name}: expected an integer, got {value!r}")
+        return int(value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise CovsdeInputError(f"{name}: expected a finite number, got {value!r}")
+    return value
+
+
+def _scalar(name, value, param):
+    if param == "activation":
+        if not isinstance(value, str):
+            raise CovsdeInputError(f"{name}: expected a string, got {value!r}")
+        return value
+    return _number(name, value, integer=param in INT_PARAMS)
+
+
+def _axis(name, value, param):
+    """A parameter value or list of values → (tuple of normalised values, is_axis)."""
+    if isinstance(value, list):
+        if not value:
+            raise CovsdeInputError(f"{name}: empty grid (give at least one value)")
+        vals = tuple(_scalar(f"{name}[{i}]", v, param) for i, v in enumerate(value))
+        for i, v in enumerate(vals):
+            if v in vals[:i]:
+                raise CovsdeInputError(f"{name}: duplicate value {v!r}")
+        return vals, True
+    if isinstance(value, dict):
+        raise CovsdeInputError(f"{name}: expected a value or a list of values, got a table")
+    return (_scalar(name, value, param),), False
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CovsdeInputError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    try:
+        return as_int(name, value, minimum)
+    except CovsdeInputError as exc:
+        raise CovsdeInputError(str(exc).replace(f"{name} must", f"{name}: must", 1)) from None
+
+
+def parse_config(cfg):
+    """Validate a config dict (as read from TOML) and return it normalised.
+
+    The normalised config is a plain dict (JSON-able, canonical types: ints for counts,
+    widths, heads and tokens, floats for the rest): its canonical JSON identifies the sweep.
+    """
+    if not isinstance(cfg, dict):
+        raise CovsdeInputError("config: expected a TOML table")
+    _unknown(cfg, TOP_KEYS, "")
+    for key in ("seed", "stats", "model", "initial", "grid", "sources"):
+        if key not in cfg:
+            raise CovsdeInputError(f"{key}: missing (see covsde sweep --example)")
+    if isinstance(cfg["seed"], bool) or not isinstance(cfg["seed"], int):
+        raise CovsdeInputError(f"seed: expected an integer >= 0, got {cfg['seed']!r}")
+    try:
+        seed = as_seed(cfg["seed"])
+    except CovsdeInputError as exc:
+        raise CovsdeInputError(f"seed: {exc}") from None
+    stats = cfg["stats"]
+    if isinstance(stats, str):
+        stats = [stats]
+    if not isinstance(stats, list) or not stats or not all(isinstance(s, str) for s in stats):
+        raise CovsdeInputError(f"stats: expected a non-empty list of statistic names, "
+                               f"got {cfg['stats']!r}")
+    if len(set(stats)) != len(stats):
+        raise CovsdeInputError("stats: duplicate statistic")
+
+    model = _table(cfg, "model")
+    if "arch" not in model:
+        raise CovsdeInputError("model.arch: missing (one of " + ", ".join(sorted(MODELS)) + ")")
+    arch = model["arch"]
+    if not isinstance(arch, str) or arch not in ARCH_FLAGS:
+        raise CovsdeInputError(f"model.arch: must be one of {', '.join(sorted(ARCH_FLAGS))} "
+                               f"(one arch per sweep), got {arch!r}")
+    required, optional = ARCH_FLAGS[arch]
+    allowed = ("arch",) + tuple(sorted(required | optional))
+    _unknown(model, allowed, "model")
+    for k in sorted(required):
+        if k not in model:
+            raise CovsdeInputError(f"model.{k}: missing (required for arch = {arch!r})")
+    params, axes = {}, {}
+    for k, v in model.items():
+        if k == "arch":
+            continue
+        vals, is_axis = _axis(f"model.{k}", v, k)
+        params[k] = list(vals) if is_axis else vals[0]
+        if is_axis:
+            axes[k] = ("model", vals)
+
+    initial = _table(cfg, "initial")
+    _unknown(initial, INITIAL_KEYS, "initial")
+    init = {}
+    for k in INITIAL_KEYS:
+        if k not in initial:
+            raise CovsdeInputError(f"initial.{k}: missing")
+        vals, is_axis = _axis(f"initial.{k}", initial[k], k)
+        init[k] = list(vals) if is_axis else vals[0]
+        if is_axis:
+            axes[k] = ("initial", vals)
+
+    sources = _table(cfg, "sources")
+    _unknown(sources, tuple(SOURCE_KEYS), "sources")
+    src = {}
+    for name, keys in SOURCE_KEYS.items():
+        table = _table(sources, name, "sources")
+        if table is None:
+            continue
+        _unknown(table, keys, f"sources.{name}")
+        src[name] = dict(table)
+    if "sde" not in src:
+        raise CovsdeInputError("sources.sde: missing (the SDE is the reference every cell "
+                               "is compared with; give [sources.sde] with paths and dt)")
+    sde_src = src["sde"]
+    for k in ("paths", "dt"):
+        if k not in sde_src:
+            raise CovsdeInputError(f"sources.sde.{k}: missing")
+    sde_src["paths"] = _positive_int("sources.sde.paths", sde_src["paths"])
+    sde_src["dt"] = _number("sources.sde.dt", sde_src["dt"])
+    if sde_src["dt"] <= 0:
+        raise CovsdeInputError(f"sources.sde.dt: must be > 0, got {sde_src['dt']!r}")
+    if "finite" in src:
+        fin = src["finite"]
+        if "paths" not in fin:
+            raise CovsdeInputError("sources.finite.paths: missing")
+        fin["paths"] = _positive_int("sources.finite.paths", fin["paths"])
+        fin.setdefault("sampler", "reduced")
+        if fin["sampler"] not in ("reduced", "literal"):
+            raise CovsdeInputError(f"sources.finite.sampler: must be reduced or literal, "
+                                   f"got {fin['sampler']!r}")
+        if "key_width" in fin:
+            fin["key_width"] = _positive_int("sources.finite.key_width", fin["key_width"])
+    if "ode" in src:
+        ode = src["ode"]
+        ode["dt"] = _number("sources.ode.dt", ode.get("dt", sde_src["dt"]))
+        if ode["dt"] <= 0:
+            raise CovsdeInputError(f"sources.ode.dt: must be > 0, got {ode['dt']!r}")
+    for name, table in src.items():
+        if "save_every" in table:
+            table["save_every"] = _positive_int(f"sources.{name}.save_every",
+                                                table["save_every"])
+
+    grid = _table(cfg, "grid")
+    _unknown(grid, GRID_KEYS, "grid")
+    if "ratio" not in grid:
+        raise CovsdeInputError("grid.ratio: missing (the d/n values, e.g. ratio = [0.25, 0.5])")
+    ratio_vals, _ = _axis("grid.ratio", grid["ratio"] if isinstance(grid["ratio"], list)
+                          else [grid["ratio"]], "ratio")
+    for r in ratio_vals:
+        if r <= 0:
+            raise CovsdeInputError(f"grid.ratio: every d/n must be > 0, got {r!r}")
+    g = {"ratio": list(ratio_vals)}
+    if "finite" in src:
+        if "width" not in grid:
+            raise CovsdeInputError("grid.width: missing (sources.finite needs the widths)")
+        width_vals, _ = _axis("grid.width", grid["width"] if isinstance(grid["width"], list)
+                              else [grid["width"]], "width")
+        for w in width_vals:
+            if w < 1:
+                raise CovsdeInputError(f"grid.width: every width must be >= 1, got {w!r}")
+        g["width"] = list(width_vals)
+    elif "width" in grid:
+        raise CovsdeInputError("grid.width: widths need a [sources.finite] table")
+
+    compare = _table(cfg, "compare") or {}
+    _unknown(compare, COMPARE_KEYS, "compare")
+    n_boot = _positive_int("compare.n_boot", compare.get("n_boot", DEFAULT_N_BOOT))
+    qs = compare.get("quantiles", list(DEFAULT_QUANTILES))
+    if not isinstance(qs, list) or not qs:
+        raise CovsdeInputError(f"compare.quantiles: expected a non-empty list, got {qs!r}")
+    qs = [_number(f"compare.quantiles[{i}]", q) for i, q in enumerate(qs)]
+    if not all(0 <= q <= 1 for q in qs):
+        raise CovsdeInputError(f"compare.quantiles: every quantile must be in [0, 1], got {qs}")
+
+    out = {"seed": seed, "stats": list(stats), "model": {"arch": arch, **params},
+           "initial": init, "grid": g, "sources": src,
+           "compare": {"n_boot": n_boot, "quantiles": qs}}
+    # axis order: ratio, width, then the list-valued model / initial parameters in config order
+    out["axes"] = ["ratio"] + (["width"] if "width" in g else []) + list(axes)
+    cells(out)  # validates every cell
+    return out
+
+
+def load_config(path):
+    """Read and validate the TOML config at ``path``; return the normalised config."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise CovsdeInputError(f"config: file not found: {path}") from None
+    except IsADirectoryError:
+        raise CovsdeInputError(f"config: {path} is a directory, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CovsdeInputError(f"config: {path} is not valid TOML ({exc})") from None
+    return parse_config(raw)
+
+
+def canonical_json(obj):
+    """Canonical JSON (sorted keys, no spaces): the identity of a config or cell key."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def config_hash(config):
+    """sha256 (hex) of the normalised config's canonical JSON."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def axis_values(config):
+    """dict axis name → tuple of its values, in the sweep's axis order."""
+    out = {}
+    for name in config["axes"]:
+        if name in config["grid"]:
+            out[name] = tuple(config["grid"][name])
+        elif name in config["model"]:
+            out[name] = tuple(config["model"][name])
+        else:
+            out[name] = tuple(config["initial"][name])
+    return out
+
+
+def cell_seeds(root_seed, key):
+    """Seeds of one cell from the root seed and its key (dict of all parameter values).
+
+    Returns dict ``sde``, ``finite``, ``ode``, ``boot`` → int in [0, 2**63 − 1]:
+    children of ``SeedSequence([root_seed, int(sha256(canonical_json(key)))])``.
+    """
+    digest = hashlib.sha256(canonical_json(key).encode()).digest()
+    ss = np.random.SeedSequence([int(root_seed), int.from_bytes(digest, "big")])
+    names = ("sde", "finite", "ode", "boot")
+    return {n: int(c.generate_state(1, np.uint64)[0] >> np.uint64(1))
+            for n, c in zip(names, ss.spawn(len(names)))}
+
+
+def _fmt(v):
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def cells(config, validate=True):
+    """Every cell of the grid, validated: a list of plain dicts (picklable specs).
+
+    Each spec has ``id`` (file stem), ``axes`` (axis name → value), ``key`` (all parameter
+    values), ``seeds`` (:func:`cell_seeds`) and what the worker needs (model params, tokens,
+    rho0, ratio, width, sources, stats, compare settings). With ``validate`` (default),
+    raises :class:`CovsdeInputError` naming the config key if any cell is invalid: every
+    model is built, every time grid and finite network checked.
+    """
+    axes = axis_values(config)
+    model_fixed = {k: v for k, v in config["model"].items() if k not in axes}
+    init_fixed = {k: v for k, v in config["initial"].items() if k not in axes}
+    src = config["sources"]
+    out = []
+    checked_models, checked_v0 = {}, {}
+    for combo in itertools.product(*axes.values()):
+        at = dict(zip(axes, combo))
+        params = {**model_fixed, **{k: at[k] for k in at if k in config["model"]}}
+        init = {**init_fixed, **{k: at[k] for k in at if k in config["initial"]}}
+        where = ", ".join(f"{k} = {_fmt(v)}" for k, v in at.items())
+        mkey = canonical_json(params)
+        if validate and mkey not in checked_models:
+            try:
+                checked_models[mkey] = model_from_params(params)
+            except CovsdeInputError as exc:
+                bad = _blame(exc, params, axes)
+                raise CovsdeInputError(f"{bad}: {exc} (cell {where})") from None
+        ikey = (init["tokens"], init["rho0"])
+        if validate and ikey not in checked_v0:
+            from sde.initial import equicorrelated
+            try:
+                checked_v0[ikey] = equicorrelated(init["tokens"], init["rho0"])
+            except CovsdeInputError as exc:
+                bad = "initial.tokens" if str(exc).startswith("tokens") else "initial.rho0"
+                raise CovsdeInputError(f"{bad}: {exc} (cell {where})") from None
+            for s in config["stats"]:
+                try:
+                    parse_stat(s, init["tokens"])
+                except CovsdeInputError as exc:
+                    raise CovsdeInputError(f"stats: {exc} (cell {where})") from None
+        ratio = at["ratio"]
+        if validate:
+            _check_cell(config, at, checked_models[mkey], checked_v0[ikey], init["tokens"],
+                        where)
+        key = {"arch": config["model"]["arch"], **params, **init, "ratio": ratio}
+        if "width" in at:
+            key["width"] = at["width"]
+        digest = hashlib.sha256(canonical_json(key).encode()).hexdigest()
+        stem = "_".join(f"{k}{_fmt(v)}" for k, v in at.items())
+        out.append({
+            "id": f"{stem}_{digest[:10]}",
+            "axes": at, "key": key, "seeds": cell_seeds(config["seed"], key),
+            "params": {"arch": config["model"]["arch"], **params}, "initial": init,
+            "ratio": ratio, "width": at.get("width"), "sources": src,
+            "stats": config["stats"], "compare": config["compare"],
+        })
+    return out
+
+
+def _check_cell(config, at, model, V0, m, where):
+    src = config["sources"]
+    ratio = at["ratio"]
+    _check_time(f"grid.ratio = {_fmt(ratio)} with sources.sde.dt = "
+                f"{_fmt(src['sde']['dt'])}", ratio, src["sde"], m)
+    if "ode" in src:
+        _check_time(f"grid.ratio = {_fmt(ratio)} with sources.ode.dt = "
+                    f"{_fmt(src['ode']['dt'])}", ratio, src["ode"], m, paths=1)
+    if "finite" in src:
+        _check_finite(model, V0, at["width"], ratio, src["finite"], where)
+
+
+def _blame(exc, params, axes):
+    """The config key a model error is about (its message starts with the parameter name)."""
+    msg = str(exc)
+    for k in sorted(params, key=len, reverse=True):
+        if msg.startswith(k + " "):
+            return f"model.{k}"
+    return "model"
+
+
+def _check_time(name, ratio, table, m, paths=None):
+    try:
+        n_steps, _ = time_grid(ratio, table["dt"])
+        steps = time_grid(ratio, table["dt"], table.get("save_every", n_steps))[1]
+        check_memory(paths or table["paths"], len(steps), m, CELL_MEMORY_LIMIT)
+    except CovsdeInputError as exc:
+        raise CovsdeInputError(f"{name}: {exc}") from None
+
+
+def _check_finite(model, V0, width, ratio, fin, where):
+    from finite import sample
+
+    try:  # the sampler's own checks (heads, width/heads >= m, key_width), no layer is run
+        sample(model, V0, width=width, n_paths=1, seed=0, depth=0, sampler=fin["sampler"],
+               key_width=fin.get("key_width"), threads=1, progress=False)
+    except CovsdeInputError as exc:
+        msg = str(exc)
+        bad = "sources.finite.key_width" if msg.startswith("key_width") else "grid.width"
+        raise CovsdeInputError(f"{bad}: {msg} (cell {where})") from None
+    layers = ratio * width
+    if abs(layers - round(layers)) > 1e-9 * max(1.0, layers) or round(layers) < 1:
+        raise CovsdeInputError(f"grid.ratio: ratio × width = {_fmt(ratio)} × {width} = "
+                               f"{layers:g} is not a whole number >= 1 of layers (cell {where})")
+    depth = int(round(layers))
+    n_saved = 2 if "save_every" not in fin else depth // fin["save_every"] + 2
+    try:
+        check_memory(fin["paths"], n_saved, V0.shape[0], CELL_MEMORY_LIMIT)
+    except CovsdeInputError as exc:
+        raise CovsdeInputError(f"sources.finite.paths: {exc} (cell {where})") from None
