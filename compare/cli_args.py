@@ -38,6 +38,13 @@ def cli_error(exc):
     return CovsdeInputError(msg)
 
 
+def arch_parameters(arch):
+    """(required, optional) parameter names of ``MODELS[arch]``, from its constructor."""
+    params = dict(MODELS[arch].parameters())
+    required = {k for k, d in params.items() if d is REQUIRED}
+    return required, set(params) - required
+
+
 def model_parameters():
     """{name: (type, {arch: default})} over every model class, in first-seen order."""
     out = {}

@@ -30,7 +30,7 @@ from sde.errors import CovsdeInputError
 from sde.models import MODELS, model_from_params
 from sde.simulate import as_int, as_seed, check_memory, time_grid
 
-from .cli_args import ARCH_FLAGS
+from .cli_args import arch_parameters
 from .statistics import parse_stat
 
 EXAMPLE_CONFIG = """\
@@ -69,7 +69,7 @@ paths = 2000
 # key_width = 8                 # attention, block (default width/heads)
 # save_every = 4                # default: only layer 0 and the last layer
 
-# [sources.ode]                 # optional: the drift-only ODE; adds w1_point = W1(finite, ODE)
+# [sources.ode]                 # optional: the drift-only ODE; adds w1_a_to_ode = W1(finite, δ_ODE)
 # dt = 0.01                     # default: sources.sde.dt
 
 # [compare]
@@ -185,10 +185,12 @@ def parse_config(cfg):
     if "arch" not in model:
         raise CovsdeInputError("model.arch: missing (one of " + ", ".join(sorted(MODELS)) + ")")
     arch = model["arch"]
-    if not isinstance(arch, str) or arch not in ARCH_FLAGS:
-        raise CovsdeInputError(f"model.arch: must be one of {', '.join(sorted(ARCH_FLAGS))} "
-                               f"(one arch per sweep), got {arch!r}")
-    required, optional = ARCH_FLAGS[arch]
+    with_sde = sorted(a for a, cls in MODELS.items() if cls.has_limit)
+    if not isinstance(arch, str) or arch not in with_sde:
+        raise CovsdeInputError(f"model.arch: must be one of {', '.join(with_sde)} "
+                               f"(an arch with a covariance SDE; one arch per sweep), "
+                               f"got {arch!r}")
+    required, optional = arch_parameters(arch)
     allowed = ("arch",) + tuple(sorted(required | optional))
     _unknown(model, allowed, "model")
     for k in sorted(required):
@@ -279,7 +281,9 @@ def parse_config(cfg):
 
     compare = _table(cfg, "compare") or {}
     _unknown(compare, COMPARE_KEYS, "compare")
-    n_boot = _positive_int("compare.n_boot", compare.get("n_boot", DEFAULT_N_BOOT))
+    from .distances import check_n_boot
+
+    n_boot = check_n_boot(compare.get("n_boot", DEFAULT_N_BOOT), "compare.n_boot")
     qs = compare.get("quantiles", list(DEFAULT_QUANTILES))
     if not isinstance(qs, list) or not qs:
         raise CovsdeInputError(f"compare.quantiles: expected a non-empty list, got {qs!r}")
@@ -442,8 +446,8 @@ def _check_time(name, ratio, table, m, paths=None):
 def _check_finite(model, V0, width, ratio, fin, where):
     from finite import sample
 
-    try:  # the sampler's own checks (heads, width/heads >= m, key_width), no layer is run
-        sample(model, V0, width=width, n_paths=1, seed=0, depth=0, sampler=fin["sampler"],
+    try:  # the sampler's own checks (heads, width/heads >= m, key_width): one path, one layer
+        sample(model, V0, width=width, n_paths=1, seed=0, depth=1, sampler=fin["sampler"],
                key_width=fin.get("key_width"), threads=1, progress=False)
     except CovsdeInputError as exc:
         msg = str(exc)

@@ -65,7 +65,7 @@ def plot_convergence(ds, stat="corr:0,1", distance="ks", ax=None, sel=None, titl
 
     ds: :func:`compare.sweep.open_sweep` output with ``ratio`` (R) and ``width`` (W) axes;
     other grid axes must be fixed by ``sel`` (or have one value). Draws the values (R lines
-    of W points), the noise floor ``<distance>_floor`` if present (dotted, same colour) and
+    of W points), the noise floor ``<distance>_noise_floor`` if present (dotted, same colour) and
     an n^-1/2 reference line through the first ratio's smallest width. Returns the Figure.
     """
     if "width" not in ds.dims or distance not in ds:
@@ -79,7 +79,7 @@ def plot_convergence(ds, stat="corr:0,1", distance="ks", ax=None, sel=None, titl
     n = d["width"].values.astype(float)
     ratios = d["ratio"].values
     colors = [_viridis(j, len(ratios)) for j in range(len(ratios))]
-    floor_name = f"{distance}_floor"
+    floor_name = f"{distance}_noise_floor"   # compare.distances' column name
     for j, r in enumerate(ratios):
         y = d[distance].sel(ratio=r).transpose("width").values.astype(float)
         ax.plot(n, y, "o-", color=colors[j], lw=1.5, ms=5, label=f"d/n = {r:g}")

@@ -53,7 +53,7 @@ sampler = "reduced"
 paths = 200
 
 [compare]
-n_boot = 10
+n_boot = 40
 """
 TIMEOUT = 240
 
@@ -292,7 +292,7 @@ def _bad(tmp_path, capsys, text, *extra):
     ("width = [8, 16]", "width = [8, 2]", "grid.width: width/heads must be >= m"),
     ("ratio = [0.25, 0.5]", "ratio = [0.25, 0.375]", "grid.ratio = 0.375 with sources.sde.dt"),
     ("width = [8, 16]", "width = [8, 10]", "grid.ratio: ratio × width = 0.25 × 10"),
-    ("stats = [\"corr:0,1\", \"V:0,0\"]", "stats = [\"corr:0,5\"]", "stats: --stat corr:0,5"),
+    ("stats = [\"corr:0,1\", \"V:0,0\"]", "stats = [\"corr:0,5\"]", "stats: statistic 'corr:0,5'"),
     ("[sources.sde]\npaths = 300\ndt = 0.05\n", "", "sources.sde: missing"),
     ("[sources.finite]\nsampler = \"reduced\"\npaths = 200\n", "", "grid.width: widths need"),
     ("width = [8, 16]", "", "grid.width: missing"),
