@@ -174,6 +174,19 @@ def test_cli_masked_run_records_mask(tmp_path, capsys, cmd):
     assert model == ShapedAttention(0.5, 1.0, mask="sparse", sparse_k=1)
 
 
+def test_serial_needs_one_mask():
+    from sde.models import Serial
+
+    with pytest.raises(CovsdeInputError, match="must share one mask"):
+        Serial(ShapedAttention(0.5, 1.0, mask="causal"), ShapedAttention(0.5, 1.0))
+    two = Serial(ShapedAttention(0.5, 1.0, mask="causal"), ShapedAttention(0.5, 1.0,
+                                                                          mask="causal"))
+    assert two.attention_mask == Mask("causal")
+    # same mask: drifts add and noise amplitudes add in quadrature (§9)
+    one = ShapedAttention(0.5, 1.0, mask="causal")
+    np.testing.assert_allclose(two.drift(V4), 2 * one.drift(V4), rtol=1e-12)
+
+
 def test_params_round_trip_and_attrs():
     E = np.array([[1, 0, 1], [1, 1, 0], [0, 1, 1]])
     for model in (ShapedAttention(0.5, 1.0, mask=E), ShapedBlock(0.5, 1.0, mask="causal"),
