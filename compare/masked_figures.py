@@ -4,7 +4,9 @@
 network of the same shaped block (same γ, τ0) with the complete and the causal mask
 (docs/theory.md §3.5) and draws, at each d/n ∈ {0.25, 1}, the median and 10–90 % band of
 ρ_{0,j} and of V_jj against j (SDE: lines and bands; finite network: markers with bars).
-Writes ``masked_positions.png`` and ``.pdf`` and the datasets. Plot functions take an
+Writes ``masked_positions.png`` and ``.pdf`` and the datasets, and the dead-fraction maps
+over (γ, τ0) of shaped attention with the complete, sliding (w = 1) and causal masks
+(``stability_map.png`` / ``.pdf``). Plot functions take an
 optional ``ax`` and return the Figure; nothing here selects a matplotlib backend.
 """
 import argparse
@@ -102,6 +104,68 @@ def run_masked_positions(out, m=8, gamma=0.5, tau0=1.0, rho0=0.2, sde_paths=4000
     return fig
 
 
+def stability_map(mask_kw, gammas, tau0s, m=8, rho0=0.2, t_end=1.0, dt=0.01, n_paths=1000,
+                  seed=0):
+    """Dead fraction at ``t_end`` of the shaped-attention SDE over the (γ, τ0) grid:
+    array (len(gammas), len(tau0s)). A dead fraction measures the SDE only once it no longer
+    changes with dt (docs/theory.md §4.4)."""
+    import sde
+
+    V0 = sde.equicorrelated(m, rho0)
+    out = np.empty((len(gammas), len(tau0s)))
+    for i, g in enumerate(gammas):
+        for j, t in enumerate(tau0s):
+            ds = sde.simulate(sde.ShapedAttention(g, t, **mask_kw), V0, t_end=t_end, dt=dt,
+                              n_paths=n_paths, seed=seed, save_every=10 ** 9, progress=False)
+            out[i, j] = ds.attrs["n_dead"] / n_paths
+    return out
+
+
+def plot_stability_maps(maps, gammas, tau0s, axes=None, title=None):
+    """One heat map of the dead fraction per mask: ``maps`` {label: array (γ, τ0)}.
+    Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 3.6),
+                                 constrained_layout=True, squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    for ax, (label, dead) in zip(axes, maps.items()):
+        im = ax.imshow(dead, origin="lower", cmap="magma_r", vmin=0, vmax=1, aspect="auto")
+        for i in range(dead.shape[0]):
+            for j in range(dead.shape[1]):
+                ax.text(j, i, f"{dead[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if dead[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(tau0s)), [f"{t:g}" for t in tau0s])
+        ax.set_yticks(range(len(gammas)), [f"{g:g}" for g in gammas])
+        ax.set_xlabel("τ0")
+        ax.set_ylabel("γ")
+        ax.set_title(label, fontsize=9)
+    fig.colorbar(im, ax=list(axes), label="dead fraction at T")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def run_stability_maps(out, gammas=(0.3, 0.5, 0.7, 0.9), tau0s=(0.4, 0.6, 0.8, 1.0, 1.5),
+                       m=8, n_paths=1000, seed=0):
+    """Dead-fraction maps of shaped attention with the complete and the sliding (w = 1) mask;
+    saves ``stability_map.png`` / ``.pdf`` under ``out``; returns the Figure."""
+    os.makedirs(out, exist_ok=True)
+    masks_kw = {"complete": {}, "sliding w = 1": dict(mask="sliding", window=1),
+                "causal": dict(mask="causal")}
+    maps = {k: stability_map(kw, gammas, tau0s, m=m, n_paths=n_paths, seed=seed)
+            for k, kw in masks_kw.items()}
+    fig = plot_stability_maps(maps, gammas, tau0s, title=(
+        f"shaped attention SDE, m = {m}, ρ0 = 0.2, T = 1, dt = 0.01, {n_paths} paths per "
+        f"cell: dead fraction (blow-up or cone exit; mostly cone exits, which shrink with dt: "
+        f"step-dependent, docs/theory.md §4.4)"))
+    for ext in ("png", "pdf"):
+        fig.savefig(os.path.join(out, f"stability_map.{ext}"), dpi=130)
+    return fig, maps
+
+
 def main(argv=None):
     import matplotlib
 
@@ -111,7 +175,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     run_masked_positions(args.out, seed=args.seed)
-    print(f"wrote {args.out}/masked_positions.png and .pdf")
+    _, maps = run_stability_maps(args.out, seed=args.seed)
+    for k, v in maps.items():
+        print(k, np.array2string(v, precision=2))
+    print(f"wrote {args.out}/masked_positions.png, stability_map.png and .pdf")
 
 
 if __name__ == "__main__":

@@ -96,8 +96,8 @@ class Model:
         """The :class:`sde.masks.Mask` shared by the attention sub-layers (None without)."""
         return model_mask(self)
 
-    def _masked_centring(self, m, seed):
-        """C of the model's mask at m tokens, or None when the realised mask is complete."""
+    def _mask_matrix(self, m, seed):
+        """The model's realised mask M at m tokens, or None when it is complete."""
         mask = self.attention_mask
         if mask is None or mask.is_complete:
             return None
@@ -107,7 +107,7 @@ class Model:
     def drift(self, V, seed=None) -> np.ndarray:
         """b(V) for a symmetric (m, m) array V (``seed``: the run's, for a sparse mask)."""
         V = _as_matrix(V)
-        M = self._masked_centring(V.shape[0], seed)
+        M = self._mask_matrix(V.shape[0], seed)
         if M is None:
             return C.drift(V, self.limit())
         from . import masked
@@ -120,7 +120,7 @@ class Model:
         """
         V = _as_matrix(V)
         m = V.shape[0]
-        if self._masked_centring(m, seed) is None:
+        if self._mask_matrix(m, seed) is None:
             return C.diffusion_dense(V, self.limit())
         N = self.noise_matrix(V, seed)
         return (N @ N.T).reshape(m, m, m, m)
@@ -144,7 +144,7 @@ class Model:
         T[idx, (idx % m) * m + idx // m] = 1.0
         LL = np.kron(L, L)
         g_part = math.sqrt(self.a_lin / 2.0) * (LL + LL @ T)
-        M = self._masked_centring(m, seed)
+        M = self._mask_matrix(m, seed)
         if M is None:
             c = self.limit().att_noise / m
             gp_part = c * (np.kron(L, L @ K) + np.kron(L @ K, L) @ T)
@@ -324,6 +324,7 @@ class Serial(Model):
         object.__setattr__(self, "_layers",
                            tuple(s for layer in layers for s in layer.sublayers()))
         self.heads  # validates the head counts
+        model_mask(self)  # attention sub-layers must share one mask (§3.5)
 
     def sublayers(self):
         return self._layers
