@@ -20,8 +20,7 @@ from .cli_args import (add_model_args, flag, add_run_args, add_v0_args, check_to
 
 #: sample() argument names → the flags a CLI user typed (for error messages).
 _FLAG_NAMES = {k: flag(k) for k in ("width", "key_width", "depth", "t_end", "n_paths", "seed",
-                                    "sampler", "save_every", "threads", "heads", "mask", "window",
-                                    "sparse_k")}
+                                    "sampler", "save_every", "threads", "heads")}
 _NAME_RE = re.compile(r"(?<![\w\-'])(" + "|".join(_FLAG_NAMES) + r")(?![\w'=-])")
 
 
@@ -82,7 +81,7 @@ def _cmd_finite(args):
                             key_width=args.key_width, save_every=args.save_every,
                             threads=args.threads, memory_limit=memory_limit)
     except CovsdeInputError as exc:
-        raise CovsdeInputError(_flagged(str(exc))) from None
+        raise CovsdeInputError(_flagged(str(exc)), getattr(exc, "param", None)) from None
     for w in caught:
         if issubclass(w.category, RealisedTimeWarning):
             print(f"note: {_flagged(str(w.message))}")
