@@ -52,6 +52,33 @@ def _em_step(V, L, Z, Gp, coef, dt, bound, bdrift, scratch, Vn, Ln):
     return _check_state(Vn, bound, Ln)
 
 
+@njit(cache=True, inline="always")
+def draw_increments(gen, sq, sq2, has_att, Z, Gp):
+    """One step's noise from ``gen`` in the package's order (module docstring): Z, then G'."""
+    m = Z.shape[0]
+    for a in range(m):
+        Z[a, a] = sq2 * gen.standard_normal()
+        for b in range(a + 1, m):
+            z = sq * gen.standard_normal()
+            Z[a, b] = z
+            Z[b, a] = z
+    if has_att:
+        for a in range(m):
+            for b in range(m):
+                Gp[a, b] = sq * gen.standard_normal()
+
+
+@njit(cache=True, inline="always")
+def supplied_increments(dW, p, s, Z, Gp):
+    """Z = (G + Gᵀ)/sqrt 2 and G' of step ``s`` of path ``p`` from supplied increments."""
+    m = Z.shape[0]
+    r2 = 1.0 / math.sqrt(2.0)
+    for a in range(m):
+        for b in range(m):
+            Z[a, b] = r2 * (dW[p, s, 0, a, b] + dW[p, s, 0, b, a])
+            Gp[a, b] = dW[p, s, 1, a, b]
+
+
 @njit(cache=True)
 def _workspace(m):
     """Per-path work arrays of one EM integration: V, L, Vn, Ln, Z, G' (zeroed), b, scratch."""
@@ -84,16 +111,7 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
                 out_V[p, 0] = V
                 j = 1
             for s in range(1, n_steps + 1):
-                for a in range(m):
-                    Z[a, a] = sq2 * gen.standard_normal()
-                    for b in range(a + 1, m):
-                        z = sq * gen.standard_normal()
-                        Z[a, b] = z
-                        Z[b, a] = z
-                if has_att:
-                    for a in range(m):
-                        for b in range(m):
-                            Gp[a, b] = sq * gen.standard_normal()
+                draw_increments(gen, sq, sq2, has_att, Z, Gp)
                 st = _em_step(V, L, Z, Gp, coef, dt, bound, bdrift, scratch, Vn, Ln)
                 if st != ALIVE:
                     out_status[p] = st
@@ -117,17 +135,13 @@ def integrate_supplied(V0, coef, dt, dW, bound, out_V, out_status, out_death):
     """
     n_paths, n_steps = dW.shape[0], dW.shape[1]
     m = V0.shape[0]
-    r2 = 1.0 / math.sqrt(2.0)
     V, L, Vn, Ln, Z, Gp, bdrift, scratch = _workspace(m)
     for p in range(n_paths):
         V[:, :] = V0
         cholesky_into(V, L)
         out_V[p, 0] = V
         for s in range(n_steps):
-            for a in range(m):
-                for b in range(m):
-                    Z[a, b] = r2 * (dW[p, s, 0, a, b] + dW[p, s, 0, b, a])
-                    Gp[a, b] = dW[p, s, 1, a, b]
+            supplied_increments(dW, p, s, Z, Gp)
             st = _em_step(V, L, Z, Gp, coef, dt, bound, bdrift, scratch, Vn, Ln)
             if st != ALIVE:
                 out_status[p] = st

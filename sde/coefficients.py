@@ -139,13 +139,13 @@ def diffusion_dense(V, coef):
 
 
 @njit(cache=True, inline="always")
-def noise_into(L, Z, Gp, coef, scratch, out):
-    """Write the O(m³) noise ``L (sqrt(a_lin) Z + c (G' K + K G'ᵀ)) Lᵀ`` into ``out``.
+def whitened_noise_into(L, Z, Gp, coef, scratch):
+    """The noise before the sandwich: ``N = sqrt(a_lin) Z + c (G' K + K G'ᵀ)`` in ``scratch[0]``.
 
-    docs/theory.md §4–5: ``L Lᵀ = V`` (lower triangular), ``Z`` symmetric with the law of
+    docs/theory.md §4.1: ``L Lᵀ = V`` (lower triangular), ``Z`` symmetric with the law of
     ``(G + Gᵀ)/sqrt 2`` times the step's sqrt(Δt), ``Gp`` (= G') an m×m Gaussian times
-    sqrt(Δt), ``K = Lᵀ P L``, ``c = att_noise / m``. ``scratch`` is (3, m, m).
-    Covariance: ``a_lin Σ_lin(V) + c² Σ_att(V)`` per unit Δt.
+    sqrt(Δt), ``K = Lᵀ P L`` (left in ``scratch[2]`` when ``c ≠ 0``), ``c = att_noise / m``.
+    ``scratch`` is (3, m, m); ``scratch[1]`` is work space.
     """
     m = L.shape[0]
     N = scratch[0]
@@ -189,6 +189,20 @@ def noise_into(L, Z, Gp, coef, scratch, out):
         for i in range(m):
             for j in range(m):
                 N[i, j] += c * (T[i, j] + T[j, i])
+
+
+@njit(cache=True, inline="always")
+def noise_into(L, Z, Gp, coef, scratch, out):
+    """Write the O(m³) noise ``L (sqrt(a_lin) Z + c (G' K + K G'ᵀ)) Lᵀ`` into ``out``.
+
+    docs/theory.md §4–5: the bracket is :func:`whitened_noise_into` (``L``, ``Z``, ``Gp``,
+    ``K``, ``c`` as there). ``scratch`` is (3, m, m).
+    Covariance: ``a_lin Σ_lin(V) + c² Σ_att(V)`` per unit Δt.
+    """
+    m = L.shape[0]
+    whitened_noise_into(L, Z, Gp, coef, scratch)
+    N = scratch[0]
+    T = scratch[1]
     # out = L N Lᵀ  (T = L N uses the lower triangle of L)
     for i in range(m):
         for j in range(m):
@@ -204,6 +218,34 @@ def noise_into(L, Z, Gp, coef, scratch, out):
                 acc += T[i, k] * L[j, k]
             out[i, j] = acc
             out[j, i] = acc
+
+
+@njit(cache=True, inline="always")
+def ito_correction_into(K, coef, out):
+    """``C = E[N²]/Δt = a_lin (m + 1) I + c² ((m + 2) K² + tr(K²) I)`` into ``out`` (m, m).
+
+    The second moment of the whitened noise N of :func:`whitened_noise_into` per unit Δt
+    (docs/theory.md §4.7), ``c = att_noise / m``; ``K`` is read only when ``c ≠ 0``.
+    """
+    m = out.shape[0]
+    c = coef.att_noise / m
+    for i in range(m):
+        for j in range(m):
+            out[i, j] = 0.0
+    if c != 0.0:
+        c2 = c * c
+        tr = 0.0
+        for i in range(m):
+            for j in range(m):
+                acc = 0.0
+                for k in range(m):
+                    acc += K[i, k] * K[k, j]
+                out[i, j] = c2 * (m + 2.0) * acc
+                tr += K[i, j] * K[i, j]
+        for i in range(m):
+            out[i, i] += c2 * tr
+    for i in range(m):
+        out[i, i] += coef.a_lin * (m + 1.0)
 
 
 @njit(cache=True, inline="always")

@@ -13,7 +13,7 @@ import time as _time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _kernels
+from . import _kernels, _kernels_spd
 from ._run import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,  # noqa: F401
                    MAX_STEPS, RNG_BLOCK, as_int, as_seed, block_generators, check_memory,
                    check_model, positive, provenance, saved_steps, time_grid)
@@ -24,7 +24,13 @@ from .schema import make_dataset
 #: blocks handed to one kernel call (the prange width); not part of the result's identity.
 CHUNK_BLOCKS = 8
 DEFAULT_BOUND = 1e4
-METHODS = ("euler", "ode")
+METHODS = ("euler", "spd", "ode")
+#: the scheme each method names (the ``scheme`` attribute of the output).
+SCHEMES = {
+    "euler": "Euler-Maruyama",
+    "spd": "SPD-preserving exponential congruence step (docs/theory.md §4.7)",
+    "ode": "classical RK4 on the drift",
+}
 
 
 def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="euler",
@@ -41,8 +47,9 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     seed : int ≥ 0 — root of the ``SeedSequence``.
     save_every : int, optional — save every k-th step (default: at most ~100 saved
         times); the first and last steps are always saved.
-    method : ``"euler"`` (Euler–Maruyama) or ``"ode"`` (drift only, classical RK4 at dt:
-        the width-first limit).
+    method : ``"euler"`` (Euler–Maruyama), ``"spd"`` (the SPD-preserving step of
+        docs/theory.md §4.7: same increments, never leaves the PD cone, weak order 1) or
+        ``"ode"`` (drift only, classical RK4 at dt: the width-first limit).
     bound : float — a path with ``|V_ab| > bound`` (or a non-finite entry) has blown up.
     memory_limit : int — bytes allowed for the output V array.
     progress : bool, optional — tqdm bar (default: on when the run has > 10⁷ path-steps).
@@ -50,8 +57,9 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     Returns
     -------
     Dataset with ``V(path, time, token_a, token_b)`` and the rest of :mod:`sde.schema`.
-    A path that leaves the PD cone or blows up is dead from that step: status 1 or 2,
-    its death time recorded, V NaN from then on. Dead paths are counted, never dropped.
+    A path that leaves the PD cone (``euler`` only) or blows up is dead from that step:
+    status 1 or 2, its death time recorded, V NaN from then on. Dead paths are counted,
+    never dropped.
     """
     check_model(model)
     if method not in METHODS:
@@ -77,17 +85,21 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
         st, td = _kernels.integrate_ode(V0, coef, float(dt), n_steps, steps, bound, out_V[0])
         status[0], death[0] = st, td
     else:
-        _run_euler(V0, coef, float(dt), n_steps, steps, bound, seed, out_V, status, death,
-                   progress)
+        kernel = (_kernels.simulate_blocks if method == "euler"
+                  else _kernels_spd.simulate_blocks_spd)
+        _run_blocks(kernel, V0, coef, float(dt), n_steps, steps, bound, seed, out_V, status,
+                    death, progress)
     wall = _time.perf_counter() - t0
     attrs = provenance(
         f"sde-{method}", model, method=method, seed=seed, dt=dt, t_end=t_end,
         n_steps=n_steps, steps=steps, V0=V0, wall=wall, bound=bound,
-        scheme="Euler-Maruyama" if method == "euler" else "classical RK4 on the drift")
+        scheme=SCHEMES[method])
     return make_dataset(out_V, status, death, steps, float(dt), attrs)
 
 
-def _run_euler(V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death, progress):
+def _run_blocks(kernel, V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death,
+                progress):
+    """Call ``kernel`` (a ``simulate_blocks`` of :mod:`sde._kernels`) chunk by chunk."""
     n_paths = out_V.shape[0]
     gens = block_generators(seed, n_paths)
     if progress is None:
@@ -104,6 +116,6 @@ def _run_euler(V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death, 
                 starts[k] = k * RNG_BLOCK
                 lens[k] = min(RNG_BLOCK, p1 - p0 - k * RNG_BLOCK)
             padded = tuple(chunk) + (spare,) * (CHUNK_BLOCKS - len(chunk))
-            _kernels.simulate_blocks(padded, starts, lens, V0, coef, dt, n_steps, steps, bound,
+            kernel(padded, starts, lens, V0, coef, dt, n_steps, steps, bound,
                                      out_V[p0:p1], status[p0:p1], death[p0:p1])
             bar.update(p1 - p0)
