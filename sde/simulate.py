@@ -21,8 +21,9 @@ from .errors import CovsdeInputError
 from .initial import validate_V0
 from .schema import make_dataset
 
-#: blocks handed to one kernel call (the prange width); not part of the result's identity.
-CHUNK_BLOCKS = 8
+#: blocks handed to one kernel call (NL = 8 blocks per lane group, groups in parallel); not
+#: part of the result's identity.
+CHUNK_BLOCKS = 32
 DEFAULT_BOUND = 1e4
 METHODS = ("euler", "spd", "ode")
 #: the scheme each method names (the ``scheme`` attribute of the output).
