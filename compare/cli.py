@@ -25,6 +25,7 @@ from sde.io import check_output_path, check_writable_dir, write_dataset
 from sde.schema import summary_line
 from sde.simulate import DEFAULT_BOUND, METHODS, as_int, simulate
 
+from .cli_blowup import add_blowup
 from .cli_compare import add_compare
 from .cli_finite import add_finite
 from .cli_figures import add_figures
@@ -40,7 +41,8 @@ def _add_simulate(sub):
     p = sub.add_parser(
         "simulate", help="integrate a covariance SDE (or its ODE) and write a netCDF dataset",
         description="Integrate the covariance SDE dV = b(V) dt + dM of a shaped architecture "
-                    "(docs/theory.md §3) by Euler–Maruyama over many paths, or its drift-only ODE "
+                    "(docs/theory.md §3) by Euler–Maruyama (or the SPD-preserving step, --method spd, "
+                    "docs/theory.md §4.7) over many paths, or its drift-only ODE "
                     "(--method ode, classical RK4), and write V(path, time, token_a, token_b) "
                     "with status, death times and all parameters to a netCDF file. "
                     "Time t = depth/width. The first call compiles the kernels (seconds).")
@@ -51,7 +53,8 @@ def _add_simulate(sub):
                                                               "whole number of --dt steps")
     g.add_argument("--dt", type=float, required=True, help="step size, 0 < dt <= T")
     g.add_argument("--paths", type=int, default=None, help="number of paths >= 1 "
-                                                           "(required for euler; ode uses one)")
+                                                           "(required for euler and spd; ode "
+                                                           "uses one)")
     g.add_argument("--save-every", type=int, help="save every K-th step (default: <= ~100 "
                                                   "saved times; first and last always saved)")
     g.add_argument("--method", default="euler", help=f"one of {', '.join(METHODS)}")
@@ -68,8 +71,8 @@ def _cmd_simulate(args):
         raise CovsdeInputError(f"--method must be one of {', '.join(METHODS)}, "
                                f"got {args.method!r}")
     if args.paths is None:
-        if args.method == "euler":
-            raise CovsdeInputError("--paths is required for --method euler")
+        if args.method != "ode":
+            raise CovsdeInputError(f"--paths is required for --method {args.method}")
         args.paths = 1
     as_int("--paths", args.paths, 1)
     memory_limit = memory_limit_bytes(args)
@@ -132,6 +135,7 @@ def build_parser():
     add_finite(sub)
     add_figures(sub)
     add_sweep(sub)
+    add_blowup(sub)
     return p
 
 

@@ -13,10 +13,12 @@ entries of ``G'`` row-major. All are scaled by sqrt(dt).
 """
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-from .coefficients import cholesky_into, drift_into, noise_into
+from .coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
+                           noise_into, noise_lanes)
 
 ALIVE, LEFT_CONE, BLEW_UP = 0, 1, 2
 
@@ -52,6 +54,33 @@ def _em_step(V, L, Z, Gp, coef, dt, bound, bdrift, scratch, Vn, Ln):
     return _check_state(Vn, bound, Ln)
 
 
+@njit(cache=True, inline="always")
+def draw_increments(gen, sq, sq2, has_att, Z, Gp):
+    """One step's noise from ``gen`` in the package's order (module docstring): Z, then G'."""
+    m = Z.shape[0]
+    for a in range(m):
+        Z[a, a] = sq2 * gen.standard_normal()
+        for b in range(a + 1, m):
+            z = sq * gen.standard_normal()
+            Z[a, b] = z
+            Z[b, a] = z
+    if has_att:
+        for a in range(m):
+            for b in range(m):
+                Gp[a, b] = sq * gen.standard_normal()
+
+
+@njit(cache=True, inline="always")
+def supplied_increments(dW, p, s, Z, Gp):
+    """Z = (G + Gᵀ)/sqrt 2 and G' of step ``s`` of path ``p`` from supplied increments."""
+    m = Z.shape[0]
+    r2 = 1.0 / math.sqrt(2.0)
+    for a in range(m):
+        for b in range(m):
+            Z[a, b] = r2 * (dW[p, s, 0, a, b] + dW[p, s, 0, b, a])
+            Gp[a, b] = dW[p, s, 1, a, b]
+
+
 @njit(cache=True)
 def _workspace(m):
     """Per-path work arrays of one EM integration: V, L, Vn, Ln, Z, G' (zeroed), b, scratch."""
@@ -60,11 +89,13 @@ def _workspace(m):
 
 
 @njit(cache=True, parallel=True)
-def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
+def simulate_blocks_scalar(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
                     bound, out_V, out_status, out_death):
-    """Euler–Maruyama over RNG blocks of paths, in parallel over blocks.
+    """Euler–Maruyama over RNG blocks of paths, one path at a time per thread.
 
-    gens: tuple of ``numpy.random.Generator``, one per block; block k owns local paths
+    The reference for :func:`simulate_blocks` (bit-identical results; tests/test_lanes.py)
+    and the benchmark's "per-path kernel". gens: tuple of ``numpy.random.Generator``, one per
+    block; block k owns local paths
     ``block_start[k] : block_start[k] + block_len[k]``. ``out_V`` (paths, n_save, m, m)
     must be NaN-filled, ``out_status`` zeros, ``out_death`` +inf.
     """
@@ -84,16 +115,7 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
                 out_V[p, 0] = V
                 j = 1
             for s in range(1, n_steps + 1):
-                for a in range(m):
-                    Z[a, a] = sq2 * gen.standard_normal()
-                    for b in range(a + 1, m):
-                        z = sq * gen.standard_normal()
-                        Z[a, b] = z
-                        Z[b, a] = z
-                if has_att:
-                    for a in range(m):
-                        for b in range(m):
-                            Gp[a, b] = sq * gen.standard_normal()
+                draw_increments(gen, sq, sq2, has_att, Z, Gp)
                 st = _em_step(V, L, Z, Gp, coef, dt, bound, bdrift, scratch, Vn, Ln)
                 if st != ALIVE:
                     out_status[p] = st
@@ -117,17 +139,13 @@ def integrate_supplied(V0, coef, dt, dW, bound, out_V, out_status, out_death):
     """
     n_paths, n_steps = dW.shape[0], dW.shape[1]
     m = V0.shape[0]
-    r2 = 1.0 / math.sqrt(2.0)
     V, L, Vn, Ln, Z, Gp, bdrift, scratch = _workspace(m)
     for p in range(n_paths):
         V[:, :] = V0
         cholesky_into(V, L)
         out_V[p, 0] = V
         for s in range(n_steps):
-            for a in range(m):
-                for b in range(m):
-                    Z[a, b] = r2 * (dW[p, s, 0, a, b] + dW[p, s, 0, b, a])
-                    Gp[a, b] = dW[p, s, 1, a, b]
+            supplied_increments(dW, p, s, Z, Gp)
             st = _em_step(V, L, Z, Gp, coef, dt, bound, bdrift, scratch, Vn, Ln)
             if st != ALIVE:
                 out_status[p] = st
@@ -172,3 +190,168 @@ def integrate_ode(V0, coef, dt, n_steps, save_steps, bound, out_V):
             out_V[j] = V
             j += 1
     return ALIVE, np.inf
+
+
+# ------------------------------------------------------------------ lanes of paths
+
+#: above this m the per-path kernel is used (it was measured faster at m = 16).
+LANES_MAX_M = 8
+
+
+def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps, bound,
+                    out_V, out_status, out_death):
+    """Euler–Maruyama over RNG blocks, NL blocks at a time as vector lanes (the fast kernel).
+
+    Same arguments and bit-identical results as :func:`simulate_blocks_scalar`. Lane l of a
+    group follows RNG block ``b0 + l``: it integrates that block's paths in order, drawing
+    from the block's Generator in the package's order, and starts the block's next path
+    after a death or at T — so every path sees the draws it sees in the scalar kernel. The
+    per-path (m, m) arrays are (m, m, NL) slices of one workspace with the lane axis
+    innermost, so the m×m arithmetic vectorises across paths. numba's SLP vectoriser is
+    switched on for this kernel's compilation only (``numba.config.SLP_VECTORIZE`` is read
+    at each compilation; numba leaves it off by default).
+
+    Measured (README, Benchmarks): the lanes are faster than the per-path kernel at m = 3
+    and 8 but not at m = 16, and LLVM does not yet emit packed (SIMD) arithmetic for them;
+    for m > :data:`LANES_MAX_M` the per-path kernel runs (the results are the same bits).
+    """
+    if V0.shape[0] > LANES_MAX_M:
+        simulate_blocks_scalar(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
+                               bound, out_V, out_status, out_death)
+        return
+    old = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        _simulate_lanes(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
+                        bound, out_V, out_status, out_death)
+    finally:
+        numba.config.SLP_VECTORIZE = old
+
+
+# workspace slots of the lane kernel: one (n_slots, m, m, NL) array
+_V, _L, _VN, _LN, _Z, _GP, _B, _N, _T, _K = range(10)
+
+
+@njit(cache=True, inline="always")
+def _start_path(W, V0, L0, l, p, out_V, save0):
+    m = V0.shape[0]
+    for a in range(m):
+        for b in range(m):
+            W[_V, a, b, l] = V0[a, b]
+            W[_L, a, b, l] = L0[a, b]
+    if save0:
+        for a in range(m):
+            for b in range(m):
+                out_V[p, 0, a, b] = V0[a, b]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _simulate_lanes(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps, bound,
+                    out_V, out_status, out_death):
+    m = V0.shape[0]
+    has_att = coef.att_noise != 0.0
+    sq = math.sqrt(dt)
+    sq2 = math.sqrt(2.0) * sq
+    n_save = save_steps.shape[0]
+    save0 = save_steps[0] == 0
+    j0 = 1 if save0 else 0
+    n_blocks = len(gens)
+    n_groups = (n_blocks + NL - 1) // NL
+    L0 = np.zeros((m, m))
+    cholesky_into(V0, L0)
+    for g in prange(n_groups):
+        b0 = g * NL
+        W = np.zeros((10, m, m, NL))
+        vec = np.zeros((4, m, NL))
+        sc = np.zeros((4, NL))
+        ok = np.ones(NL, dtype=np.bool_)
+        blew = np.zeros(NL, dtype=np.bool_)
+        p = np.zeros(NL, dtype=np.int64)
+        pend = np.zeros(NL, dtype=np.int64)
+        step = np.zeros(NL, dtype=np.int64)
+        jsave = np.zeros(NL, dtype=np.int64)
+        active = np.zeros(NL, dtype=np.bool_)
+        n_active = 0
+        for l in range(NL):
+            blk = b0 + l
+            _start_path(W, V0, L0, l, 0, out_V, False)
+            if blk < n_blocks and block_len[blk] > 0:
+                p[l] = block_start[blk]
+                pend[l] = block_start[blk] + block_len[blk]
+                active[l] = True
+                n_active += 1
+                _start_path(W, V0, L0, l, p[l], out_V, save0)
+                jsave[l] = j0
+        V = W[_V]
+        L = W[_L]
+        Vn = W[_VN]
+        Ln = W[_LN]
+        Z = W[_Z]
+        Gp = W[_GP]
+        bd = W[_B]
+        while n_active > 0:
+            for l in range(NL):
+                if active[l]:
+                    gen = gens[b0 + l]
+                    for a in range(m):
+                        Z[a, a, l] = sq2 * gen.standard_normal()
+                        for b in range(a + 1, m):
+                            z = sq * gen.standard_normal()
+                            Z[a, b, l] = z
+                            Z[b, a, l] = z
+                    if has_att:
+                        for a in range(m):
+                            for b in range(m):
+                                Gp[a, b, l] = sq * gen.standard_normal()
+            # the Euler step on all lanes (as _em_step)
+            drift_lanes(V, coef, bd, vec, sc)
+            noise_lanes(L, Z, Gp, coef, W[_N], W[_T], W[_K], vec[3], Vn)
+            for a in range(m):
+                for b in range(a + 1):
+                    for l in range(NL):
+                        x = (0.5 * ((Vn[a, b, l] + bd[a, b, l] * dt)
+                                    + (Vn[b, a, l] + bd[b, a, l] * dt)) + V[a, b, l])
+                        Vn[a, b, l] = x
+                        Vn[b, a, l] = x
+            for l in range(NL):
+                blew[l] = False
+            for a in range(m):
+                for b in range(m):
+                    for l in range(NL):
+                        if not (abs(Vn[a, b, l]) <= bound):
+                            blew[l] = True
+            cholesky_lanes(Vn, Ln, ok)
+            for l in range(NL):
+                if not active[l]:
+                    continue
+                step[l] += 1
+                s = step[l]
+                st = BLEW_UP if blew[l] else (LEFT_CONE if not ok[l] else ALIVE)
+                done = False
+                if st != ALIVE:
+                    out_status[p[l]] = st
+                    out_death[p[l]] = s * dt
+                    done = True
+                else:
+                    for a in range(m):
+                        for b in range(m):
+                            V[a, b, l] = Vn[a, b, l]
+                            L[a, b, l] = Ln[a, b, l]
+                    j = jsave[l]
+                    if j < n_save and s == save_steps[j]:
+                        for a in range(m):
+                            for b in range(m):
+                                out_V[p[l], j, a, b] = V[a, b, l]
+                        jsave[l] = j + 1
+                    if s == n_steps:
+                        done = True
+                if done:
+                    p[l] += 1
+                    step[l] = 0
+                    if p[l] < pend[l]:
+                        _start_path(W, V0, L0, l, p[l], out_V, save0)
+                        jsave[l] = j0
+                    else:
+                        active[l] = False
+                        n_active -= 1
+                        _start_path(W, V0, L0, l, 0, out_V, False)

@@ -139,13 +139,13 @@ def diffusion_dense(V, coef):
 
 
 @njit(cache=True, inline="always")
-def noise_into(L, Z, Gp, coef, scratch, out):
-    """Write the O(m³) noise ``L (sqrt(a_lin) Z + c (G' K + K G'ᵀ)) Lᵀ`` into ``out``.
+def whitened_noise_into(L, Z, Gp, coef, scratch):
+    """The noise before the sandwich: ``N = sqrt(a_lin) Z + c (G' K + K G'ᵀ)`` in ``scratch[0]``.
 
-    docs/theory.md §4–5: ``L Lᵀ = V`` (lower triangular), ``Z`` symmetric with the law of
+    docs/theory.md §4.1: ``L Lᵀ = V`` (lower triangular), ``Z`` symmetric with the law of
     ``(G + Gᵀ)/sqrt 2`` times the step's sqrt(Δt), ``Gp`` (= G') an m×m Gaussian times
-    sqrt(Δt), ``K = Lᵀ P L``, ``c = att_noise / m``. ``scratch`` is (3, m, m).
-    Covariance: ``a_lin Σ_lin(V) + c² Σ_att(V)`` per unit Δt.
+    sqrt(Δt), ``K = Lᵀ P L`` (left in ``scratch[2]`` when ``c ≠ 0``), ``c = att_noise / m``.
+    ``scratch`` is (3, m, m); ``scratch[1]`` is work space.
     """
     m = L.shape[0]
     N = scratch[0]
@@ -189,6 +189,20 @@ def noise_into(L, Z, Gp, coef, scratch, out):
         for i in range(m):
             for j in range(m):
                 N[i, j] += c * (T[i, j] + T[j, i])
+
+
+@njit(cache=True, inline="always")
+def noise_into(L, Z, Gp, coef, scratch, out):
+    """Write the O(m³) noise ``L (sqrt(a_lin) Z + c (G' K + K G'ᵀ)) Lᵀ`` into ``out``.
+
+    docs/theory.md §4–5: the bracket is :func:`whitened_noise_into` (``L``, ``Z``, ``Gp``,
+    ``K``, ``c`` as there). ``scratch`` is (3, m, m).
+    Covariance: ``a_lin Σ_lin(V) + c² Σ_att(V)`` per unit Δt.
+    """
+    m = L.shape[0]
+    whitened_noise_into(L, Z, Gp, coef, scratch)
+    N = scratch[0]
+    T = scratch[1]
     # out = L N Lᵀ  (T = L N uses the lower triangle of L)
     for i in range(m):
         for j in range(m):
@@ -204,6 +218,34 @@ def noise_into(L, Z, Gp, coef, scratch, out):
                 acc += T[i, k] * L[j, k]
             out[i, j] = acc
             out[j, i] = acc
+
+
+@njit(cache=True, inline="always")
+def ito_correction_into(K, coef, out):
+    """``C = E[N²]/Δt = a_lin (m + 1) I + c² ((m + 2) K² + tr(K²) I)`` into ``out`` (m, m).
+
+    The second moment of the whitened noise N of :func:`whitened_noise_into` per unit Δt
+    (docs/theory.md §4.7), ``c = att_noise / m``; ``K`` is read only when ``c ≠ 0``.
+    """
+    m = out.shape[0]
+    c = coef.att_noise / m
+    for i in range(m):
+        for j in range(m):
+            out[i, j] = 0.0
+    if c != 0.0:
+        c2 = c * c
+        tr = 0.0
+        for i in range(m):
+            for j in range(m):
+                acc = 0.0
+                for k in range(m):
+                    acc += K[i, k] * K[k, j]
+                out[i, j] = c2 * (m + 2.0) * acc
+                tr += K[i, j] * K[i, j]
+        for i in range(m):
+            out[i, i] += c2 * tr
+    for i in range(m):
+        out[i, i] += coef.a_lin * (m + 1.0)
 
 
 @njit(cache=True, inline="always")
@@ -230,3 +272,203 @@ def cholesky_into(V, L):
         for i in range(j):
             L[i, j] = 0.0
     return True
+
+
+# ------------------------------------------------------------------ lane-wise (path axis last)
+#
+# The same formulas on NL paths at once: every per-path (m, m) array becomes an (m, m, NL)
+# slice of one workspace with the path ("lane") axis innermost and contiguous, so that the
+# arithmetic vectorises across paths. Each lane performs exactly the operations of the scalar
+# function above, in the same order (vectorising across lanes reorders no sum): results are
+# bit-identical to the scalar ones (tests/test_lanes.py). Inactive lanes compute garbage that
+# is never read (NaN at worst; no exceptions).
+
+#: lanes (paths) processed together by the lane kernels; a compile-time constant.
+NL = 8
+
+
+@njit(cache=True, inline="always")
+def attention_drift_lanes(V, scale, out, vec, sc):
+    """:func:`attention_drift_into` on lanes: V, out (m, m, NL); vec (≥ 4, m, NL), sc (≥ 3, NL)."""
+    m = V.shape[0]
+    r = vec[0]
+    st = vec[1]
+    vs = vec[2]
+    mu = sc[0]
+    sv = sc[1]
+    trS = sc[2]
+    for a in range(m):
+        for l in range(NL):
+            r[a, l] = 0.0
+    for a in range(m):
+        for b in range(m):
+            for l in range(NL):
+                r[a, l] += V[a, b, l]
+        for l in range(NL):
+            r[a, l] = r[a, l] / m
+    for l in range(NL):
+        mu[l] = 0.0
+        sv[l] = 0.0
+        trS[l] = 0.0
+    for a in range(m):
+        for l in range(NL):
+            mu[l] += r[a, l]
+    for l in range(NL):
+        mu[l] /= m
+    for a in range(m):
+        for b in range(m):
+            for l in range(NL):
+                sv[l] += (V[a, b, l] - r[a, l] - r[b, l] + mu[l]) * V[a, b, l]
+        for l in range(NL):
+            st[a, l] = V[a, a, l] - 2.0 * r[a, l] + mu[l]
+            trS[l] += st[a, l]
+    for a in range(m):
+        for l in range(NL):
+            st[a, l] -= trS[l] / m
+    for a in range(m):
+        for l in range(NL):
+            vs[a, l] = 0.0
+        for b in range(m):
+            for l in range(NL):
+                vs[a, l] += V[a, b, l] * st[b, l]
+    d = r
+    for a in range(m):
+        for l in range(NL):
+            d[a, l] = V[a, a, l]
+    for a in range(m):
+        for b in range(m):
+            for l in range(NL):
+                out[a, b, l] += scale * (sv[l] * V[a, b, l] / (m * m)
+                                         + (V[a, a, l] * vs[b, l] + vs[a, l] * d[b, l])
+                                         / (2.0 * m))
+
+
+@njit(cache=True, inline="always")
+def mlp_drift_lanes(V, coef, scale, out):
+    """:func:`mlp_drift_into` on lanes (V, out: (m, m, NL))."""
+    m = V.shape[0]
+    if not coef.smooth:
+        for a in range(m):
+            for b in range(m):
+                if a == b:
+                    continue
+                for l in range(NL):
+                    s = np.sqrt(V[a, a, l] * V[b, b, l])
+                    out[a, b, l] += scale * relu_nu(V[a, b, l] / s, coef.nu) * s
+    else:
+        for a in range(m):
+            for b in range(m):
+                for l in range(NL):
+                    vab = V[a, b, l]
+                    out[a, b, l] += scale * (coef.f2 * (V[a, a, l] * V[b, b, l]
+                                                        + vab * (2.0 * vab - 3.0))
+                                             + coef.f3 * vab * (V[a, a, l] + V[b, b, l] - 2.0))
+
+
+@njit(cache=True, inline="always")
+def drift_lanes(V, coef, out, vec, sc):
+    """:func:`drift_into` on lanes (V, out: (m, m, NL); work vec (≥ 4, m, NL), sc (≥ 3, NL))."""
+    m = V.shape[0]
+    for a in range(m):
+        for b in range(m):
+            for l in range(NL):
+                out[a, b, l] = 0.0
+    if coef.mlp_drift != 0.0:
+        mlp_drift_lanes(V, coef, coef.mlp_drift, out)
+    if coef.att_drift != 0.0:
+        attention_drift_lanes(V, coef.att_drift, out, vec, sc)
+
+
+@njit(cache=True, inline="always")
+def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
+    """:func:`noise_into` on lanes: L, Z, Gp, N, T, K, out (m, m, NL); u (m, NL) work."""
+    m = L.shape[0]
+    sa = np.sqrt(coef.a_lin)
+    c = coef.att_noise / m
+    for a in range(m):
+        for b in range(m):
+            for l in range(NL):
+                N[a, b, l] = sa * Z[a, b, l]
+    if c != 0.0:
+        for i in range(m):
+            for l in range(NL):
+                u[i, l] = 0.0
+            for a in range(i, m):
+                for l in range(NL):
+                    u[i, l] += L[a, i, l]
+        for i in range(m):
+            for j in range(i, m):
+                for l in range(NL):
+                    K[i, j, l] = 0.0
+        for a in range(m):
+            for i in range(a + 1):
+                for j in range(i, a + 1):
+                    for l in range(NL):
+                        K[i, j, l] += L[a, i, l] * L[a, j, l]
+        for i in range(m):
+            for j in range(i, m):
+                for l in range(NL):
+                    K[i, j, l] = K[i, j, l] - u[i, l] * u[j, l] / m
+                    K[j, i, l] = K[i, j, l]
+        for i in range(m):
+            for j in range(m):
+                for l in range(NL):
+                    T[i, j, l] = 0.0
+            for k in range(m):
+                for j in range(m):
+                    for l in range(NL):
+                        T[i, j, l] += Gp[i, k, l] * K[k, j, l]
+        for i in range(m):
+            for j in range(m):
+                for l in range(NL):
+                    N[i, j, l] += c * (T[i, j, l] + T[j, i, l])
+    for i in range(m):
+        for j in range(m):
+            for l in range(NL):
+                T[i, j, l] = 0.0
+        for k in range(i + 1):
+            for j in range(m):
+                for l in range(NL):
+                    T[i, j, l] += L[i, k, l] * N[k, j, l]
+    for i in range(m):
+        for j in range(i + 1):
+            for l in range(NL):
+                out[i, j, l] = 0.0
+            for k in range(j + 1):
+                for l in range(NL):
+                    out[i, j, l] += T[i, k, l] * L[j, k, l]
+            for l in range(NL):
+                out[j, i, l] = out[i, j, l]
+
+
+@njit(cache=True, inline="always")
+def cholesky_lanes(V, L, ok):
+    """:func:`cholesky_into` on lanes; ``ok[l]`` is set False for a lane that is not PD.
+
+    A failed lane's L is garbage (the scalar version stops early; its L is never read).
+    """
+    m = V.shape[0]
+    for l in range(NL):
+        ok[l] = True
+    for j in range(m):
+        for l in range(NL):
+            L[j, j, l] = V[j, j, l]
+        for k in range(j):
+            for l in range(NL):
+                L[j, j, l] -= L[j, k, l] * L[j, k, l]
+        for l in range(NL):
+            acc = L[j, j, l]
+            if not (acc > 0.0):
+                ok[l] = False
+            L[j, j, l] = np.sqrt(acc) if acc > 0.0 else 1.0
+        for i in range(j + 1, m):
+            for l in range(NL):
+                L[i, j, l] = V[i, j, l]
+            for k in range(j):
+                for l in range(NL):
+                    L[i, j, l] -= L[i, k, l] * L[j, k, l]
+            for l in range(NL):
+                L[i, j, l] = L[i, j, l] / L[j, j, l]
+        for i in range(j):
+            for l in range(NL):
+                L[i, j, l] = 0.0

@@ -14,7 +14,7 @@ import time as _time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _kernels, _kernels_masked, masks
+from . import _kernels, _kernels_masked, _kernels_spd, masks
 from ._run import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,
                    MAX_STEPS, RNG_BLOCK, as_int, as_seed, block_generators, check_memory,
                    check_model, positive, provenance, saved_steps, time_grid)
@@ -27,10 +27,17 @@ __all__ = ["simulate", "METHODS", "DEFAULT_BOUND", "CHUNK_BLOCKS", "RNG_BLOCK", 
            "MAX_SAVED", "MAX_SEED", "DEFAULT_MEMORY_LIMIT", "_DEFAULT_SAVED_TIMES", "as_int",
            "as_seed", "block_generators", "check_memory", "saved_steps", "time_grid"]
 
-#: blocks handed to one kernel call (the prange width); not part of the result's identity.
-CHUNK_BLOCKS = 8
+#: blocks handed to one kernel call (NL = 8 blocks per lane group, groups in parallel); not
+#: part of the result's identity.
+CHUNK_BLOCKS = 32
 DEFAULT_BOUND = 1e4
-METHODS = ("euler", "ode")
+METHODS = ("euler", "spd", "ode")
+#: the scheme each method names (the ``scheme`` attribute of the output).
+SCHEMES = {
+    "euler": "Euler-Maruyama",
+    "spd": "SPD-preserving exponential congruence step (docs/theory.md §4.7)",
+    "ode": "classical RK4 on the drift",
+}
 
 
 def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="euler",
@@ -47,8 +54,9 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     seed : int ≥ 0 — root of the ``SeedSequence``.
     save_every : int, optional — save every k-th step (default: at most ~100 saved
         times); the first and last steps are always saved.
-    method : ``"euler"`` (Euler–Maruyama) or ``"ode"`` (drift only, classical RK4 at dt:
-        the width-first limit).
+    method : ``"euler"`` (Euler–Maruyama), ``"spd"`` (the SPD-preserving step of
+        docs/theory.md §4.7: same increments, never leaves the PD cone, weak order 1) or
+        ``"ode"`` (drift only, classical RK4 at dt: the width-first limit).
     bound : float — a path with ``|V_ab| > bound`` (or a non-finite entry) has blown up.
     memory_limit : int — bytes allowed for the output V array.
     progress : bool, optional — tqdm bar (default: on when the run has > 10⁷ path-steps).
@@ -56,8 +64,9 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     Returns
     -------
     Dataset with ``V(path, time, token_a, token_b)`` and the rest of :mod:`sde.schema`.
-    A path that leaves the PD cone or blows up is dead from that step: status 1 or 2,
-    its death time recorded, V NaN from then on. Dead paths are counted, never dropped.
+    A path that leaves the PD cone (``euler`` only) or blows up is dead from that step:
+    status 1 or 2, its death time recorded, V NaN from then on. Dead paths are counted,
+    never dropped.
     """
     check_model(model)
     if method not in METHODS:
@@ -80,29 +89,41 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     status = np.zeros(n_paths, dtype=np.int8)
     death = np.full(n_paths, np.inf)
     mask = masks.run_matrix(model, m, seed)  # realised mask (docs/theory.md §3.5)
-    if mask is not None and not masks.is_complete_matrix(mask):
+    masked = mask is not None and not masks.is_complete_matrix(mask)
+    if masked:
         rows = masks.row_lists(mask)
-        kernels = (functools.partial(_kernels_masked.integrate_ode, V0, coef, *rows),
-                   lambda *a: _kernels_masked.simulate_blocks(*a, *rows))
+        mask_name = model.attention_mask.describe()
+        ode = functools.partial(_kernels_masked.integrate_ode, V0, coef, *rows)
     else:
-        kernels = (functools.partial(_kernels.integrate_ode, V0, coef), _kernels.simulate_blocks)
+        ode = functools.partial(_kernels.integrate_ode, V0, coef)
     if method == "ode":
-        st, td = kernels[0](float(dt), n_steps, steps, bound, out_V[0])
+        st, td = ode(float(dt), n_steps, steps, bound, out_V[0])
         status[0], death[0] = st, td
     else:
-        _run_euler(V0, coef, float(dt), n_steps, steps, bound, seed, out_V, status, death,
-                   progress, kernels[1])
+        if masked:
+            if method == "spd":
+                raise CovsdeInputError(f"method spd is not available with mask {mask_name} "
+                                       f"(its kernel has the complete-mask formulas only): use "
+                                       f"method euler")
+            def kernel(*a):
+                return _kernels_masked.simulate_blocks(*a, *rows)
+        else:
+            kernel = (_kernels.simulate_blocks if method == "euler"
+                      else _kernels_spd.simulate_blocks_spd)
+        _run_blocks(kernel, V0, coef, float(dt), n_steps, steps, bound, seed, out_V, status,
+                    death, progress)
     wall = _time.perf_counter() - t0
     attrs = provenance(
         f"sde-{method}", model, method=method, seed=seed, dt=dt, t_end=t_end,
         n_steps=n_steps, steps=steps, V0=V0, wall=wall, bound=bound,
-        scheme="Euler-Maruyama" if method == "euler" else "classical RK4 on the drift",
-        **masks.run_attrs(model, m, seed))
+        scheme=SCHEMES[method], **masks.run_attrs(model, m, seed))
     return make_dataset(out_V, status, death, steps, float(dt), attrs)
 
 
-def _run_euler(V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death, progress,
-               kernel=_kernels.simulate_blocks):
+def _run_blocks(kernel, V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death,
+                progress):
+    """Call ``kernel`` (a ``simulate_blocks`` of :mod:`sde._kernels`, its SPD or masked
+    variant) chunk by chunk."""
     n_paths = out_V.shape[0]
     gens = block_generators(seed, n_paths)
     if progress is None:
