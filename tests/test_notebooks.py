@@ -36,7 +36,8 @@ def kernel_dir(tmp_path_factory):
 def test_notebooks_found_and_stored_without_outputs():
     names = [p.name for p in NOTEBOOKS]
     assert names == ["01_quickstart.ipynb", "02_shaped_transformer_paper.ipynb",
-                     "03_sde_vs_ode.ipynb", "04_rank_collapse.ipynb"]
+                     "03_sde_vs_ode.ipynb", "04_rank_collapse.ipynb",
+                     "05_masked_attention.ipynb"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
