@@ -186,13 +186,13 @@ def test_law_matches_fine_euler_fast():
 
 @pytest.mark.slow
 def test_law_matches_fine_euler_slow():
-    """SPD at dt ∈ {0.02, 0.01} vs Euler at dt = 2.5e-4 (40 000 paths); control τ0 × 1.15.
+    """SPD at dt ∈ {0.02, 0.01} vs Euler at dt = 1e-4 (40 000 paths); control τ0 × 1.15.
 
     Critical value ≈ 0.011 (6 statistics, α = 0.01, 10⁵ vs 4·10⁴ paths); the τ0 × 1.15
     control measured ≈ 0.023 from the reference.
     """
     model = sde.ShapedAttention(**LAW_MODEL)
-    ref = stopped_state(model, 2.5e-4, 40_000, 201, "euler")
+    ref = stopped_state(model, 1e-4, 40_000, 201, "euler")
     n_tests = 2 * 3
     for k, dt in enumerate((0.02, 0.01)):
         spd = stopped_state(model, dt, 100_000, 210 + k, "spd")
