@@ -208,7 +208,6 @@ class _Block(_FiniteOnly, Serial):
         return _mask_params(self, Model.params(self))
 
     replace = Model.replace
-    _limit = _FiniteOnly._limit
 
     @classmethod
     def check_given(cls, given, show=str):
