@@ -2,6 +2,12 @@
 
 * Known answer: the m = 2 Li–Nica–Roy shaped MLP never blows up (its ρ-diffusion stays in
   [−1, 1] and V00 is a geometric Brownian motion): P = 0 at every dt, converged at once.
+* Known answer with blow-up: the deterministic limit of the attention drift alone (a model
+  with no noise). From an equicorrelated V0 (v0 = 1, ρ0) the state stays v·V0/v0 with
+  v' = k α v³, α = (m − 1)(1 − ρ0)²/m², k = γ²/τ0², so it explodes at T* = 1/(2 k α v0²)
+  (docs/theory.md §3.1 on equicorrelated states). Every scheme's death time converges to T*
+  (RK4 within one step), and P(τ ≤ T) converges to 1 for T > T* and to 0 for T < T*;
+  control: k off by 15 % moves T* across T and flips the answer.
 * Shaped attention (γ = 0.5, τ0 = 1, m = 3, ρ0 = 0.2, T = 1): the converged estimate is
   stable under a further halving of dt (a fresh run at dt/2 has an overlapping
   Clopper–Pearson interval; this failed with the one-pair criterion) — fresh runs at dt/2 and
@@ -11,13 +17,17 @@
   property of the step (docs/theory.md §4.4), is reported *not converged* after one halving.
 * CLI: the human table, ``--json``, and one-line errors with exit 2.
 """
+import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 import sde
 from compare.cli import main
 from sde.blowup import blowup_probability, level_seed, stability_grid
+from sde.limits import LimitCoefficients
+from sde.models import Model
 from sde.schema import dead_fraction_ci
 
 ATT = sde.ShapedAttention(gamma=0.5, tau0=1.0)
@@ -31,6 +41,79 @@ def test_lnr_mlp_never_blows_up():
     assert len(r.sequence) == 3 and r.dt == 0.025
     assert all(row["n_dead"] == 0 for row in r.sequence)
     assert r.attrs["method"] == "spd" and r.attrs["covsde_version"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftOnlyAttention(Model):
+    """The attention drift k · b_att(V) with no noise: the SDE's deterministic limit."""
+
+    k: float
+    arch = "drift-only-attention (test)"
+
+    def _limit(self):
+        return LimitCoefficients(att_drift=self.k)
+
+
+def explosion_time(k, m, rho0, v0=1.0):
+    """T* of v' = k α v³ with α = (m − 1)(1 − ρ0)²/m² (the equicorrelated reduction)."""
+    return m * m / (2.0 * k * (m - 1) * (1.0 - rho0) ** 2 * v0 * v0)
+
+
+K_DRIFT = 4.0          # γ = 1, τ0 = 0.5
+T_STAR = explosion_time(K_DRIFT, 3, 0.2)   # 0.8789…
+
+
+@pytest.mark.parametrize("method", ["euler", "spd", "ode"])
+def test_death_time_converges_to_the_ode_explosion_time(method):
+    """Every path dies (status 2) after T* and the error falls at first order in dt (a death
+    is seen at the end of a step; near the singularity even RK4 lags by about a step: its
+    error stays under 2 dt). Bound 1e4 is reached at T*(1 − 1e-8)."""
+    model = DriftOnlyAttention(K_DRIFT)
+    errors = []
+    for dt in (0.004, 0.002, 0.001):
+        kw = {} if method == "ode" else {"n_paths": 3}
+        ds = sde.simulate(model, V3, t_end=1.0, dt=dt, seed=0, save_every=10 ** 9,
+                          method=method, **kw)
+        assert (ds.status.values == 2).all()
+        tau = np.unique(ds.death_time.values)
+        assert tau.size == 1          # deterministic: every path dies at the same step
+        errors.append(float(tau[0]) - T_STAR)
+        assert 0.0 < errors[-1] < (2 if method == "ode" else 10) * dt
+    if method != "ode":  # first order: each halving of dt gives an error ≥ 1.6× smaller
+        assert errors[1] < errors[0] / 1.6 and errors[2] < errors[1] / 1.6, errors
+    # (RK4: its death is within 2 steps of T*, whose position on the grid sets the error)
+    # control: the drift coefficient off by 15 % moves the death time by ≈ 0.13, far outside
+    ds = sde.simulate(DriftOnlyAttention(1.15 * K_DRIFT), V3, t_end=1.0, dt=0.001, seed=0,
+                      save_every=10 ** 9, method=method, **({} if method == "ode" else
+                                                            {"n_paths": 3}))
+    assert not (0.0 < float(ds.death_time.values.min()) - T_STAR < 10 * 0.001)
+
+
+@pytest.mark.parametrize("t_end, expected, dt0", [(1.0, 1.0, 0.05), (0.75, 0.0, 0.005)])
+def test_blowup_probability_of_the_deterministic_limit(t_end, expected, dt0):
+    """P(τ ≤ T) = 1{T ≥ T*}: converged to exactly 1 for T = 1 > T* ≈ 0.879 and to 0 for
+    T = 0.75. Controls (coefficient ±15 %): k / 1.15 (T* = 1.011) gives 0 at T = 1; k × 1.15
+    (T* = 0.764) gives 1 at T = 0.8, where k gives 0.
+
+    A limitation this case shows: a deterministic death time is a step function of dt and
+    every scheme dies late (by ≈ 4 dt for SPD), so the halving criterion can agree on 0 at
+    coarse steps that do not resolve T − T* (from dt0 = 0.05 the k × 1.15 control at
+    T = 0.8 converges, wrongly, to 0). The T < T* case therefore starts at dt0 = 0.005.
+    """
+    def run(k, T):
+        return blowup_probability(DriftOnlyAttention(k), V3, t_end=T, dt0=dt0,
+                                  n_paths=50, seed=3, progress=False)
+
+    r = run(K_DRIFT, t_end)
+    assert r.converged and r.probability == expected
+    assert r.sequence[-1]["n_blew_up"] == r.sequence[-1]["n_dead"]
+    if expected == 1.0:
+        assert explosion_time(K_DRIFT / 1.15, 3, 0.2) > t_end
+        assert run(K_DRIFT / 1.15, t_end).probability == 0.0
+    else:
+        assert run(K_DRIFT, 0.8).probability == 0.0
+        control = run(1.15 * K_DRIFT, 0.8)
+        assert control.converged and control.probability == 1.0
 
 
 def test_attention_converged_estimate_stable_under_halving():
