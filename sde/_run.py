@@ -101,6 +101,34 @@ def block_generators(seed, n_paths):
     return [np.random.Generator(np.random.PCG64(c)) for c in children]
 
 
+#: every kernel call gets a tuple of exactly this many Generators (padded with idle blocks of
+#: zero paths): numba compiles one specialisation per tuple length, and each costs tens of
+#: seconds, so one length serves every chunk size (``CHUNK_BLOCKS`` ≤ this) and every test.
+KERNEL_BLOCKS = 32
+
+
+def kernel_chunks(gens, n_paths, chunk_blocks=KERNEL_BLOCKS):
+    """Cut the RNG blocks ``gens`` into kernel calls of at most ``chunk_blocks`` blocks.
+
+    Yields ``(padded, starts, lens, p0, p1)``: a tuple of :data:`KERNEL_BLOCKS` Generators
+    (the chunk's, then idle padding), the local first path and length of each block
+    (int64, zero for padding), and the chunk's global path range ``p0:p1``.
+    """
+    if not 1 <= chunk_blocks <= KERNEL_BLOCKS:
+        raise ValueError(f"chunk_blocks must be in [1, {KERNEL_BLOCKS}], got {chunk_blocks}")
+    spare = np.random.Generator(np.random.PCG64(0))  # never drawn from (its blocks are empty)
+    for c0 in range(0, len(gens), chunk_blocks):
+        chunk = gens[c0:c0 + chunk_blocks]
+        p0 = c0 * RNG_BLOCK
+        p1 = min(n_paths, p0 + len(chunk) * RNG_BLOCK)
+        starts = np.zeros(KERNEL_BLOCKS, dtype=np.int64)
+        lens = np.zeros(KERNEL_BLOCKS, dtype=np.int64)
+        for k in range(len(chunk)):
+            starts[k] = k * RNG_BLOCK
+            lens[k] = min(RNG_BLOCK, p1 - p0 - k * RNG_BLOCK)
+        yield tuple(chunk) + (spare,) * (KERNEL_BLOCKS - len(chunk)), starts, lens, p0, p1
+
+
 def provenance(source, model, *, method, seed, dt, t_end, n_steps, steps, V0, wall, **extra):
     """The attributes every output dataset carries: source, every model parameter, the run's
     settings, the seed, the package version (added by the schema) and wall time.
@@ -135,4 +163,4 @@ def check_model(model):
 
 __all__ = ["RNG_BLOCK", "DEFAULT_MEMORY_LIMIT", "MAX_STEPS", "MAX_SAVED", "MAX_SEED", "as_int",
            "as_seed", "positive", "time_grid", "saved_steps", "check_memory",
-           "block_generators", "provenance", "check_model"]
+           "block_generators", "KERNEL_BLOCKS", "kernel_chunks", "provenance", "check_model"]

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from . import _kernels, _kernels_masked, _kernels_spd, masks
 from ._run import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,
-                   MAX_STEPS, RNG_BLOCK, as_int, as_seed, block_generators, check_memory,
-                   check_model, positive, provenance, saved_steps, time_grid)
+                   MAX_STEPS, RNG_BLOCK, KERNEL_BLOCKS, as_int, as_seed, block_generators,
+                   check_memory, check_model, kernel_chunks, positive, provenance, saved_steps, time_grid)
 from .errors import CovsdeInputError
 from .initial import validate_V0
 from .schema import make_dataset
@@ -28,8 +28,8 @@ __all__ = ["simulate", "METHODS", "DEFAULT_BOUND", "CHUNK_BLOCKS", "RNG_BLOCK", 
            "as_seed", "block_generators", "check_memory", "saved_steps", "time_grid"]
 
 #: blocks handed to one kernel call (NL = 8 blocks per lane group, groups in parallel); not
-#: part of the result's identity.
-CHUNK_BLOCKS = 32
+#: part of the result's identity. At most KERNEL_BLOCKS (the padded tuple length).
+CHUNK_BLOCKS = KERNEL_BLOCKS
 DEFAULT_BOUND = 1e4
 METHODS = ("euler", "spd", "ode")
 #: the scheme each method names (the ``scheme`` attribute of the output).
@@ -128,18 +128,8 @@ def _run_blocks(kernel, V0, coef, dt, n_steps, steps, bound, seed, out_V, status
     gens = block_generators(seed, n_paths)
     if progress is None:
         progress = n_paths * n_steps > 10 ** 7
-    spare = np.random.Generator(np.random.PCG64(0))  # pads the last chunk's tuple
     with tqdm(total=n_paths, unit="path", disable=not progress, leave=False) as bar:
-        for c0 in range(0, len(gens), CHUNK_BLOCKS):
-            chunk = gens[c0:c0 + CHUNK_BLOCKS]
-            p0 = c0 * RNG_BLOCK
-            p1 = min(n_paths, p0 + len(chunk) * RNG_BLOCK)
-            starts = np.zeros(CHUNK_BLOCKS, dtype=np.int64)
-            lens = np.zeros(CHUNK_BLOCKS, dtype=np.int64)
-            for k in range(len(chunk)):
-                starts[k] = k * RNG_BLOCK
-                lens[k] = min(RNG_BLOCK, p1 - p0 - k * RNG_BLOCK)
-            padded = tuple(chunk) + (spare,) * (CHUNK_BLOCKS - len(chunk))
+        for padded, starts, lens, p0, p1 in kernel_chunks(gens, n_paths, CHUNK_BLOCKS):
             kernel(padded, starts, lens, V0, coef, dt, n_steps, steps, bound,
                    out_V[p0:p1], status[p0:p1], death[p0:p1])
             bar.update(p1 - p0)

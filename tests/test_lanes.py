@@ -13,7 +13,7 @@ import sde
 from conftest import random_spd
 from sde import _kernels as K
 from sde import coefficients as C
-from sde._run import RNG_BLOCK, block_generators
+from sde._run import RNG_BLOCK, block_generators, kernel_chunks
 
 MODELS = {
     "attention-h2": sde.ShapedAttention(0.7, 0.8, heads=2),
@@ -63,13 +63,12 @@ def run_kernel(kernel, model, V0, n_paths, seed, t_end, dt, bound=1e4, save_ever
     steps = np.arange(0, n_steps + 1, save_every)
     if steps[-1] != n_steps:
         steps = np.append(steps, n_steps)
-    gens = tuple(block_generators(seed, n_paths))
-    starts = np.arange(len(gens), dtype=np.int64) * RNG_BLOCK
-    lens = np.minimum(RNG_BLOCK, n_paths - starts).astype(np.int64)
     m = V0.shape[0]
     out = np.full((n_paths, len(steps), m, m), np.nan)
     st = np.zeros(n_paths, dtype=np.int8)
     death = np.full(n_paths, np.inf)
+    # padded to KERNEL_BLOCKS Generators, as sde.simulate does (one numba specialisation)
+    (gens, starts, lens, _, _), = kernel_chunks(block_generators(seed, n_paths), n_paths)
     kernel(gens, starts, lens, V0, model.limit(), dt, n_steps, steps, bound, out, st, death)
     return out, st, death
 

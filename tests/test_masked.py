@@ -266,7 +266,7 @@ def test_masked_kernel_with_all_ones_equals_complete_kernel():
     """The masked EM kernel run with the all-ones mask on the same RNG blocks reproduces the
     complete-mask kernel to round-off: same draw order (Z's m(m+1)/2 normals, then G' m²),
     same step. Control: the causal mask's row lists move the paths by O(1)."""
-    from sde._run import block_generators
+    from sde._run import block_generators, kernel_chunks
 
     m, n_paths, n_steps, dt = 5, 300, 25, 0.02
     V0 = 0.7 * np.eye(m) + 0.3
@@ -274,11 +274,9 @@ def test_masked_kernel_with_all_ones_equals_complete_kernel():
     steps = np.arange(0, n_steps + 1, 5, dtype=np.int64)
 
     def run(kernel, *rows):
-        gens = tuple(block_generators(11, n_paths))
         out = np.full((n_paths, len(steps), m, m), np.nan)
         st, death = np.zeros(n_paths, np.int8), np.full(n_paths, np.inf)
-        starts = np.arange(len(gens), dtype=np.int64) * 256
-        lens = np.minimum(256, n_paths - starts)
+        (gens, starts, lens, _, _), = kernel_chunks(block_generators(11, n_paths), n_paths)
         kernel(gens, starts, lens, V0, coef, dt, n_steps, steps, 1e4, out, st, death, *rows)
         return out, st
 

@@ -70,11 +70,13 @@ def test_thread_count_does_not_matter():
 
 
 def test_chunking_does_not_matter(monkeypatch):
-    # one other chunk size only: each size is a new tuple length, i.e. a new compilation
+    # chunks are padded to KERNEL_BLOCKS Generators, so this needs no new compilation
     n = 5 * S.RNG_BLOCK + 3  # 6 blocks, the last one partial
     ref = run(n_paths=n)     # one call of CHUNK_BLOCKS (32) blocks
     monkeypatch.setattr(S, "CHUNK_BLOCKS", 4)
-    assert_identical(ref, run(n_paths=n))  # chunks of 4 and 2 (+ 2 padding) blocks
+    assert_identical(ref, run(n_paths=n))  # chunks of 4 and 2 blocks (+ padding)
+    monkeypatch.setattr(S, "CHUNK_BLOCKS", 1)
+    assert_identical(ref, run(n_paths=n))  # six calls of one block
 
 
 def test_prefix_of_larger_run():
