@@ -228,6 +228,20 @@ def _stop(proc):
             proc.wait(timeout=20)
 
 
+def test_scheduler_address_fast(config_file, reference, tmp_path):
+    """The fast version of the test below: ``--scheduler ADDRESS`` on a scheduler started in
+    this process (one thread worker); the CLI client is a separate process. Same result."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=None) as cluster:
+        addr = cluster.scheduler_address
+        store = tmp_path / "store"
+        res = _ok(_sweep(config_file, store, "--scheduler", addr))
+    assert f"scheduler {addr}" in res.stdout and "on 1 worker" in res.stdout
+    xr.testing.assert_equal(open_sweep(store), open_sweep(reference))
+
+
 @pytest.mark.slow
 def test_external_scheduler_and_two_workers(tmp_path, config_file, reference):
     from distributed import Client
