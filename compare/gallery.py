@@ -282,7 +282,8 @@ class Gallery:
                 shutil.rmtree(store)
         t0 = time.perf_counter()
         res = run_sweep(config, store, resume=os.path.exists(store), inline=True,
-                        progress=self.size == "full", log=lambda line: None)
+                        progress=self.size == "full",
+                        log=lambda line: self.log(f"  {line}") if "cell " in line[:5] else None)
         if res["computed"]:
             self.generated.append(store)
             self.log(f"  wrote   data/{name} (sweep STORE: {res['computed']} cells computed, "
@@ -295,8 +296,10 @@ class Gallery:
     # ---------------------------------------------------------------- (c)
     def convergence_config(self):
         """The convergence grid as a sweep config (``compare.sweep_config``): shaped MLP,
-        d/n × width, SDE at dt = 2^-9 shared across widths (one sample per d/n), reduced
-        finite sampler, bootstrap replicates kept for the slope's interval."""
+        d/n × width; one SDE sample (dt = 2^-9, to the largest d/n, saved at each) shared by
+        every cell, one finite sample per width (reduced sampler, to depth max d/n · n, saved
+        at each d/n) shared by that width's cells; bootstrap replicates kept for the slope's
+        interval."""
         from .sweep_config import parse_config
 
         c = self.cfg
@@ -307,8 +310,9 @@ class Gallery:
             "initial": {"tokens": DEMO_V0["m"], "rho0": DEMO_V0["rho0"]},
             "grid": {"ratio": list(CONV_RATIOS), "width": list(c["conv_widths"])},
             "sources": {"sde": {"paths": c["conv_sde_paths"], "dt": CONV_DT,
-                                "share": ["width"]},
-                        "finite": {"sampler": "reduced", "paths": c["conv_fin_paths"]}},
+                                "share": ["ratio", "width"]},
+                        "finite": {"sampler": "reduced", "paths": c["conv_fin_paths"],
+                                   "share": ["ratio"]}},
             "compare": {"n_boot": c["n_boot"], "boot_replicates": True}})
 
     def convergence_table(self):
@@ -342,18 +346,18 @@ class Gallery:
         n_sde = int(ds["n_paths"].sel(source="sde").values.flat[0])
         fig.suptitle(f"Convergence to the SDE: shaped MLP (Li–Nica–Roy, ReLU c₊ = 0, c₋ = −1, "
                      f"no residual), m = {DEMO_V0['m']}, ρ0 = {_fmt(DEMO_V0['rho0'])}\n"
-                     f"finite: reduced sampler, {c['conv_fin_paths']} paths per (d/n, n); SDE: "
-                     f"{n_sde} paths per d/n (shared by the widths), dt = 2⁻⁹; seed "
-                     f"{self.seed}", fontsize=9)
+                     f"finite: reduced sampler, {c['conv_fin_paths']} paths per n; SDE: "
+                     f"{n_sde} paths, dt = 2⁻⁹; seed {self.seed}", fontsize=9)
         self._save(fig, "convergence",
                    f"Two-sample KS and W1 distances between ρ_01 of finite shaped MLPs "
                    f"(Li–Nica–Roy, shaped ReLU c₊ = 0, c₋ = −1; reduced sampler, "
-                   f"{c['conv_fin_paths']} paths per cell, depth = d/n · n) and of the "
-                   f"covariance SDE (Euler–Maruyama, dt = 2⁻⁹, {n_sde} paths per d/n, one "
-                   f"sample shared by all widths) against width n, at d/n ∈ "
+                   f"{c['conv_fin_paths']} paths per width, one sample per width saved at "
+                   f"every d/n) and of the covariance SDE (Euler–Maruyama, dt = 2⁻⁹, {n_sde} "
+                   f"paths, one sample saved at every d/n) against width n, at d/n ∈ "
                    f"{{{', '.join(_fmt(r) for r in CONV_RATIOS)}}}; m = {DEMO_V0['m']}, "
                    f"ρ0 = {_fmt(DEMO_V0['rho0'])}. Computed as a covsde sweep (one cell per "
-                   f"(d/n, n), STORE data/convergence_sweep, resumable; the same plotting "
+                   f"(d/n, n) sharing those samples, STORE data/convergence_sweep, resumable; "
+                   f"the same plotting "
                    f"function as covsde figures --sweep). Dotted: noise floor (mean distance "
                    f"over {c['n_boot']} permutations of the pooled sample: the level of two "
                    f"samples of one law). Lines: least-squares fit of log distance on log n "
@@ -433,7 +437,9 @@ class Gallery:
                    f"> 1e4 or non-finite), {n} fresh paths per step size, dt halved from "
                    f"{b['dt0']:g} until the 95 % Clopper–Pearson intervals of the last "
                    f"{b['stable_pairs']} consecutive pairs of step sizes overlap (at most "
-                   f"{b['max_halvings']} halvings). Each cell: P(τ ≤ T) in % with its 95 % "
+                   f"{b['max_halvings']} halvings; with {n} paths per step size, "
+                   f"'converged' means that no change between step sizes is detectable at "
+                   f"that sample size). Each cell: P(τ ≤ T) in % with its 95 % "
                    f"interval and the dt at which it converged (here {dts}); "
                    + (f"{n_nc} cell(s) did not converge (hatched, n.c.: the finest step's "
                       f"value). " if n_nc else "every cell converged. ")

@@ -24,6 +24,8 @@ STORE layout::
                                  summary (dims stat, source, quantile, boot); groups "sde",
                                  "finite", "ode" = the raw datasets (schema of sde.schema),
                                  "blowup" = the dt sequence of the blow-up estimate
+    STORE/shared/<source>_<hash>.nc  a sample shared by several cells (sources.<name>.share),
+                                 stored once, recorded in the manifest's "shared" with sha256
     STORE/.lock                  held (flock) while a sweep runs on STORE
 
 Writes are atomic: a cell is written to ``<id>.nc.tmp``, fsynced, hashed, renamed
@@ -68,9 +70,18 @@ COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
 SOURCE_ORDER = ("sde", "ode", "finite")
 #: groups of a cell file: the path sources, then the blow-up sequence (one row per dt).
 RAW_GROUPS = SOURCE_ORDER + ("blowup",)
-#: SDE samples kept by run_cell for the cells that share them (``sources.sde.share``).
-_SDE_CACHE = {}
-_SDE_CACHE_SIZE = 2
+#: shared samples (``sources.<name>.share``) kept by run_cell for the next cells that use them.
+_SHARED_CACHE = {}
+_SHARED_CACHE_SIZE = 3
+SHARED_DIR = "shared"
+
+
+def _cached(name, make):
+    if name not in _SHARED_CACHE:
+        while len(_SHARED_CACHE) >= _SHARED_CACHE_SIZE:
+            _SHARED_CACHE.pop(next(iter(_SHARED_CACHE)))
+        _SHARED_CACHE[name] = make()
+    return _SHARED_CACHE[name]
 
 
 class SweepError(RuntimeError):
@@ -123,24 +134,19 @@ def run_cell(spec, threads=1):
     V0 = equicorrelated(spec["initial"]["tokens"], spec["initial"]["rho0"])
     t, src, seeds = spec["ratio"], spec["sources"], spec["seeds"]
     out = {}
+    shared = spec.get("shared", {})
     if "sde" in src:
         s = src["sde"]
-        n_steps = int(round(t / s["dt"]))
-
-        def make_sde():
-            return simulate(model, V0, t_end=t, dt=s["dt"], n_paths=s["paths"],
-                            seed=seeds["sde"], save_every=s.get("save_every", n_steps),
-                            progress=False)
-
-        if s.get("share"):  # the same sample for every cell along the shared axes
-            ck = canonical_json([spec["params"], spec["initial"], t, s, seeds["sde"]])
-            if ck not in _SDE_CACHE:
-                while len(_SDE_CACHE) >= _SDE_CACHE_SIZE:
-                    _SDE_CACHE.pop(next(iter(_SDE_CACHE)))
-                _SDE_CACHE[ck] = make_sde()
-            out["sde"] = _SDE_CACHE[ck]
+        if "sde" in shared:  # one sample for every cell along the shared axes
+            sh = shared["sde"]
+            out["sde"] = _cached(sh["file"], lambda: simulate(
+                model, V0, t_end=sh["t_end"], dt=s["dt"], n_paths=s["paths"], seed=sh["seed"],
+                save_every=sh["save_every"], progress=False))
         else:
-            out["sde"] = make_sde()
+            n_steps = int(round(t / s["dt"]))
+            out["sde"] = simulate(model, V0, t_end=t, dt=s["dt"], n_paths=s["paths"],
+                                  seed=seeds["sde"], save_every=s.get("save_every", n_steps),
+                                  progress=False)
     if "ode" in src:
         o = src["ode"]
         n_ode = int(round(t / o["dt"]))
@@ -148,12 +154,19 @@ def run_cell(spec, threads=1):
                               save_every=o.get("save_every", n_ode), progress=False)
     if "finite" in src:
         f = src["finite"]
-        depth = int(round(t * spec["width"]))
-        out["finite"] = sample(model, V0, width=spec["width"], n_paths=f["paths"],
-                               seed=seeds["finite"], depth=depth, sampler=f["sampler"],
-                               key_width=f.get("key_width"),
-                               save_every=f.get("save_every", depth), threads=threads,
-                               progress=False)
+
+        def make_finite(depth, seed, every):
+            return sample(model, V0, width=spec["width"], n_paths=f["paths"], seed=seed,
+                          depth=depth, sampler=f["sampler"], key_width=f.get("key_width"),
+                          save_every=every, threads=threads, progress=False)
+
+        if "finite" in shared:
+            sh = shared["finite"]
+            out["finite"] = _cached(sh["file"], lambda: make_finite(sh["depth"], sh["seed"],
+                                                                    sh["save_every"]))
+        else:
+            depth = int(round(t * spec["width"]))
+            out["finite"] = make_finite(depth, seeds["finite"], f.get("save_every", depth))
     if "blowup" in src:
         out["blowup"] = blowup_dataset(run_blowup(spec, model, V0))
     return summarise(spec, out), out
@@ -393,7 +406,8 @@ def _cell_attrs(spec, chash):
             "cell_seeds": canonical_json(spec["seeds"]), "config_hash": chash,
             "stats": canonical_json(spec["stats"]),
             "sources": canonical_json(spec["sources"]),
-            "compare": canonical_json(spec["compare"])}
+            "compare": canonical_json(spec["compare"]),
+            "shared": canonical_json(spec.get("shared", {}))}
 
 
 def write_cell(store, spec, summary, datasets, chash, count=0):
@@ -435,7 +449,7 @@ def _verify_cell(path, spec, chash):
         if a.get("config_hash") != chash or a.get("cell_key") != canonical_json(spec["key"]):
             return False
         for name in RAW_GROUPS:
-            if name in spec["sources"]:
+            if name in spec["sources"] and name not in spec.get("shared", {}):
                 open_cell_file(path, name)
         return True
     except Exception:  # any failure to read = not a finished cell
@@ -513,7 +527,11 @@ def plan(store, config, specs, manifest):
     for spec in specs:
         path = os.path.join(store, cell_relpath(spec))
         entry = recorded.get(spec["id"])
-        if os.path.isfile(path):
+        if spec.get("shared") and not _shared_ok(store, spec, manifest):
+            if entry is not None:
+                notes.append(f"cell {spec['id']}: a shared sample it uses is missing or "
+                             f"corrupt, recomputing")
+        elif os.path.isfile(path):
             if entry is not None:
                 if sha256_file(path) == entry.get("sha256"):
                     finished.append(spec["id"])
@@ -584,10 +602,17 @@ def run_sweep(config, store, workers=None, scheduler=None, resume=False, progres
             {k: v for k, v in manifest.items() if k != "updated"})
         if manifest is None:
             manifest = _new_manifest(config, specs)
-        for e in os.listdir(os.path.join(store, CELL_DIR)):  # partial writes of a killed run
-            if e.endswith(".tmp"):
-                os.remove(os.path.join(store, CELL_DIR, e))
+        for d in (CELL_DIR, SHARED_DIR):  # partial writes of a killed run
+            if os.path.isdir(os.path.join(store, d)):
+                for e in os.listdir(os.path.join(store, d)):
+                    if e.endswith(".tmp"):
+                        os.remove(os.path.join(store, d, e))
         todo, finished, notes = plan(store, config, specs, manifest)
+        if "shared" in manifest:  # a missing or corrupt shared sample is written again
+            manifest["shared"] = {
+                rel: sha for rel, sha in manifest["shared"].items()
+                if os.path.isfile(os.path.join(store, rel))
+                and sha256_file(os.path.join(store, rel)) == sha}
         for line in notes:
             log(line)
         for spec in specs:
@@ -631,9 +656,49 @@ def _threads_per_worker(client):
             for addr, w in workers.items()}
 
 
+def write_shared(store, rel, ds):
+    """Write a shared sample atomically (tmp, fsync, sha256, rename); return its sha256."""
+    path = os.path.join(store, rel)
+    tmp = path + ".tmp"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        enc = {v: COMPRESSION for v in ("V", "death_time") if v in ds}
+        ds.to_netcdf(tmp, mode="w", engine="h5netcdf", encoding=enc)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        digest = sha256_file(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return digest
+
+
+def _shared_ok(store, spec, manifest):
+    """Are the shared samples a cell uses written and recorded (checksum matching)?"""
+    rec = (manifest or {}).get("shared", {})
+    for sh in spec.get("shared", {}).values():
+        path = os.path.join(store, sh["file"])
+        if sh["file"] not in rec or not os.path.isfile(path) or sha256_file(path) != rec[
+                sh["file"]]:
+            return False
+    return True
+
+
 def _record(store, spec, summary, datasets, chash, manifest, count):
-    """Write a computed cell and record it in the manifest (client side); its compute s."""
+    """Write a computed cell and record it in the manifest (client side); its compute s.
+
+    A shared sample the cell used is written (once, under ``shared/``) and recorded before
+    the cell; the cell file holds the other sources."""
     compute_s = sum(float(d.attrs.get("wall_time_s", 0.0)) for d in datasets.values())
+    datasets = dict(datasets)
+    rec = manifest.setdefault("shared", {})
+    for name, sh in spec.get("shared", {}).items():
+        ds = datasets.pop(name)
+        if sh["file"] not in rec:
+            rec[sh["file"]] = write_shared(store, sh["file"], ds)
+            _atomic_json(manifest, os.path.join(store, MANIFEST))
     digest = write_cell(store, spec, summary, datasets, chash, count)
     manifest["cells"][spec["id"]] = _cell_entry(spec, digest, compute_s)
     manifest["updated"] = _now()
@@ -650,6 +715,9 @@ def _compute_inline(todo, store, config, manifest, progress):
     chash = config_hash(config)
     threads = os.cpu_count() or 1
     compute_s = 0.0
+    # cells that share a sample follow each other (the cache keeps the last few samples)
+    todo = sorted(todo, key=lambda sp: [sp.get("shared", {}).get(n, {}).get("file", "")
+                                        for n in ("finite", "sde")])
     with tqdm(total=len(todo), unit="cell", desc="sweep", disable=not progress,
               dynamic_ncols=True) as bar:
         for count, spec in enumerate(todo, 1):
@@ -814,5 +882,11 @@ def open_cell(store, source="finite", **axes):
                 raise CovsdeInputError(f"open_cell: the sweep has no source {source!r}")
             if source == "blowup":  # the sequence of step sizes, not paths
                 return open_cell_file(path, source)
+            if source in spec.get("shared", {}):
+                rel = spec["shared"][source]["file"]
+                full = os.path.join(store, rel)
+                if rel not in man.get("shared", {}) or not os.path.isfile(full):
+                    raise CovsdeInputError(f"open_cell: shared sample {rel} is not finished")
+                return validate_dataset(open_cell_file(full), full)
             return validate_dataset(open_cell_file(path, source), f"{path}:{source}")
     raise CovsdeInputError(f"open_cell: no cell at {axes}")

@@ -62,14 +62,17 @@ width = [32, 64]                # finite widths n (ratio * n must be a whole num
 paths = 4000
 dt = 0.01                       # every ratio must be a whole number of dt steps
 # save_every = 5                # save every k-th step (default: only t = 0 and t = ratio)
-# share = ["width"]             # one SDE sample per (ratio, other axes), shared by all widths
-#                               # (its seed ignores the width; needed for boot_replicates)
+# share = ["ratio", "width"]    # one SDE sample shared by the cells that differ only along
+#                               # these axes (stored once under STORE/shared; with "ratio" it
+#                               # runs to the largest ratio, saved at every ratio)
 
 [sources.finite]                # finite networks (needs grid.width)
 sampler = "reduced"             # reduced | literal
 paths = 2000
 # key_width = 8                 # attention, block (default width/heads)
 # save_every = 4                # default: only layer 0 and the last layer
+# share = ["ratio"]             # one finite sample per width, to the largest ratio, saved at
+#                               # every ratio and shared by the cells of that width
 
 # [sources.ode]                 # optional: the drift-only ODE; adds w1_a_to_ode = W1(finite, δ_ODE)
 # dt = 0.01                     # default: sources.sde.dt
@@ -93,12 +96,12 @@ TOP_KEYS = ("seed", "stats", "model", "initial", "grid", "sources", "compare")
 INITIAL_KEYS = ("tokens", "rho0")
 GRID_KEYS = ("ratio", "width")
 SOURCE_KEYS = {"sde": ("paths", "dt", "save_every", "share"),
-               "finite": ("sampler", "paths", "key_width", "save_every"),
+               "finite": ("sampler", "paths", "key_width", "save_every", "share"),
                "ode": ("dt", "save_every"),
                "blowup": ("paths", "dt0", "method", "max_halvings", "stable_pairs")}
 COMPARE_KEYS = ("n_boot", "quantiles", "boot_replicates")
-#: axes the SDE reference may be shared across (``sources.sde.share``).
-SHAREABLE = ("width",)
+#: axes a source's sample may be shared across (``sources.<name>.share``).
+SHAREABLE = {"sde": ("ratio", "width"), "finite": ("ratio",)}
 DEFAULT_N_BOOT = 50
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 #: integer-valued parameters (everything else numeric is a float, activation a string).
@@ -302,6 +305,12 @@ def parse_config(cfg):
         raise CovsdeInputError("grid.width: widths need a [sources.finite] table")
     if "width" in src.get("sde", {}).get("share", []) and "width" not in g:
         raise CovsdeInputError("sources.sde.share: the grid has no width axis to share across")
+    if "finite" in src:
+        _parse_share("finite", src["finite"])
+    for name in ("sde", "finite"):
+        if "ratio" in src.get(name, {}).get("share", []) and "save_every" in src[name]:
+            raise CovsdeInputError(f"sources.{name}.save_every: not with share = [\"ratio\"] "
+                                   f"(the shared sample is saved at every ratio)")
 
     compare = _table(cfg, "compare") or {}
     _unknown(compare, COMPARE_KEYS, "compare")
@@ -340,18 +349,23 @@ def _parse_sde(sde_src):
     sde_src["dt"] = _number("sources.sde.dt", sde_src["dt"])
     if sde_src["dt"] <= 0:
         raise CovsdeInputError(f"sources.sde.dt: must be > 0, got {sde_src['dt']!r}")
-    if "share" in sde_src:
-        share = sde_src["share"]
-        if isinstance(share, str):
-            share = [share]
-        if not isinstance(share, list) or not all(a in SHAREABLE for a in share) or len(
-                set(share)) != len(share):
-            raise CovsdeInputError(f"sources.sde.share: expected a list of axes among "
-                                   f"{', '.join(SHAREABLE)}, got {sde_src['share']!r}")
-        if share:
-            sde_src["share"] = sorted(share)
-        else:
-            del sde_src["share"]
+    _parse_share("sde", sde_src)
+
+
+def _parse_share(name, table):
+    if "share" not in table:
+        return
+    share = table["share"]
+    if isinstance(share, str):
+        share = [share]
+    if not isinstance(share, list) or not all(a in SHAREABLE[name] for a in share) or len(
+            set(share)) != len(share):
+        raise CovsdeInputError(f"sources.{name}.share: expected a list of axes among "
+                               f"{', '.join(SHAREABLE[name])}, got {table['share']!r}")
+    if share:
+        table["share"] = sorted(share)
+    else:
+        del table["share"]
 
 
 def _parse_blowup(b):
@@ -436,21 +450,60 @@ def cell_seeds(root_seed, key, names=SEED_NAMES[:4]):
 
 
 def _seeds(config, key):
-    """A cell's seeds: :func:`cell_seeds` of its key; with ``sources.sde.share``, the SDE's
-    seed (and ``sde_boot``, the seed of its bootstrap resamples) come from the key without
-    the shared axes, so every cell that differs only along them has the same SDE sample."""
+    """A cell's seeds: :func:`cell_seeds` of its key; with ``sources.<name>.share``, that
+    source's seed comes from the key without the shared axes (and ``sde_boot``, the seed of
+    the SDE's bootstrap resamples, from the SDE's), so every cell that differs only along
+    them has the same sample."""
     src = config["sources"]
     names = (list(SEED_NAMES[:4]) if "sde" in src else []) + (
         ["blowup"] if "blowup" in src else [])
     boot_reps = config["compare"].get("boot_replicates", False)
     seeds = cell_seeds(config["seed"], key, names)
-    share = src.get("sde", {}).get("share", [])
-    skey = {k: v for k, v in key.items() if k not in share}
-    if share:
-        seeds["sde"] = cell_seeds(config["seed"], skey, ("sde",))["sde"]
+    for name in ("sde", "finite"):
+        share = src.get(name, {}).get("share", [])
+        if share:
+            seeds[name] = cell_seeds(config["seed"], _shared_key(key, share), (name,))[name]
     if boot_reps:
+        skey = _shared_key(key, src["sde"].get("share", []))
         seeds["sde_boot"] = cell_seeds(config["seed"], skey, ("sde_boot",))["sde_boot"]
     return seeds
+
+
+def _shared_key(key, share):
+    return {k: v for k, v in key.items() if k not in share}
+
+
+def _shared_samples(config, specs):
+    """For each cell, its shared samples: source → dict(file, t_end, save_every, seed).
+
+    The cells that differ only along a source's ``share`` axes get one sample of it, run to
+    the largest ratio among them and saved at each of their ratios (``save_every`` = the gcd
+    of their step (SDE: ratio / dt) or layer (finite: ratio · width) counts), stored once as
+    ``shared/<source>_<hash>.nc``."""
+    src = config["sources"]
+    for name in ("sde", "finite"):
+        share = src.get(name, {}).get("share", [])
+        if not share:
+            continue
+        groups = {}
+        for spec in specs:
+            groups.setdefault(canonical_json(_shared_key(spec["key"], share)), []).append(spec)
+        for skey, group in groups.items():
+            ratios = sorted({g["ratio"] for g in group})
+            if name == "sde":
+                steps = [int(round(r / src["sde"]["dt"])) for r in ratios]
+            else:
+                steps = [int(round(r * group[0]["width"])) for r in ratios]
+            t_end = max(ratios)
+            every = src[name].get("save_every", math.gcd(*steps))
+            ident = canonical_json([name, skey, src[name], t_end, every,
+                                    group[0]["seeds"][name]])
+            digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+            for spec in group:
+                spec.setdefault("shared", {})[name] = {
+                    "file": f"shared/{name}_{digest}.nc", "t_end": t_end,
+                    "save_every": every, "seed": spec["seeds"][name],
+                    "depth": int(round(t_end * spec["width"])) if name == "finite" else None}
 
 
 def _fmt(v):
@@ -513,6 +566,7 @@ def cells(config, validate=True):
             "ratio": ratio, "width": at.get("width"), "sources": src,
             "stats": config["stats"], "compare": config["compare"],
         })
+    _shared_samples(config, out)
     return out
 
 

@@ -172,7 +172,11 @@ def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     store = out / "data" / "convergence_sweep"
     before = _tree_mtimes(store)
     n_cells = len(SIZES["tiny"]["conv_widths"]) * len(CONV_RATIOS)
-    assert sum(p.endswith(".nc") for p in before) == n_cells
+    cell_files = sorted(p for p in before if p.endswith(".nc") and "/cells/" in p)
+    assert len(cell_files) == n_cells
+    # one SDE sample for the grid, one finite sample per width, each stored once
+    shared = [p for p in before if "/shared/" in p]
+    assert len(shared) == 1 + len(SIZES["tiny"]["conv_widths"])
     ran = []
     real = compare.sweep.run_cell
     monkeypatch.setattr(compare.sweep, "run_cell", lambda *a, **k: ran.append(a) or real(*a, **k))
@@ -185,12 +189,13 @@ def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     table = pd.read_csv(out / "convergence.csv")
     assert len(table) == n_cells and set(table.time) == set(CONV_RATIOS)
     # a lost cell: only it is recomputed, with the same numbers (seeds from the cell's values)
-    victim = sorted(p for p in before if p.endswith(".nc"))[0]
-    os.remove(victim)
+    os.remove(cell_files[0])
     assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "convergence"]) == 0
     text = capsys.readouterr().out
     assert len(ran) == 1 and f"1 cells computed, {n_cells - 1} already finished" in text
+    after = _tree_mtimes(store)
+    assert all(after[p] == before[p] for p in cell_files[1:] + shared)  # nothing else rewritten
     pd.testing.assert_frame_equal(pd.read_csv(out / "convergence.csv"), table)
 
 

@@ -185,8 +185,8 @@ CONV = {
     "model": {"arch": "mlp", "c_plus": 0.0, "c_minus": -1.0},
     "initial": {"tokens": 3, "rho0": 0.2},
     "grid": {"ratio": [0.25, 0.5], "width": [8, 16, 32]},
-    "sources": {"sde": {"paths": 400, "dt": 2.0 ** -7, "share": ["width"]},
-                "finite": {"sampler": "reduced", "paths": 200}},
+    "sources": {"sde": {"paths": 400, "dt": 2.0 ** -7, "share": ["ratio", "width"]},
+                "finite": {"sampler": "reduced", "paths": 200, "share": ["ratio"]}},
     "compare": {"n_boot": 40, "boot_replicates": True},
 }
 
@@ -198,18 +198,31 @@ def conv_store(tmp_path_factory):
     return store
 
 
-def test_shared_sde_and_boot_replicates(conv_store):
+def test_shared_samples_and_boot_replicates(conv_store):
+    """One SDE sample for the whole grid, one finite sample per width, each stored once."""
     config = parse_config(CONV)
     specs = cells(config)
+    assert len({s["seeds"]["sde"] for s in specs}) == 1
+    assert len({s["seeds"]["sde_boot"] for s in specs}) == 1
+    assert len({s["seeds"]["finite"] for s in specs}) == 3
+    shared = sorted(os.listdir(os.path.join(conv_store, "shared")))
+    assert len(shared) == 4 and sum(f.startswith("sde_") for f in shared) == 1
+    sde = open_cell(conv_store, "sde", ratio=0.25, width=8)
+    np.testing.assert_allclose(sde["time"].values, [0, 0.25, 0.5])  # saved at every ratio
     for r in (0.25, 0.5):
-        same = [s for s in specs if s["axes"]["ratio"] == r]
-        assert len({s["seeds"]["sde"] for s in same}) == 1
-        assert len({s["seeds"]["sde_boot"] for s in same}) == 1
-        assert len({s["seeds"]["finite"] for s in same}) == 3
-        sdes = [open_cell(conv_store, "sde", ratio=r, width=w) for w in (8, 16, 32)]
-        for other in sdes[1:]:
-            np.testing.assert_array_equal(other["V"].values, sdes[0]["V"].values)
-    assert len({s["seeds"]["sde"] for s in specs}) == 2
+        for w in (8, 16, 32):
+            other = open_cell(conv_store, "sde", ratio=r, width=w)
+            np.testing.assert_array_equal(other["V"].values, sde["V"].values)
+            fin = open_cell(conv_store, "finite", ratio=r, width=w)
+            assert int(fin.depth.values[-1]) == w // 2  # to max ratio · n, saved at each ratio
+            np.testing.assert_array_equal(
+                fin["V"].values, open_cell(conv_store, "finite", ratio=0.25, width=w)["V"].values)
+    # the cell files hold only the summary (the samples are stored once)
+    import h5py
+
+    for f in os.listdir(os.path.join(conv_store, "cells")):
+        with h5py.File(os.path.join(conv_store, "cells", f)) as h:
+            assert "sde" not in h and "finite" not in h
     ds = open_sweep(conv_store)
     assert ds["ks_boot"].dims == ("ratio", "width", "stat", "boot")
     assert ds.sizes["boot"] == 40 and np.isfinite(ds["ks_boot"]).all()
@@ -227,6 +240,22 @@ def test_shared_sde_and_boot_replicates(conv_store):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert sum("boot. se" in t and "3 widths" in t for t in labels) == 2
     assert any("n^{-1/2}" in t for t in labels) and any("noise floor" in t for t in labels)
+
+
+def test_corrupt_shared_sample_recomputes_its_cells(conv_store, tmp_path):
+    import shutil
+
+    store = str(tmp_path / "c")
+    shutil.copytree(conv_store, store)
+    reference = open_sweep(store)
+    fin = sorted(f for f in os.listdir(os.path.join(store, "shared")) if f.startswith("finite"))
+    with open(os.path.join(store, "shared", fin[0]), "r+b") as fh:
+        fh.seek(-64, 2)
+        fh.write(b"\0" * 64)
+    res = run_sweep(parse_config(CONV), store, resume=True, inline=True, progress=False,
+                    log=lambda s: None)
+    assert (res["computed"], res["skipped"]) == (2, 4)  # the two ratios of that width
+    xr.testing.assert_equal(open_sweep(store), reference)
 
 
 def test_convergence_from_a_store_without_replicates_has_a_t_interval(conv_store):
@@ -247,3 +276,16 @@ def test_share_and_boot_replicates_leave_other_configs_unchanged():
     for spec in cells(cfg):
         assert set(spec["seeds"]) == {"sde", "finite", "ode", "boot"}
     assert len({s["seeds"]["sde"] for s in cells(cfg)}) == 6
+
+
+def test_shared_samples_on_dask_equal_inline(conv_store, tmp_path):
+    """Workers return the shared samples with each cell; the client stores each once."""
+    store = str(tmp_path / "dask")
+    run_sweep(parse_config(CONV), store, workers=1, progress=False, log=lambda s: None)
+    xr.testing.assert_equal(open_sweep(store), open_sweep(conv_store))
+    assert sorted(os.listdir(os.path.join(store, "shared"))) == sorted(
+        os.listdir(os.path.join(conv_store, "shared")))
+    for r, w in ((0.25, 8), (0.5, 32)):
+        for src in ("sde", "finite"):
+            np.testing.assert_array_equal(open_cell(store, src, ratio=r, width=w)["V"].values,
+                                          open_cell(conv_store, src, ratio=r, width=w)["V"].values)
