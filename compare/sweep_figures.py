@@ -53,11 +53,17 @@ def _model_text(ds):
     parts += [f"{k} = {v}" for k, v in init.items() if not isinstance(v, list)]
     src = cfg["sources"]
     paths = []
+    def shared(table):
+        return f", one sample shared across {'/'.join(table['share'])}" if table.get(
+            "share") else ""
+
     if "sde" in src:
-        shared = " shared across widths" if src["sde"].get("share") else ""
-        paths.append(f"SDE {src['sde']['paths']} paths (dt {src['sde']['dt']:g}{shared})")
+        paths.append(f"SDE {src['sde']['paths']} paths (dt {src['sde']['dt']:g}"
+                     f"{shared(src['sde'])})")
     if "finite" in src:
-        paths.append(f"finite {src['finite']['sampler']} {src['finite']['paths']} paths")
+        paths.append(f"finite {src['finite']['sampler']} {src['finite']['paths']} paths"
+                     + (f" ({shared(src['finite'])[2:]})" if src['finite'].get("share")
+                        else ""))
     return f"{m['arch']}: " + ", ".join(parts) + (f"; {', '.join(paths)}" if paths else "")
 
 
