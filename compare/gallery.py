@@ -425,7 +425,8 @@ class Gallery:
                       f"ρ0 = {_fmt(DEMO_V0['rho0'])}, H = 1, T = {STAB_T:g}\n"
                       f"P(τ ≤ T) % [95 % Clopper–Pearson], converged in dt (SPD scheme, {n} "
                       f"paths per dt,\ndt halved from {b['dt0']:g} until the intervals of "
-                      f"{b['stable_pairs']} consecutive pairs of steps overlap; dt reached shown)"
+                      f"{b['stable_pairs']} consecutive pairs of steps overlap;\ndt reached and the "
+                      f"value at 2·dt shown)"
                       + ("; hatched = not converged" if n_nc else ""),
             colorbar_label=f"P(τ ≤ {STAB_T:g}) (%)")
         self._save(fig, "stability",
@@ -440,7 +441,8 @@ class Gallery:
                    f"{b['max_halvings']} halvings; with {n} paths per step size, "
                    f"'converged' means that no change between step sizes is detectable at "
                    f"that sample size). Each cell: P(τ ≤ T) in % with its 95 % "
-                   f"interval and the dt at which it converged (here {dts}); "
+                   f"interval, the dt at which it converged (here {dts}) and, in "
+                   f"parentheses, the estimate at twice that dt (how much the last halving moved it); "
                    + (f"{n_nc} cell(s) did not converge (hatched, n.c.: the finest step's "
                       f"value). " if n_nc else "every cell converged. ")
                    + f"The colour scale runs from 0 to the largest upper interval end "

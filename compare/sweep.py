@@ -332,6 +332,10 @@ def _blowup_summary(summary, b):
     summary["blowup_dt"] = ((), float(a["dt"]))
     summary["blowup_converged"] = ((), np.int8(a["converged"]))
     summary["blowup_n_levels"] = ((), np.int64(b.sizes["level"]))
+    prev = b["probability"].values[-2] if b.sizes["level"] > 1 else np.nan
+    summary["blowup_previous_probability"] = ((), float(prev))
+    summary["blowup_previous_probability"].attrs["long_name"] = (
+        "the estimate at twice the final step (2 * blowup_dt): how much the last halving moved it")
     summary["blowup_n_paths"] = ((), np.int64(a["n_paths"]))
     summary["blowup_probability"].attrs["long_name"] = (
         "P(tau <= T), T = ratio: the dead fraction at the step blowup_dt where the "

@@ -176,10 +176,11 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
     """A heat map over the (γ, τ0) grid of the sweep's probability of dying by t = ratio.
 
     With a ``sources.blowup`` source: the converged blow-up probability ``P(τ ≤ T)``
-    (``blowup_probability``, its Clopper–Pearson 95 % interval and the step ``blowup_dt``
-    reached are written in each cell; a cell that did not converge in dt is hatched and
-    marked "n.c."). Otherwise: the dead fraction of ``source`` (a property of the step
-    for Euler–Maruyama; docs/theory.md §4.4) and its interval.
+    (``blowup_probability``, its Clopper–Pearson 95 % interval, the step ``blowup_dt``
+    reached and the estimate at twice that step are written in each cell; a cell that did
+    not converge in dt is hatched and marked "n.c."). Otherwise: the dead fraction of
+    ``source`` (a property of the step for Euler–Maruyama; docs/theory.md §4.4) and its
+    interval.
 
     ds: :func:`compare.sweep.open_sweep` output with ``gamma`` (G) and ``tau0`` (T) axes;
     other grid axes fixed by ``sel`` (default: the last ratio, the first value of any other
@@ -202,6 +203,8 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
         hi = d["blowup_ci95_high"].values.astype(float)
         dts = d["blowup_dt"].values.astype(float)
         conv = d["blowup_converged"].values.astype(float)
+        prev = (d["blowup_previous_probability"].values.astype(float)
+                if "blowup_previous_probability" in d else np.full(frac.shape, np.nan))
     else:
         frac = d["dead_fraction"].values.astype(float)
         lo = d["dead_fraction_ci95_low"].values.astype(float)
@@ -217,6 +220,8 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
             text = f"{_pct(frac[i, j])} %\n[{_pct(lo[i, j])}, {_pct(hi[i, j])}]"
             if blowup and np.isfinite(dts[i, j]):
                 text += f"\ndt = {dts[i, j]:.3g}"
+                if np.isfinite(prev[i, j]):
+                    text += f"\n(2·dt: {_pct(prev[i, j])} %)"
                 if conv[i, j] != 1:
                     any_nc = True
                     text += " n.c."
@@ -237,8 +242,8 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
                f"{cfg.get('stable_pairs', '?')} consecutive pairs of steps overlap") if cfg \
             else ""
         auto = (f"Blow-up probability P(τ ≤ T) of the SDE converged in dt, T = d/n "
-                f"({fixed}); % [95 % Clopper–Pearson], dt reached" + ("; hatched + n.c. = not converged"
-                                                    if any_nc else "")
+                f"({fixed}); % [95 % Clopper–Pearson], dt reached (value at 2·dt)"
+                + ("; hatched + n.c. = not converged" if any_nc else "")
                 + f"; {how}; {_model_text(ds)}")
     else:
         label = colorbar_label or f"dead {source} paths (%)"

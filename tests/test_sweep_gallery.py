@@ -44,6 +44,16 @@ stable_pairs = 2
 """
 
 
+def _corrupt(path):
+    """Flip 64 bytes in the middle of a file (its checksum no longer matches)."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:
+        fh.seek(size // 2)
+        chunk = fh.read(64)
+        fh.seek(size // 2)
+        fh.write(bytes(b ^ 0xFF for b in chunk))
+
+
 def _raw(text=BLOWUP):
     import tomllib
 
@@ -75,6 +85,7 @@ def test_blowup_cell_equals_blowup_probability_with_the_cell_seed(blowup_store):
         assert float(cell.blowup_dt) == ref.dt
         assert bool(cell.blowup_converged) == ref.converged
         assert int(cell.blowup_n_levels) == len(ref.sequence)
+        assert float(cell.blowup_previous_probability) == ref.sequence[-2]["probability"]
         seq = open_cell(blowup_store, "blowup", ratio=r, gamma=g, tau0=tau)
         assert seq["n_dead"].values.tolist() == [s["n_dead"] for s in ref.sequence]
         assert seq["dt"].values.tolist() == [s["dt"] for s in ref.sequence]
@@ -103,9 +114,7 @@ def test_blowup_sweep_resumes_and_a_finished_resume_writes_nothing(blowup_store,
     assert tree() == before  # nothing rewritten, not even the manifest
     cell_files = sorted(p for p in before if p.endswith(".nc"))
     os.remove(cell_files[0])                       # lost
-    with open(cell_files[1], "r+b") as fh:        # corrupt
-        fh.seek(-64, 2)
-        fh.write(b"\0" * 64)
+    _corrupt(cell_files[1])
     res = run_sweep(config, store, resume=True, inline=True, progress=False, log=lambda s: None)
     assert (res["computed"], res["skipped"]) == (2, 6)
     after = tree()
@@ -166,6 +175,8 @@ def test_stability_map_draws_converged_probabilities_and_marks_not_converged(blo
         assert any(t.startswith(f"{100 * p:.1f} %") or t.startswith(f"{100 * p:.2f} %")
                    for t in texts)
         assert any(f"dt = {dt:.3g}" in t for t in texts)
+        prev = float(cell.blowup_previous_probability.sel(gamma=g, tau0=tau))
+        assert any(f"(2·dt: {100 * prev:.{2 if 100 * prev < 1 else 1}f} %)" in t for t in texts)
     np.testing.assert_allclose(ax.images[0].get_array(),
                                cell.blowup_probability.transpose("gamma", "tau0").values * 100)
     assert "P(τ ≤ T)" in ax.get_title() and "converged" in ax.get_title()
@@ -249,9 +260,7 @@ def test_corrupt_shared_sample_recomputes_its_cells(conv_store, tmp_path):
     shutil.copytree(conv_store, store)
     reference = open_sweep(store)
     fin = sorted(f for f in os.listdir(os.path.join(store, "shared")) if f.startswith("finite"))
-    with open(os.path.join(store, "shared", fin[0]), "r+b") as fh:
-        fh.seek(-64, 2)
-        fh.write(b"\0" * 64)
+    _corrupt(os.path.join(store, "shared", fin[0]))
     res = run_sweep(parse_config(CONV), store, resume=True, inline=True, progress=False,
                     log=lambda s: None)
     assert (res["computed"], res["skipped"]) == (2, 4)  # the two ratios of that width
