@@ -11,9 +11,14 @@ in the title; a caption per figure in ``captions.md``):
 - ``trajectories``: median and 10–90 % band of ρ_01 vs t for SDE, ODE and finite network.
 - ``convergence``: KS and W1 (ρ_01) finite-vs-SDE vs width n, log-log, several d/n
   (arch=mlp, where the finite-n effect is visible: docs/theory.md §6.3), with the noise floor and
-  the fitted slope with its 95 % interval (fit over the points above twice their floor).
-- ``stability``: fraction of dead SDE paths over a (γ, τ0) grid (arch=attention, T = 1,
-  dt = 0.01) as a heat map, and ``stability.csv`` with Clopper–Pearson 95 % intervals.
+  the slope fitted over all widths with its 95 % bootstrap interval. The grid is a covsde
+  sweep (:meth:`Gallery.convergence_config`, STORE ``data/convergence_sweep``, run in this
+  process, resumed) drawn by :func:`compare.sweep_figures.plot_convergence`, the function
+  of ``covsde figures --sweep``.
+- ``stability``: the SDE's own blow-up probability P(τ ≤ T) over a (γ, τ0) grid
+  (arch=attention, T = 1), converged in dt with the SPD scheme, as a heat map, and
+  ``stability.csv``: a sweep with source ``blowup`` (STORE ``data/stability_sweep``)
+  drawn by :func:`compare.sweep_figures.plot_stability`.
 
 Censoring (everywhere): statistics over the paths alive at each time; dead fractions are
 printed in the legends (alive counts) and in the tables.
@@ -27,27 +32,22 @@ import math
 import os
 import textwrap
 import time
-import warnings
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import scipy.stats  # noqa: E402
 
 from sde.errors import CovsdeInputError  # noqa: E402
 from sde.initial import equicorrelated  # noqa: E402
 from sde.io import check_writable_dir, read_dataset, write_dataset  # noqa: E402
-from sde.models import ShapedAttention, ShapedBlock, ShapedMLP  # noqa: E402
-from sde.schema import dead_fraction_ci  # noqa: E402
+from sde.models import ShapedBlock  # noqa: E402
 from sde.simulate import simulate  # noqa: E402
 
 from .demo import DEMO_MODEL, DEMO_V0  # noqa: E402
 from .demo import staging_dir  # noqa: E402
-from .distances import (bootstrap_distances, censoring_bound, distances,  # noqa: E402
-                        usable_paths)
 from .figures import COLORS, plot_trajectories, save_figure  # noqa: E402
-from .overlay import plot_overlay, time_index  # noqa: E402
-from .statistics import compute_stat  # noqa: E402
+from .sweep_figures import fit_slope  # noqa: E402,F401  (re-exported)
+from .overlay import plot_overlay  # noqa: E402
 
 FIGURES = ("distribution", "trajectories", "convergence", "stability", "rank_collapse",
            "masks_layernorm", "similarity_removal", "espa_kernel")
@@ -56,6 +56,8 @@ CONV_RATIOS = (0.25, 0.5, 1.0)
 #: SDE step of the convergence reference: 2^-9, finer than 1/n for every width used, and
 #: every d/n and layer/width (widths are powers of 2) is an exact multiple of it.
 CONV_DT = 2.0 ** -9
+#: horizon T of the stability map's blow-up probabilities.
+STAB_T = 1.0
 
 #: path counts, widths and grids per size.
 SIZES = {
@@ -63,17 +65,17 @@ SIZES = {
                  conv_widths=(16, 32, 64, 128, 256), conv_fin_paths=40_000,
                  conv_sde_paths=200_000, n_boot=200,
                  stab_gammas=(0.25, 0.5, 0.75, 1.0), stab_taus=(0.25, 0.5, 1.0, 2.0),
-                 stab_paths=10_000),
+                 stab_paths=10_000, stab_dt0=0.05, stab_halvings=6),
     "quick": dict(dist_sde_paths=5000, dist_fin_paths=1500, dist_width=64,
                   conv_widths=(8, 16, 32, 64), conv_fin_paths=40_000,
                   conv_sde_paths=80_000, n_boot=100,
                   stab_gammas=(0.5, 0.75, 1.0), stab_taus=(0.5, 1.0, 2.0),
-                  stab_paths=2000),
+                  stab_paths=2000, stab_dt0=0.05, stab_halvings=5),
     "tiny": dict(dist_sde_paths=400, dist_fin_paths=200, dist_width=16,
                  conv_widths=(8, 16, 32), conv_fin_paths=400,
                  conv_sde_paths=1000, n_boot=40,
                  stab_gammas=(0.5, 1.0), stab_taus=(0.5, 1.0),
-                 stab_paths=300),
+                 stab_paths=300, stab_dt0=0.1, stab_halvings=4),
 }
 #: dataset index k for the seeds (never reuse a k).
 _SEED_INDEX = {"dist_sde": 1, "dist_ode": 2, "dist_finite": 3, "conv_sde": 4, "conv_finite": 10,
@@ -256,162 +258,199 @@ class Gallery:
                    f"(width-first) limit and the finite network (reduced sampler, n = {n}); "
                    f"{block_text()}; {paths}. Over paths alive at each t. Seed {self.seed}.")
 
+    # ---------------------------------------------------------------- sweeps
+    def _sweep(self, name, config):
+        """Run (or resume) the sweep ``config`` into the STORE ``data/name`` and open it.
+
+        Finished cells are skipped (``run_sweep(resume=True)``: a re-plot computes and
+        writes nothing); a STORE made from other parameters (another size or seed) is
+        removed and recomputed. The cells run in this process (``inline``: no Dask)."""
+        import shutil
+
+        from .sweep import open_sweep, read_manifest, run_sweep
+        from .sweep_config import config_hash
+
+        store = os.path.join(self.data_dir, name)
+        if os.path.exists(store):
+            try:
+                same = read_manifest(store).get("config_hash") == config_hash(config)
+            except CovsdeInputError:
+                same = False
+            if not same:
+                self.log(f"  data/{name} does not match the requested parameters: "
+                         f"regenerating")
+                shutil.rmtree(store)
+        t0 = time.perf_counter()
+        res = run_sweep(config, store, resume=os.path.exists(store), inline=True,
+                        progress=self.size == "full",
+                        log=lambda line: self.log(f"  {line}") if "cell " in line[:5] else None)
+        if res["computed"]:
+            self.generated.append(store)
+            self.log(f"  wrote   data/{name} (sweep STORE: {res['computed']} cells computed, "
+                     f"{res['skipped']} already finished; {time.perf_counter() - t0:.1f} s)")
+        else:
+            self.reused.append(store)
+            self.log(f"  reuse   data/{name} (sweep STORE, {res['skipped']} finished cells)")
+        return open_sweep(store)
+
     # ---------------------------------------------------------------- (c)
-    def convergence_table(self):
-        """Distances per (width, d/n), and bootstrap replicates of KS and W1 over paths
-        (the SDE resample shared across widths) for the slope's uncertainty."""
+    def convergence_config(self):
+        """The convergence grid as a sweep config (``compare.sweep_config``): shaped MLP,
+        d/n × width; one SDE sample (dt = 2^-9, to the largest d/n, saved at each) shared by
+        every cell, one finite sample per width (reduced sampler, to depth max d/n · n, saved
+        at each d/n) shared by that width's cells; bootstrap replicates kept for the slope's
+        interval."""
+        from .sweep_config import parse_config
+
         c = self.cfg
-        model = ShapedMLP()
-        V0 = equicorrelated(DEMO_V0["m"], DEMO_V0["rho0"])
-        t_end = max(CONV_RATIOS)
-        sde = self._sde("mlp_sde", model, V0, t_end, CONV_DT, c["conv_sde_paths"],
-                        _SEED_INDEX["conv_sde"], save_every=int(round(0.25 / CONV_DT)))
-        frames, reps = [], {}
-        shared = derived_seed(self.seed, 2000)
-        for i, n in enumerate(c["conv_widths"]):
-            save_every = math.gcd(*(int(round(r * n)) for r in CONV_RATIOS))
-            fin = self._finite(f"mlp_finite_n{n}", model, V0, n, t_end, c["conv_fin_paths"],
-                               _SEED_INDEX["conv_finite"] + i, save_every)
-            with warnings.catch_warnings():  # logged once below instead
-                warnings.simplefilter("ignore")
-                df = distances(fin, sde, stats=["corr:0,1"], times=list(CONV_RATIOS),
-                               n_boot=c["n_boot"], seed=derived_seed(self.seed, 1000 + i))
-            for note in df.attrs["warnings"] if i == 0 else ():
-                self.log(f"  note    {note}")
-            df.insert(0, "width", n)
-            frames.append(df)
-            bound = censoring_bound(fin, sde)
-            xa, xb = (compute_stat(ds["V"], "corr:0,1").values for ds in (fin, sde))
-            ua, ub = usable_paths(fin, bound), usable_paths(sde, bound)
-            rng = np.random.default_rng(derived_seed(self.seed, 3000 + i))
-            for r in CONV_RATIOS:
-                ia, ib = time_index(fin, r), time_index(sde, r)
-                x = xa[:, ia][ua[:, ia] & np.isfinite(xa[:, ia])]
-                y = xb[:, ib][ub[:, ib] & np.isfinite(xb[:, ib])]
-                reps[(n, r)] = bootstrap_distances(x, y, c["n_boot"], rng,
-                                                   shared_seed=shared)
-        table = pd.concat(frames, ignore_index=True)
-        return table, sde, reps
+        return parse_config({
+            "seed": derived_seed(self.seed, _SEED_INDEX["conv_sde"]),
+            "stats": ["corr:0,1"],
+            "model": {"arch": "mlp", "c_plus": 0.0, "c_minus": -1.0},
+            "initial": {"tokens": DEMO_V0["m"], "rho0": DEMO_V0["rho0"]},
+            "grid": {"ratio": list(CONV_RATIOS), "width": list(c["conv_widths"])},
+            "sources": {"sde": {"paths": c["conv_sde_paths"], "dt": CONV_DT,
+                                "share": ["ratio", "width"]},
+                        "finite": {"sampler": "reduced", "paths": c["conv_fin_paths"],
+                                   "share": ["ratio"]}},
+            "compare": {"n_boot": c["n_boot"], "boot_replicates": True}})
+
+    def convergence_table(self):
+        """The convergence sweep (STORE ``data/convergence_sweep``) and its table: one row
+        per (width, d/n) with the distances of ρ_01 (``compare.distances`` columns)."""
+        ds = self._sweep("convergence_sweep", self.convergence_config())
+        d = ds.sel(stat="corr:0,1")
+        cols = [v for v in d.data_vars if set(d[v].dims) == {"ratio", "width"}
+                and not v.startswith("seed_")]
+        table = (d[cols].to_dataframe().reset_index()
+                 .drop(columns=[c for c in ("stat",) if c in d[cols].coords])
+                 .rename(columns={"ratio": "time"}))
+        table.insert(2, "stat", "corr:0,1")
+        table = table.sort_values(["width", "time"], ignore_index=True)
+        return table, ds
 
     def convergence(self):
-        table, sde, reps = self.convergence_table()
+        from .sweep_figures import convergence_fits, plot_convergence
+
+        table, ds = self.convergence_table()
         self._csv(table, "convergence.csv")
         c = self.cfg
-        fig, axes = plt.subplots(1, 2, figsize=(11, 5.4), constrained_layout=True)
-        cmap = plt.get_cmap("viridis")
-        fits = []
-        for ax, (k, key, name) in zip(axes, ((0, "ks", "KS"), (1, "w1", "W1"))):
-            for j, r in enumerate(CONV_RATIOS):
-                col = cmap(0.1 + 0.75 * j / max(1, len(CONV_RATIOS) - 1))
-                d = table[np.isclose(table["time"], r)].sort_values("width")
-                n = d["width"].to_numpy(float)
-                y = d[key].to_numpy(float)
-                floor = d[f"{key}_noise_floor"].to_numpy(float)
-                boot = np.stack([reps[(int(w), r)][k] for w in n], axis=1)
-                fit = fit_slope(n, y, boot)
-                fits.append(dict(distance=name, ratio=r, **fit))
-                ax.plot(n, y, "o", color=col)
-                ax.plot(n, floor, ":", color=col, lw=1.5)
-                lab = f"d/n = {r:g}: " + fit["label"]
-                if fit["ok"]:
-                    ax.plot(n, np.exp(fit["intercept"]) * n ** fit["slope"], "-", color=col,
-                            lw=1.2, label=lab)
-                    if j == 0:
-                        ref = np.exp(fit["intercept"]) * n[0] ** fit["slope"] * (n / n[0]) ** -0.5
-                        ax.plot(n, ref, "--", color="0.45", lw=1.2,
-                                label=r"reference slope $n^{-1/2}$")
-                else:
-                    ax.plot([], [], "-", color=col, label=lab)
-            ax.plot([], [], ":", color="gray", label="noise floor (permutation mean, colour "
-                                                     "of its d/n)")
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(c["conv_widths"], [str(w) for w in c["conv_widths"]])
-            ax.minorticks_off()
-            ax.set_yscale("log")
+        fig, axes = plt.subplots(1, 2, figsize=(11, 5.6), constrained_layout=True)
+        for ax, key in zip(axes, ("ks", "w1")):
+            name = key.upper()
+            plot_convergence(ds, "corr:0,1", key, ax=ax,
+                             title=rf"{name} distance of $\rho_{{01}}$, finite vs SDE at t = d/n")
             ax.set_xlabel("width n (finite network, reduced sampler)")
-            ax.set_ylabel(rf"{name}(finite, SDE) of $\rho_{{01}}$")
-            ax.set_title(rf"{name} distance of $\rho_{{01}}$, finite vs SDE", fontsize=9)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13),
-                      frameon=False)
+        fits = pd.concat([convergence_fits(ds, "corr:0,1", k) for k in ("ks", "w1")],
+                         ignore_index=True)
+        n_sde = int(ds["n_paths"].sel(source="sde").values.flat[0])
         fig.suptitle(f"Convergence to the SDE: shaped MLP (Li–Nica–Roy, ReLU c₊ = 0, c₋ = −1, "
                      f"no residual), m = {DEMO_V0['m']}, ρ0 = {_fmt(DEMO_V0['rho0'])}\n"
                      f"finite: reduced sampler, {c['conv_fin_paths']} paths per n; SDE: "
-                     f"{sde.attrs['n_paths']} paths, dt = 2⁻⁹; seed {self.seed}", fontsize=9)
+                     f"{n_sde} paths, dt = 2⁻⁹; seed {self.seed}", fontsize=9)
         self._save(fig, "convergence",
                    f"Two-sample KS and W1 distances between ρ_01 of finite shaped MLPs "
                    f"(Li–Nica–Roy, shaped ReLU c₊ = 0, c₋ = −1; reduced sampler, "
-                   f"{c['conv_fin_paths']} paths per width) and of the covariance SDE "
-                   f"(Euler–Maruyama, dt = 2⁻⁹, {sde.attrs['n_paths']} paths) against width n, "
-                   f"at d/n ∈ {{{', '.join(_fmt(r) for r in CONV_RATIOS)}}}; m = {DEMO_V0['m']}, "
-                   f"ρ0 = {_fmt(DEMO_V0['rho0'])}. Dotted: noise floor (mean distance over "
-                   f"{c['n_boot']} permutations of the pooled sample: the level of two samples "
-                   f"of one law). Lines: least-squares fit of log distance on log n over ALL "
-                   f"widths (no selection on the outcome); legend: slope ± 1.96 bootstrap "
-                   f"standard errors ({c['n_boot']} resamples of the paths of both sides, the "
-                   f"SDE resample shared across widths). Points near the floor flatten the "
-                   f"slope (the plug-in distance is biased upward by about the floor). Grey "
-                   f"dashed: reference slope n^-1/2, predicted for c₊ + c₋ ≠ 0. Table: "
-                   f"convergence.csv. Seed {self.seed}.")
-        return pd.DataFrame(fits)
+                   f"{c['conv_fin_paths']} paths per width, one sample per width saved at "
+                   f"every d/n) and of the covariance SDE (Euler–Maruyama, dt = 2⁻⁹, {n_sde} "
+                   f"paths, one sample saved at every d/n) against width n, at d/n ∈ "
+                   f"{{{', '.join(_fmt(r) for r in CONV_RATIOS)}}}; m = {DEMO_V0['m']}, "
+                   f"ρ0 = {_fmt(DEMO_V0['rho0'])}. Computed as a covsde sweep (one cell per "
+                   f"(d/n, n) sharing those samples, STORE data/convergence_sweep, resumable; "
+                   f"the same plotting "
+                   f"function as covsde figures --sweep). Dotted: noise floor (mean distance "
+                   f"over {c['n_boot']} permutations of the pooled sample: the level of two "
+                   f"samples of one law). Lines: least-squares fit of log distance on log n "
+                   f"over ALL widths (no selection on the outcome); legend: slope ± 1.96 "
+                   f"bootstrap standard errors ({c['n_boot']} resamples of the paths of both "
+                   f"sides, the SDE resample shared across widths). Points carry no interval: "
+                   f"the plug-in distance is biased upward by about the floor, and points "
+                   f"near the floor flatten the slope. Grey dashed: reference slope n^-1/2, "
+                   f"predicted for c₊ + c₋ ≠ 0. Table: convergence.csv. Seed {self.seed}.")
+        return fits
 
     # ---------------------------------------------------------------- (d)
-    def stability_table(self):
+    def stability_config(self):
+        """The stability map as a sweep config: shaped attention over γ × τ0, T = 1, source
+        ``blowup`` (P(τ ≤ T) converged in dt with the SPD scheme)."""
+        from .sweep_config import parse_config
+
         c = self.cfg
-        V0 = equicorrelated(DEMO_V0["m"], DEMO_V0["rho0"])
+        return parse_config({
+            "seed": derived_seed(self.seed, _SEED_INDEX["stab"]),
+            "model": {"arch": "attention", "gamma": list(c["stab_gammas"]),
+                      "tau0": list(c["stab_taus"]), "heads": 1},
+            "initial": {"tokens": DEMO_V0["m"], "rho0": DEMO_V0["rho0"]},
+            "grid": {"ratio": [STAB_T]},
+            "sources": {"blowup": {"paths": c["stab_paths"], "dt0": c["stab_dt0"],
+                                   "method": "spd", "max_halvings": c["stab_halvings"]}}})
+
+    def stability_table(self):
+        """The stability sweep (STORE ``data/stability_sweep``) and its table: one row per
+        (γ, τ0) with the converged P(τ ≤ T), its interval, the dt reached and the counts at
+        that dt."""
+        from .sweep import open_cell
+
+        config = self.stability_config()
+        ds = self._sweep("stability_sweep", config)
+        b = config["sources"]["blowup"]
+        store = os.path.join(self.data_dir, "stability_sweep")
         rows = []
-        k = _SEED_INDEX["stab"]
-        for g in c["stab_gammas"]:
-            for tau in c["stab_taus"]:
-                model = ShapedAttention(gamma=g, tau0=tau)
-                ds = self._sde(f"attention_g{g:g}_tau{tau:g}", model, V0, 1.0, 0.01,
-                               c["stab_paths"], k, save_every=100)
-                k += 1
-                a = ds.attrs
-                frac, lo, hi = dead_fraction_ci(a["n_dead"], a["n_paths"])
-                rows.append(dict(gamma=g, tau0=tau, T=1.0, dt=0.01, n_paths=a["n_paths"],
-                                 n_dead=a["n_dead"], n_left_cone=a["n_left_cone"],
-                                 n_blew_up=a["n_blew_up"], dead_fraction=frac,
-                                 ci95_low=lo, ci95_high=hi))
-        return pd.DataFrame(rows)
+        for g in self.cfg["stab_gammas"]:
+            for tau in self.cfg["stab_taus"]:
+                seq = open_cell(store, "blowup", ratio=STAB_T, gamma=g, tau0=tau)
+                last = {k: seq[k].values[-1].item() for k in seq.data_vars}
+                a = seq.attrs
+                rows.append(dict(gamma=g, tau0=tau, T=STAB_T, method=b["method"],
+                                 dt0=b["dt0"], dt=a["dt"], converged=bool(a["converged"]),
+                                 n_levels=seq.sizes["level"], n_paths=last["n_paths"],
+                                 n_dead=last["n_dead"], n_blew_up=last["n_blew_up"],
+                                 n_left_cone=last["n_left_cone"], probability=a["probability"],
+                                 ci95_low=a["ci_low"], ci95_high=a["ci_high"],
+                                 sequence=" ".join(f"{p:.4g}@{d:g}" for p, d in zip(
+                                     seq["probability"].values, seq["dt"].values))))
+        return pd.DataFrame(rows), ds
 
     def stability(self):
-        table = self.stability_table()
+        from .sweep_figures import plot_stability
+
+        table, ds = self.stability_table()
         self._csv(table, "stability.csv")
-        gammas, taus = self.cfg["stab_gammas"], self.cfg["stab_taus"]
-        grid = np.full((len(gammas), len(taus)), np.nan)
-        for r in table.itertuples():
-            grid[gammas.index(r.gamma), taus.index(r.tau0)] = r.dead_fraction
-        fig, ax = plt.subplots(figsize=(1.5 * len(taus) + 2.8, 1.0 * len(gammas) + 2.0),
-                               constrained_layout=True)
-        vmax = _nice_ceiling(100 * float(np.nanmax(table["ci95_high"])))
-        im = ax.imshow(grid * 100, origin="lower", cmap="Reds", vmin=0, vmax=vmax,
-                       aspect="auto")
-        for r in table.itertuples():
-            i, j = gammas.index(r.gamma), taus.index(r.tau0)
-            col = "white" if 100 * r.dead_fraction > 0.6 * vmax else "black"
-            ax.text(j, i, f"{_pct(r.dead_fraction)} %\n[{_pct(r.ci95_low)}, "
-                          f"{_pct(r.ci95_high)}]", ha="center", va="center", fontsize=8,
-                    color=col)
-        ax.set_xticks(range(len(taus)), [f"{t:g}" for t in taus])
-        ax.set_yticks(range(len(gammas)), [f"{g:g}" for g in gammas])
-        ax.set_xlabel("attention temperature τ0")
-        ax.set_ylabel("residual weight γ")
-        fig.colorbar(im, ax=ax, label="dead SDE paths by T = 1 (%)")
-        n = int(table["n_paths"].iloc[0])
-        ax.set_title(f"Stability of the shaped-attention SDE: m = {DEMO_V0['m']}, "
-                     f"ρ0 = {_fmt(DEMO_V0['rho0'])}, H = 1,\nT = 1, dt = 0.01, {n} paths per "
-                     f"cell; dead % [95 % Clopper–Pearson];\ncolour scale 0–{vmax:g} %, "
-                     f"fitted to the data", fontsize=9)
+        b = self.stability_config()["sources"]["blowup"]
+        n = b["paths"]
+        n_nc = int((~table["converged"]).sum())
+        dts = ", ".join(sorted({f"{d:g}" for d in table["dt"]}, key=float, reverse=True))
+        fig = plot_stability(
+            ds, title=f"Blow-up probability of the shaped-attention SDE: m = {DEMO_V0['m']}, "
+                      f"ρ0 = {_fmt(DEMO_V0['rho0'])}, H = 1, T = {STAB_T:g}\n"
+                      f"P(τ ≤ T) % [95 % Clopper–Pearson], converged in dt (SPD scheme, {n} "
+                      f"paths per dt,\ndt halved from {b['dt0']:g} until the intervals of "
+                      f"{b['stable_pairs']} consecutive pairs of steps overlap;\ndt reached and the "
+                      f"value at 2·dt shown)"
+                      + ("; hatched = not converged" if n_nc else ""),
+            colorbar_label=f"P(τ ≤ {STAB_T:g}) (%)")
         self._save(fig, "stability",
-                   f"Fraction of shaped-attention SDE paths (m = {DEMO_V0['m']}, ρ0 = "
-                   f"{_fmt(DEMO_V0['rho0'])}, one head) that die before T = 1 (Euler–Maruyama, "
-                   f"dt = 0.01, {n} paths per cell; dead = left the PD cone or |V_ab| > 1e4 or "
-                   f"non-finite), over the (γ, τ0) grid, with 95 % Clopper–Pearson intervals "
-                   f"in brackets; the colour scale runs from 0 to the largest upper interval "
-                   f"end (rounded up), not to 100 %. The cubic attention drift (∝ γ²/τ0²) makes "
-                   f"paths blow up in finite time. Table with counts by cause: stability.csv. "
-                   f"Seed {self.seed}.")
+                   f"The shaped-attention SDE's own finite-time blow-up probability P(τ ≤ T), "
+                   f"T = {STAB_T:g} (m = {DEMO_V0['m']}, ρ0 = {_fmt(DEMO_V0['rho0'])}, one "
+                   f"head), over the (γ, τ0) grid: a covsde sweep with source blowup (STORE "
+                   f"data/stability_sweep), each cell sde.blowup.blowup_probability with the "
+                   f"SPD scheme (never leaves the PD cone, so every dead path blew up: |V_ab| "
+                   f"> 1e4 or non-finite), {n} fresh paths per step size, dt halved from "
+                   f"{b['dt0']:g} until the 95 % Clopper–Pearson intervals of the last "
+                   f"{b['stable_pairs']} consecutive pairs of step sizes overlap (at most "
+                   f"{b['max_halvings']} halvings; with {n} paths per step size, "
+                   f"'converged' means that no change between step sizes is detectable at "
+                   f"that sample size). Each cell: P(τ ≤ T) in % with its 95 % "
+                   f"interval, the dt at which it converged (here {dts}) and, in "
+                   f"parentheses, the estimate at twice that dt (how much the last halving moved it); "
+                   + (f"{n_nc} cell(s) did not converge (hatched, n.c.: the finest step's "
+                      f"value). " if n_nc else "every cell converged. ")
+                   + f"The colour scale runs from 0 to the largest upper interval end "
+                   f"(rounded up), not to 100 %. The cubic attention drift (∝ γ²/τ0²) makes "
+                   f"paths blow up in finite time. Unlike Euler–Maruyama's dead fraction at a "
+                   f"fixed dt (mostly cone exits, a property of the step), this is a property "
+                   f"of the SDE. Table with counts at the converged dt and the whole sequence "
+                   f"(P@dt): stability.csv. Seed {self.seed}.")
         return table
 
     # ---------------------------------------------------------------- all
@@ -475,51 +514,6 @@ def check_out_dir(out_dir, name="--out"):
     if os.path.exists(data) and not os.path.isdir(data):
         raise CovsdeInputError(f"{name}: {data} exists and is not a directory")
     check_writable_dir(path if os.path.isdir(path) else parent, name)
-
-
-def fit_slope(n, y, y_boot=None, level=0.95):
-    """Least-squares slope of log y on log n over ALL points (no selection on the outcome).
-
-    ``y_boot``: optional (B, k) bootstrap replicates of y (paths resampled); then the
-    interval is slope ± z · (standard deviation of the refitted slopes), which always
-    contains the estimate; without replicates, slope ± t_{k−2} · stderr (linregress).
-    Returns dict(ok, slope, intercept, ci_low, ci_high, se, n_points, label).
-    """
-    n = np.asarray(n, dtype=float)
-    y = np.asarray(y, dtype=float)
-    keep = np.isfinite(y) & (y > 0)
-    k = int(keep.sum())
-    out = dict(ok=False, slope=np.nan, intercept=np.nan, ci_low=np.nan, ci_high=np.nan,
-               se=np.nan, n_points=k)
-    need = 2 if y_boot is not None else 3
-    if k < need or k < keep.size:
-        out["label"] = f"no fit ({k} positive point{'s' if k != 1 else ''} of {keep.size})"
-        return out
-    res = scipy.stats.linregress(np.log(n), np.log(y))
-    if y_boot is not None:
-        yb = np.asarray(y_boot, dtype=float)
-        ok = np.all(np.isfinite(yb) & (yb > 0), axis=1)
-        X = np.log(n) - np.log(n).mean()
-        slopes = (np.log(yb[ok]) @ X) / (X @ X)
-        se = float(np.std(slopes, ddof=1)) if slopes.size > 1 else np.nan
-        half = scipy.stats.norm.ppf(0.5 + level / 2) * se
-        how = "±1.96 boot. se"
-    else:
-        se = float(res.stderr)
-        half = scipy.stats.t.ppf(0.5 + level / 2, k - 2) * se
-        how = "t interval"
-    out.update(ok=True, slope=res.slope, intercept=res.intercept, ci_low=res.slope - half,
-               ci_high=res.slope + half, se=se)
-    out["label"] = (f"slope {res.slope:.2f} [{res.slope - half:.2f}, {res.slope + half:.2f}]"
-                    f" ({how}, {k} widths)")
-    return out
-
-
-def _nice_ceiling(x):
-    """A round number >= x (1, 2, 2.5 or 5 × 10^k) for a colour scale."""
-    x = max(float(x), 0.1)
-    e = 10 ** math.floor(math.log10(x))
-    return next(m * e for m in (1, 2, 2.5, 5, 10) if m * e >= x)
 
 
 def read_captions(path):

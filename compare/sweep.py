@@ -10,7 +10,9 @@ A cell (one point of the grid) runs, on a worker (models, SDE and finite network
 and optionally the finite network at ``width`` to depth ``ratio · width``; then the distances
 finite-vs-SDE at ``t = ratio`` for every statistic (through :func:`compare_to_sde`, the one
 call into :mod:`compare.distances`), the quantiles of each source, alive counts and dead
-fractions (censoring: statistics over the paths alive at ``t``). The worker returns all of
+fractions (censoring: statistics over the paths alive at ``t``); with ``[sources.blowup]``,
+the SDE's own ``P(τ ≤ T = ratio)`` converged in dt (:func:`run_blowup`, which is
+:func:`sde.blowup.blowup_probability` with the cell's seed). The worker returns all of
 it; only the client (the ``covsde sweep`` process) writes to STORE, so a worker never
 touches the disk and a killed client leaves no writer.
 
@@ -19,8 +21,11 @@ STORE layout::
     STORE/manifest.json          config (normalised), its sha256, covsde version, and per
                                  finished cell: key, seeds, file, sha256 of the file
     STORE/cells/<id>.nc          one compressed netCDF per cell: root group = the cell's
-                                 summary (dims stat, source, quantile); groups "sde",
-                                 "finite", "ode" = the raw datasets (schema of sde.schema)
+                                 summary (dims stat, source, quantile, boot); groups "sde",
+                                 "finite", "ode" = the raw datasets (schema of sde.schema),
+                                 "blowup" = the dt sequence of the blow-up estimate
+    STORE/shared/<source>_<hash>.nc  a sample shared by several cells (sources.<name>.share),
+                                 stored once, recorded in the manifest's "shared" with sha256
     STORE/.lock                  held (flock) while a sweep runs on STORE
 
 Writes are atomic: a cell is written to ``<id>.nc.tmp``, fsynced, hashed, renamed
@@ -61,7 +66,22 @@ LOCK = ".lock"
 KILL_ENV = "COVSDE_SWEEP_TEST_KILL"
 #: netCDF compression of the raw per-path variables.
 COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
+#: sources whose raw dataset has paths (the usual schema).
 SOURCE_ORDER = ("sde", "ode", "finite")
+#: groups of a cell file: the path sources, then the blow-up sequence (one row per dt).
+RAW_GROUPS = SOURCE_ORDER + ("blowup",)
+#: shared samples (``sources.<name>.share``) kept by run_cell for the next cells that use them.
+_SHARED_CACHE = {}
+_SHARED_CACHE_SIZE = 3
+SHARED_DIR = "shared"
+
+
+def _cached(name, make):
+    if name not in _SHARED_CACHE:
+        while len(_SHARED_CACHE) >= _SHARED_CACHE_SIZE:
+            _SHARED_CACHE.pop(next(iter(_SHARED_CACHE)))
+        _SHARED_CACHE[name] = make()
+    return _SHARED_CACHE[name]
 
 
 class SweepError(RuntimeError):
@@ -114,10 +134,19 @@ def run_cell(spec, threads=1):
     V0 = equicorrelated(spec["initial"]["tokens"], spec["initial"]["rho0"])
     t, src, seeds = spec["ratio"], spec["sources"], spec["seeds"]
     out = {}
-    s = src["sde"]
-    n_steps = int(round(t / s["dt"]))
-    out["sde"] = simulate(model, V0, t_end=t, dt=s["dt"], n_paths=s["paths"], seed=seeds["sde"],
-                          save_every=s.get("save_every", n_steps), progress=False)
+    shared = spec.get("shared", {})
+    if "sde" in src:
+        s = src["sde"]
+        if "sde" in shared:  # one sample for every cell along the shared axes
+            sh = shared["sde"]
+            out["sde"] = _cached(sh["file"], lambda: simulate(
+                model, V0, t_end=sh["t_end"], dt=s["dt"], n_paths=s["paths"], seed=sh["seed"],
+                save_every=sh["save_every"], progress=False))
+        else:
+            n_steps = int(round(t / s["dt"]))
+            out["sde"] = simulate(model, V0, t_end=t, dt=s["dt"], n_paths=s["paths"],
+                                  seed=seeds["sde"], save_every=s.get("save_every", n_steps),
+                                  progress=False)
     if "ode" in src:
         o = src["ode"]
         n_ode = int(round(t / o["dt"]))
@@ -125,13 +154,56 @@ def run_cell(spec, threads=1):
                               save_every=o.get("save_every", n_ode), progress=False)
     if "finite" in src:
         f = src["finite"]
-        depth = int(round(t * spec["width"]))
-        out["finite"] = sample(model, V0, width=spec["width"], n_paths=f["paths"],
-                               seed=seeds["finite"], depth=depth, sampler=f["sampler"],
-                               key_width=f.get("key_width"),
-                               save_every=f.get("save_every", depth), threads=threads,
-                               progress=False)
+
+        def make_finite(depth, seed, every):
+            return sample(model, V0, width=spec["width"], n_paths=f["paths"], seed=seed,
+                          depth=depth, sampler=f["sampler"], key_width=f.get("key_width"),
+                          save_every=every, threads=threads, progress=False)
+
+        if "finite" in shared:
+            sh = shared["finite"]
+            out["finite"] = _cached(sh["file"], lambda: make_finite(sh["depth"], sh["seed"],
+                                                                    sh["save_every"]))
+        else:
+            depth = int(round(t * spec["width"]))
+            out["finite"] = make_finite(depth, seeds["finite"], f.get("save_every", depth))
+    if "blowup" in src:
+        out["blowup"] = blowup_dataset(run_blowup(spec, model, V0))
     return summarise(spec, out), out
+
+
+def run_blowup(spec, model=None, V0=None):
+    """The ``sources.blowup`` estimate of one cell: :func:`sde.blowup.blowup_probability`
+    with T = the cell's ratio and the cell's ``blowup`` seed (a :class:`BlowupResult`)."""
+    from sde.blowup import blowup_probability
+    from sde.initial import equicorrelated
+    from sde.models import model_from_params
+
+    b = spec["sources"]["blowup"]
+    model = model if model is not None else model_from_params(spec["params"])
+    V0 = V0 if V0 is not None else equicorrelated(spec["initial"]["tokens"],
+                                                  spec["initial"]["rho0"])
+    return blowup_probability(model, V0, t_end=spec["ratio"], dt0=b["dt0"],
+                              n_paths=b["paths"], seed=spec["seeds"]["blowup"],
+                              method=b["method"], max_halvings=b["max_halvings"],
+                              stable_pairs=b["stable_pairs"], progress=False)
+
+
+def blowup_dataset(res):
+    """A :class:`sde.blowup.BlowupResult` as a Dataset: its sequence (dim ``level``, one
+    row per step size) and, in attrs, the converged value, its interval, dt and flag."""
+    cols = ("dt", "n_steps", "seed", "n_paths", "n_dead", "n_blew_up", "n_left_cone",
+            "probability", "ci_low", "ci_high", "wall_time_s")
+    ds = xr.Dataset({c: ("level", np.array([r[c] for r in res.sequence])) for c in cols},
+                    coords={"level": np.arange(len(res.sequence))})
+    attrs = {k: v for k, v in res.attrs.items() if k not in ("V0",)}
+    attrs = {k: (json.dumps(v) if isinstance(v, (list, dict)) else
+                 int(v) if isinstance(v, bool) else v) for k, v in attrs.items()
+             if v is not None}
+    ds.attrs = {**attrs, "source": "sde-blowup", "probability": res.probability,
+                "ci_low": res.ci_low, "ci_high": res.ci_high, "dt": res.dt,
+                "converged": int(res.converged)}
+    return ds
 
 
 def _time_index(ds, t):
@@ -160,6 +232,11 @@ def summarise(spec, datasets):
     stats = spec["stats"]
     qs = np.asarray(spec["compare"]["quantiles"], dtype=float)
     sources = [s for s in SOURCE_ORDER if s in datasets]
+    if not sources:  # a blow-up-only cell
+        summary = xr.Dataset()
+        summary.attrs = {"compared_time": t}
+        _blowup_summary(summary, datasets["blowup"])
+        return summary
     qv = np.full((len(sources), len(stats), len(qs)), np.nan)
     n_paths = np.zeros(len(sources), dtype=np.int64)
     n_alive = np.zeros(len(sources), dtype=np.int64)
@@ -208,8 +285,63 @@ def summarise(spec, datasets):
                      distance_point="sde-ode" if "ode" in datasets else "",
                      censoring=df.attrs.get("censoring", ""), n_boot=spec["compare"]["n_boot"],
                      boot_seed=spec["seeds"]["boot"])
-    summary.attrs = attrs
+        if spec["compare"].get("boot_replicates"):
+            ks_b, w1_b = boot_replicates(datasets["finite"], datasets["sde"], stats, t,
+                                         spec["compare"]["n_boot"], spec["seeds"])
+            summary["ks_boot"] = (("stat", "boot"), ks_b)
+            summary["w1_boot"] = (("stat", "boot"), w1_b)
+            for v in ("ks_boot", "w1_boot"):
+                summary[v].attrs["long_name"] = (
+                    "bootstrap replicates of the distance (paths of both sides resampled; the "
+                    "SDE resample j drawn from seed [sde_boot, j], shared by the cells that "
+                    "share the SDE sample): for the standard error of a convergence slope, not "
+                    "an interval of the (upward-biased) distance itself")
+    if "blowup" in datasets:
+        _blowup_summary(summary, datasets["blowup"])
+    summary.attrs = {**attrs, **summary.attrs}
     return summary
+
+
+def boot_replicates(finite_ds, sde_ds, stats, t, n_boot, seeds):
+    """(S, B) arrays of KS and W1 between bootstrap resamples of the finite and SDE samples of
+    each statistic at ``t`` (:func:`compare.distances.bootstrap_distances`; finite resamples
+    from seed ``[boot, 1]``, SDE resample j from ``[sde_boot, j]``)."""
+    from .distances import bootstrap_distances, censoring_bound, usable_paths
+    from .statistics import compute_stat
+
+    bound = censoring_bound(finite_ds, sde_ds)
+    ia, ib = _time_index(finite_ds, t), _time_index(sde_ds, t)
+    ua, ub = usable_paths(finite_ds, bound)[:, ia], usable_paths(sde_ds, bound)[:, ib]
+    rng = np.random.default_rng([seeds["boot"], 1])
+    ks, w1 = np.full((len(stats), n_boot), np.nan), np.full((len(stats), n_boot), np.nan)
+    for j, stat in enumerate(stats):
+        x = compute_stat(finite_ds["V"], stat).values[:, ia]
+        y = compute_stat(sde_ds["V"], stat).values[:, ib]
+        x, y = x[ua & np.isfinite(x)], y[ub & np.isfinite(y)]
+        if x.size and y.size:
+            ks[j], w1[j] = bootstrap_distances(x, y, n_boot, rng, shared_seed=seeds["sde_boot"])
+    return ks, w1
+
+
+def _blowup_summary(summary, b):
+    """The converged blow-up probability of a cell (attrs of its blow-up dataset)."""
+    a = b.attrs
+    summary["blowup_probability"] = ((), float(a["probability"]))
+    summary["blowup_ci95_low"] = ((), float(a["ci_low"]))
+    summary["blowup_ci95_high"] = ((), float(a["ci_high"]))
+    summary["blowup_dt"] = ((), float(a["dt"]))
+    summary["blowup_converged"] = ((), np.int8(a["converged"]))
+    summary["blowup_n_levels"] = ((), np.int64(b.sizes["level"]))
+    prev = b["probability"].values[-2] if b.sizes["level"] > 1 else np.nan
+    summary["blowup_previous_probability"] = ((), float(prev))
+    summary["blowup_previous_probability"].attrs["long_name"] = (
+        "the estimate at twice the final step (2 * blowup_dt): how much the last halving moved it")
+    summary["blowup_n_paths"] = ((), np.int64(a["n_paths"]))
+    summary["blowup_probability"].attrs["long_name"] = (
+        "P(tau <= T), T = ratio: the dead fraction at the step blowup_dt where the "
+        "Clopper-Pearson intervals of the last stable_pairs consecutive halvings overlap "
+        "(sde.blowup.blowup_probability); the finest step's value if not converged")
+    summary["blowup_converged"].attrs["long_name"] = "1 = converged in dt, 0 = not converged"
 
 
 # ---------------------------------------------------------------- the store
@@ -278,7 +410,8 @@ def _cell_attrs(spec, chash):
             "cell_seeds": canonical_json(spec["seeds"]), "config_hash": chash,
             "stats": canonical_json(spec["stats"]),
             "sources": canonical_json(spec["sources"]),
-            "compare": canonical_json(spec["compare"])}
+            "compare": canonical_json(spec["compare"]),
+            "shared": canonical_json(spec.get("shared", {}))}
 
 
 def write_cell(store, spec, summary, datasets, chash, count=0):
@@ -289,7 +422,7 @@ def write_cell(store, spec, summary, datasets, chash, count=0):
     summary.attrs = {**summary.attrs, **_cell_attrs(spec, chash)}
     try:
         summary.to_netcdf(tmp, mode="w", engine="h5netcdf")
-        for name in SOURCE_ORDER:
+        for name in RAW_GROUPS:
             if name in datasets:
                 ds = datasets[name]
                 enc = {v: COMPRESSION for v in ("V", "death_time") if v in ds}
@@ -319,8 +452,8 @@ def _verify_cell(path, spec, chash):
         a = summary.attrs
         if a.get("config_hash") != chash or a.get("cell_key") != canonical_json(spec["key"]):
             return False
-        for name in SOURCE_ORDER:
-            if name in spec["sources"]:
+        for name in RAW_GROUPS:
+            if name in spec["sources"] and name not in spec.get("shared", {}):
                 open_cell_file(path, name)
         return True
     except Exception:  # any failure to read = not a finished cell
@@ -398,7 +531,11 @@ def plan(store, config, specs, manifest):
     for spec in specs:
         path = os.path.join(store, cell_relpath(spec))
         entry = recorded.get(spec["id"])
-        if os.path.isfile(path):
+        if spec.get("shared") and not _shared_ok(store, spec, manifest):
+            if entry is not None:
+                notes.append(f"cell {spec['id']}: a shared sample it uses is missing or "
+                             f"corrupt, recomputing")
+        elif os.path.isfile(path):
             if entry is not None:
                 if sha256_file(path) == entry.get("sha256"):
                     finished.append(spec["id"])
@@ -432,7 +569,9 @@ def _new_manifest(config, specs):
 def _cost(spec):
     """A rough cost of a cell, to start the big ones first (does not affect results)."""
     src = spec["sources"]
-    c = src["sde"]["paths"] * spec["ratio"] / src["sde"]["dt"]
+    c = src["sde"]["paths"] * spec["ratio"] / src["sde"]["dt"] if "sde" in src else 0.0
+    if "blowup" in src:  # 2 + 4 + 8 … times the first step's work; ~3 levels typical
+        c += 7 * src["blowup"]["paths"] * spec["ratio"] / src["blowup"]["dt0"]
     if "finite" in src:
         w = spec["width"]
         c += src["finite"]["paths"] * spec["ratio"] * w * (4 + w / 64)
@@ -440,15 +579,19 @@ def _cost(spec):
 
 
 def run_sweep(config, store, workers=None, scheduler=None, resume=False, progress=True,
-              log=print):
+              log=print, inline=False):
     """Run (or resume) the sweep of a normalised ``config`` into the directory ``store``.
 
     ``workers``: processes of the default LocalCluster (default: the machine's cores; numba
     threads per worker = cores // workers). ``scheduler``: address of an existing Dask
-    scheduler instead (``tcp://host:port``). ``resume``: continue a STORE of the same
-    config. Returns a dict of counts and times. Everything that can be refused is checked
-    before STORE is touched.
+    scheduler instead (``tcp://host:port``). ``inline``: no Dask at all — the cells run one
+    after the other in this process with all cores' numba threads (the figure gallery; same
+    results, same STORE). ``resume``: continue a STORE of the same config; a resume with
+    nothing left to do writes nothing. Returns a dict of counts and times. Everything that
+    can be refused is checked before STORE is touched.
     """
+    if inline and (workers is not None or scheduler is not None):
+        raise CovsdeInputError("inline runs in this process: give no workers or scheduler")
     if workers is not None and scheduler is not None:
         raise CovsdeInputError("give --workers or --scheduler, not both")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
@@ -459,12 +602,21 @@ def run_sweep(config, store, workers=None, scheduler=None, resume=False, progres
     os.makedirs(os.path.join(store, CELL_DIR), exist_ok=True)
     with _Lock(store):
         manifest = check_store(store, config, resume=True)
+        before = None if manifest is None else canonical_json(
+            {k: v for k, v in manifest.items() if k != "updated"})
         if manifest is None:
             manifest = _new_manifest(config, specs)
-        for e in os.listdir(os.path.join(store, CELL_DIR)):  # partial writes of a killed run
-            if e.endswith(".tmp"):
-                os.remove(os.path.join(store, CELL_DIR, e))
+        for d in (CELL_DIR, SHARED_DIR):  # partial writes of a killed run
+            if os.path.isdir(os.path.join(store, d)):
+                for e in os.listdir(os.path.join(store, d)):
+                    if e.endswith(".tmp"):
+                        os.remove(os.path.join(store, d, e))
         todo, finished, notes = plan(store, config, specs, manifest)
+        if "shared" in manifest:  # a missing or corrupt shared sample is written again
+            manifest["shared"] = {
+                rel: sha for rel, sha in manifest["shared"].items()
+                if os.path.isfile(os.path.join(store, rel))
+                and sha256_file(os.path.join(store, rel)) == sha}
         for line in notes:
             log(line)
         for spec in specs:
@@ -472,21 +624,25 @@ def run_sweep(config, store, workers=None, scheduler=None, resume=False, progres
                 manifest["cells"][spec["id"]] = _cell_entry(
                     spec, sha256_file(os.path.join(store, cell_relpath(spec))))
         manifest["cells"] = {k: v for k, v in manifest["cells"].items() if k in finished}
-        manifest["updated"] = _now()
-        _atomic_json(manifest, os.path.join(store, MANIFEST))
+        if before != canonical_json({k: v for k, v in manifest.items() if k != "updated"}):
+            manifest["updated"] = _now()
+            _atomic_json(manifest, os.path.join(store, MANIFEST))
         t0 = time.perf_counter()
         log(f"sweep: {len(specs)} cells, {len(finished)} already finished, {len(todo)} to "
             f"compute; store {store}")
         computed = 0
         info = {}
-        if todo:
+        if todo and inline:
+            computed, info = _compute_inline(todo, store, config, manifest, progress)
+        elif todo:
             computed, info = _compute(todo, store, config, manifest, workers, scheduler,
                                       progress, log)
         wall = time.perf_counter() - t0
         done = len(finished) + computed
         log(f"sweep done: {done}/{len(specs)} cells finished ({computed} computed now, "
             f"{len(finished)} skipped) in {wall:.1f} s"
-            + (f" on {info['workers']} workers" if info else "")
+            + (f" on {info['workers']} workers" if info.get("workers") else
+               " in this process" if info else "")
             + (f" ({info['compute_s']:.1f} s of cell compute)" if info else "")
             + f"; open with compare.sweep.open_sweep({store!r})")
         return {"cells": len(specs), "computed": computed, "skipped": len(finished),
@@ -502,6 +658,77 @@ def _threads_per_worker(client):
         per_host[w["host"]] = per_host.get(w["host"], 0) + int(w.get("nthreads", 1))
     return {addr: max(1, int(cpus.get(addr) or 1) // per_host[w["host"]])
             for addr, w in workers.items()}
+
+
+def write_shared(store, rel, ds):
+    """Write a shared sample atomically (tmp, fsync, sha256, rename); return its sha256."""
+    path = os.path.join(store, rel)
+    tmp = path + ".tmp"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        enc = {v: COMPRESSION for v in ("V", "death_time") if v in ds}
+        ds.to_netcdf(tmp, mode="w", engine="h5netcdf", encoding=enc)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        digest = sha256_file(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return digest
+
+
+def _shared_ok(store, spec, manifest):
+    """Are the shared samples a cell uses written and recorded (checksum matching)?"""
+    rec = (manifest or {}).get("shared", {})
+    for sh in spec.get("shared", {}).values():
+        path = os.path.join(store, sh["file"])
+        if sh["file"] not in rec or not os.path.isfile(path) or sha256_file(path) != rec[
+                sh["file"]]:
+            return False
+    return True
+
+
+def _record(store, spec, summary, datasets, chash, manifest, count):
+    """Write a computed cell and record it in the manifest (client side); its compute s.
+
+    A shared sample the cell used is written (once, under ``shared/``) and recorded before
+    the cell; the cell file holds the other sources."""
+    compute_s = sum(float(d.attrs.get("wall_time_s", 0.0)) for d in datasets.values())
+    datasets = dict(datasets)
+    rec = manifest.setdefault("shared", {})
+    for name, sh in spec.get("shared", {}).items():
+        ds = datasets.pop(name)
+        if sh["file"] not in rec:
+            rec[sh["file"]] = write_shared(store, sh["file"], ds)
+            _atomic_json(manifest, os.path.join(store, MANIFEST))
+    digest = write_cell(store, spec, summary, datasets, chash, count)
+    manifest["cells"][spec["id"]] = _cell_entry(spec, digest, compute_s)
+    manifest["updated"] = _now()
+    _atomic_json(manifest, os.path.join(store, MANIFEST))
+    _kill_hook("after", count)
+    return compute_s
+
+
+def _compute_inline(todo, store, config, manifest, progress):
+    """The cells one after the other in this process (grid order, so cells sharing an SDE
+    sample follow each other and reuse it), numba on all cores."""
+    from tqdm.auto import tqdm
+
+    chash = config_hash(config)
+    threads = os.cpu_count() or 1
+    compute_s = 0.0
+    # cells that share a sample follow each other (the cache keeps the last few samples)
+    todo = sorted(todo, key=lambda sp: [sp.get("shared", {}).get(n, {}).get("file", "")
+                                        for n in ("finite", "sde")])
+    with tqdm(total=len(todo), unit="cell", desc="sweep", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for count, spec in enumerate(todo, 1):
+            summary, datasets = run_cell(spec, threads)
+            compute_s += _record(store, spec, summary, datasets, chash, manifest, count)
+            bar.update(1)
+    return len(todo), {"workers": 0, "compute_s": compute_s}
 
 
 def _compute(todo, store, config, manifest, workers, scheduler, progress, log):
@@ -569,15 +796,7 @@ def _compute(todo, store, config, manifest, workers, scheduler, progress, log):
                                      f"{type(exc).__name__}: {exc}") from None
                 fut.release()
                 count += 1
-                compute_s += sum(float(d.attrs.get("wall_time_s", 0.0))
-                                 for d in datasets.values())
-                digest = write_cell(store, spec, summary, datasets, chash, count)
-                manifest["cells"][spec["id"]] = _cell_entry(
-                    spec, digest, sum(float(d.attrs.get("wall_time_s", 0.0))
-                                      for d in datasets.values()))
-                manifest["updated"] = _now()
-                _atomic_json(manifest, os.path.join(store, MANIFEST))
-                _kill_hook("after", count)
+                compute_s += _record(store, spec, summary, datasets, chash, manifest, count)
                 bar.update(1)
     finally:
         client.close()
@@ -595,7 +814,10 @@ def open_sweep(store, partial=False, verify=True):
     Variables (per cell, at t = ratio): the distances finite-vs-SDE of each statistic
     (``ks``, ``w1``, … from :func:`compare_to_sde`, dims ``(*axes, stat)``),
     ``quantile_value (*axes, source, stat, quantile)``, ``n_paths``, ``n_alive``,
-    ``dead_fraction`` and its interval ``(*axes, source)``, the cell's seeds, and
+    ``dead_fraction`` and its interval ``(*axes, source)``; with ``boot_replicates``,
+    ``ks_boot`` / ``w1_boot (*axes, stat, boot)``; with a blowup source
+    ``blowup_probability``, ``blowup_ci95_low/high``, ``blowup_dt``, ``blowup_converged``,
+    ``blowup_n_levels``, ``blowup_n_paths (*axes)``; the cell's seeds, and
     ``cell_file (*axes)``: the path of the raw cell file relative to ``store`` (its groups
     ``sde``, ``finite``, ``ode`` hold the raw datasets: :func:`open_cell`).
 
@@ -662,5 +884,13 @@ def open_cell(store, source="finite", **axes):
                 raise CovsdeInputError(f"open_cell: cell {spec['id']} is not finished")
             if source not in spec["sources"]:
                 raise CovsdeInputError(f"open_cell: the sweep has no source {source!r}")
+            if source == "blowup":  # the sequence of step sizes, not paths
+                return open_cell_file(path, source)
+            if source in spec.get("shared", {}):
+                rel = spec["shared"][source]["file"]
+                full = os.path.join(store, rel)
+                if rel not in man.get("shared", {}) or not os.path.isfile(full):
+                    raise CovsdeInputError(f"open_cell: shared sample {rel} is not finished")
+                return validate_dataset(open_cell_file(full), full)
             return validate_dataset(open_cell_file(path, source), f"{path}:{source}")
     raise CovsdeInputError(f"open_cell: no cell at {axes}")

@@ -62,28 +62,46 @@ width = [32, 64]                # finite widths n (ratio * n must be a whole num
 paths = 4000
 dt = 0.01                       # every ratio must be a whole number of dt steps
 # save_every = 5                # save every k-th step (default: only t = 0 and t = ratio)
+# share = ["ratio", "width"]    # one SDE sample shared by the cells that differ only along
+#                               # these axes (stored once under STORE/shared; with "ratio" it
+#                               # runs to the largest ratio, saved at every ratio)
 
 [sources.finite]                # finite networks (needs grid.width)
 sampler = "reduced"             # reduced | literal
 paths = 2000
 # key_width = 8                 # attention, block (default width/heads)
 # save_every = 4                # default: only layer 0 and the last layer
+# share = ["ratio"]             # one finite sample per width, to the largest ratio, saved at
+#                               # every ratio and shared by the cells of that width
 
 # [sources.ode]                 # optional: the drift-only ODE; adds w1_a_to_ode = W1(finite, δ_ODE)
 # dt = 0.01                     # default: sources.sde.dt
 
+# [sources.blowup]              # optional: the SDE's own P(tau <= T), T = ratio, converged in dt
+# paths = 2000                  # paths per step size (sde.blowup.blowup_probability)
+# dt0 = 0.05                    # first step; halved until the Clopper-Pearson intervals of
+# method = "spd"                # consecutive steps overlap (spd | euler)
+# max_halvings = 6
+# stable_pairs = 2              # consecutive overlapping pairs required
+# A blow-up-only sweep (stability map over gamma x tau0) needs no sde, stats or width.
+
 # [compare]
 # n_boot = 50                   # bootstrap draws per distance (default 50)
 # quantiles = [0.1, 0.25, 0.5, 0.75, 0.9]
+# boot_replicates = true        # keep the n_boot bootstrap replicates of KS and W1 (ks_boot,
+#                               # w1_boot) for the convergence slope's interval
 """
 
 TOP_KEYS = ("seed", "stats", "model", "initial", "grid", "sources", "compare")
 INITIAL_KEYS = ("tokens", "rho0")
 GRID_KEYS = ("ratio", "width")
-SOURCE_KEYS = {"sde": ("paths", "dt", "save_every"),
-               "finite": ("sampler", "paths", "key_width", "save_every"),
-               "ode": ("dt", "save_every")}
-COMPARE_KEYS = ("n_boot", "quantiles")
+SOURCE_KEYS = {"sde": ("paths", "dt", "save_every", "share"),
+               "finite": ("sampler", "paths", "key_width", "save_every", "share"),
+               "ode": ("dt", "save_every"),
+               "blowup": ("paths", "dt0", "method", "max_halvings", "stable_pairs")}
+COMPARE_KEYS = ("n_boot", "quantiles", "boot_replicates")
+#: axes a source's sample may be shared across (``sources.<name>.share``).
+SHAREABLE = {"sde": ("ratio", "width"), "finite": ("ratio",)}
 DEFAULT_N_BOOT = 50
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 #: integer-valued parameters (everything else numeric is a float, activation a string).
@@ -163,21 +181,31 @@ def parse_config(cfg):
     if not isinstance(cfg, dict):
         raise CovsdeInputError("config: expected a TOML table")
     _unknown(cfg, TOP_KEYS, "")
-    for key in ("seed", "stats", "model", "initial", "grid", "sources"):
+    for key in ("seed", "model", "initial", "grid", "sources"):
         if key not in cfg:
             raise CovsdeInputError(f"{key}: missing (see covsde sweep --example)")
+    sources_raw = cfg["sources"] if isinstance(cfg["sources"], dict) else {}
+    if "stats" not in cfg and "sde" in sources_raw:
+        raise CovsdeInputError("stats: missing (see covsde sweep --example)")
     if isinstance(cfg["seed"], bool) or not isinstance(cfg["seed"], int):
         raise CovsdeInputError(f"seed: expected an integer >= 0, got {cfg['seed']!r}")
     try:
         seed = as_seed(cfg["seed"])
     except CovsdeInputError as exc:
         raise CovsdeInputError(f"seed: {exc}") from None
-    stats = cfg["stats"]
+    stats = cfg.get("stats", [])
     if isinstance(stats, str):
         stats = [stats]
-    if not isinstance(stats, list) or not stats or not all(isinstance(s, str) for s in stats):
+    if "sde" not in sources_raw and stats == []:
+        pass  # a blow-up-only sweep compares no statistic
+    elif not isinstance(stats, list) or not stats or not all(isinstance(s, str)
+                                                             for s in stats):
         raise CovsdeInputError(f"stats: expected a non-empty list of statistic names, "
                                f"got {cfg['stats']!r}")
+    blowup_only = "blowup" in sources_raw and not {"sde", "finite", "ode"} & set(sources_raw)
+    if blowup_only and stats:
+        raise CovsdeInputError("stats: statistics need an [sources.sde] table (a blow-up-only "
+                               "sweep compares no statistic)")
     if len(set(stats)) != len(stats):
         raise CovsdeInputError("stats: duplicate statistic")
 
@@ -225,17 +253,14 @@ def parse_config(cfg):
             continue
         _unknown(table, keys, f"sources.{name}")
         src[name] = dict(table)
-    if "sde" not in src:
+    if "sde" not in src and ("blowup" not in src or "finite" in src or "ode" in src):
         raise CovsdeInputError("sources.sde: missing (the SDE is the reference every cell "
                                "is compared with; give [sources.sde] with paths and dt)")
-    sde_src = src["sde"]
-    for k in ("paths", "dt"):
-        if k not in sde_src:
-            raise CovsdeInputError(f"sources.sde.{k}: missing")
-    sde_src["paths"] = _positive_int("sources.sde.paths", sde_src["paths"])
-    sde_src["dt"] = _number("sources.sde.dt", sde_src["dt"])
-    if sde_src["dt"] <= 0:
-        raise CovsdeInputError(f"sources.sde.dt: must be > 0, got {sde_src['dt']!r}")
+    if "sde" in src:
+        _parse_sde(src["sde"])
+    if "blowup" in src:
+        _parse_blowup(src["blowup"])
+    sde_src = src.get("sde", {})
     if "finite" in src:
         fin = src["finite"]
         if "paths" not in fin:
@@ -278,6 +303,14 @@ def parse_config(cfg):
         g["width"] = list(width_vals)
     elif "width" in grid:
         raise CovsdeInputError("grid.width: widths need a [sources.finite] table")
+    if "width" in src.get("sde", {}).get("share", []) and "width" not in g:
+        raise CovsdeInputError("sources.sde.share: the grid has no width axis to share across")
+    if "finite" in src:
+        _parse_share("finite", src["finite"])
+    for name in ("sde", "finite"):
+        if "ratio" in src.get(name, {}).get("share", []) and "save_every" in src[name]:
+            raise CovsdeInputError(f"sources.{name}.save_every: not with share = [\"ratio\"] "
+                                   f"(the shared sample is saved at every ratio)")
 
     compare = _table(cfg, "compare") or {}
     _unknown(compare, COMPARE_KEYS, "compare")
@@ -291,13 +324,74 @@ def parse_config(cfg):
     if not all(0 <= q <= 1 for q in qs):
         raise CovsdeInputError(f"compare.quantiles: every quantile must be in [0, 1], got {qs}")
 
+    cmp = {"n_boot": n_boot, "quantiles": qs}
+    if "boot_replicates" in compare:
+        if not isinstance(compare["boot_replicates"], bool):
+            raise CovsdeInputError(f"compare.boot_replicates: expected true or false, got "
+                                   f"{compare['boot_replicates']!r}")
+        if compare["boot_replicates"] and "finite" not in src:
+            raise CovsdeInputError("compare.boot_replicates: needs a [sources.finite] table")
+        if compare["boot_replicates"]:  # false = the default, kept out of the config hash
+            cmp["boot_replicates"] = True
     out = {"seed": seed, "stats": list(stats), "model": {"arch": arch, **params},
-           "initial": init, "grid": g, "sources": src,
-           "compare": {"n_boot": n_boot, "quantiles": qs}}
+           "initial": init, "grid": g, "sources": src, "compare": cmp}
     # axis order: ratio, width, then the list-valued model / initial parameters in config order
     out["axes"] = ["ratio"] + (["width"] if "width" in g else []) + list(axes)
     cells(out)  # validates every cell
     return out
+
+
+def _parse_sde(sde_src):
+    for k in ("paths", "dt"):
+        if k not in sde_src:
+            raise CovsdeInputError(f"sources.sde.{k}: missing")
+    sde_src["paths"] = _positive_int("sources.sde.paths", sde_src["paths"])
+    sde_src["dt"] = _number("sources.sde.dt", sde_src["dt"])
+    if sde_src["dt"] <= 0:
+        raise CovsdeInputError(f"sources.sde.dt: must be > 0, got {sde_src['dt']!r}")
+    _parse_share("sde", sde_src)
+
+
+def _parse_share(name, table):
+    if "share" not in table:
+        return
+    share = table["share"]
+    if isinstance(share, str):
+        share = [share]
+    if not isinstance(share, list) or not all(a in SHAREABLE[name] for a in share) or len(
+            set(share)) != len(share):
+        raise CovsdeInputError(f"sources.{name}.share: expected a list of axes among "
+                               f"{', '.join(SHAREABLE[name])}, got {table['share']!r}")
+    if share:
+        table["share"] = sorted(share)
+    else:
+        del table["share"]
+
+
+def _parse_blowup(b):
+    from sde.blowup import BLOWUP_METHODS, DEFAULT_MAX_HALVINGS, DEFAULT_STABLE_PAIRS
+
+    for k in ("paths", "dt0"):
+        if k not in b:
+            raise CovsdeInputError(f"sources.blowup.{k}: missing")
+    b["paths"] = _positive_int("sources.blowup.paths", b["paths"])
+    b["dt0"] = _number("sources.blowup.dt0", b["dt0"])
+    if b["dt0"] <= 0:
+        raise CovsdeInputError(f"sources.blowup.dt0: must be > 0, got {b['dt0']!r}")
+    b.setdefault("method", "spd")
+    if b["method"] not in BLOWUP_METHODS:
+        raise CovsdeInputError(f"sources.blowup.method: must be one of "
+                               f"{', '.join(BLOWUP_METHODS)}, got {b['method']!r}")
+    b["max_halvings"] = _positive_int("sources.blowup.max_halvings",
+                                      b.get("max_halvings", DEFAULT_MAX_HALVINGS))
+    if b["max_halvings"] > 30:
+        raise CovsdeInputError(f"sources.blowup.max_halvings: must be at most 30, got "
+                               f"{b['max_halvings']}")
+    b["stable_pairs"] = _positive_int("sources.blowup.stable_pairs",
+                                      b.get("stable_pairs", DEFAULT_STABLE_PAIRS))
+    if b["stable_pairs"] > b["max_halvings"]:
+        raise CovsdeInputError(f"sources.blowup.stable_pairs: must be at most max_halvings = "
+                               f"{b['max_halvings']}, got {b['stable_pairs']}")
 
 
 def load_config(path):
@@ -337,17 +431,79 @@ def axis_values(config):
     return out
 
 
-def cell_seeds(root_seed, key):
+#: the seeds of a cell, in spawn order (a new name is appended, so earlier ones never change).
+SEED_NAMES = ("sde", "finite", "ode", "boot", "blowup", "sde_boot")
+
+
+def cell_seeds(root_seed, key, names=SEED_NAMES[:4]):
     """Seeds of one cell from the root seed and its key (dict of all parameter values).
 
-    Returns dict ``sde``, ``finite``, ``ode``, ``boot`` → int in [0, 2**63 − 1]:
-    children of ``SeedSequence([root_seed, int(sha256(canonical_json(key)))])``.
+    Returns dict name → int in [0, 2**63 − 1] for ``names`` (default ``sde``, ``finite``,
+    ``ode``, ``boot``; also ``blowup``, ``sde_boot``): the children of
+    ``SeedSequence([root_seed, int(sha256(canonical_json(key)))])`` in :data:`SEED_NAMES`
+    order.
     """
     digest = hashlib.sha256(canonical_json(key).encode()).digest()
     ss = np.random.SeedSequence([int(root_seed), int.from_bytes(digest, "big")])
-    names = ("sde", "finite", "ode", "boot")
     return {n: int(c.generate_state(1, np.uint64)[0] >> np.uint64(1))
-            for n, c in zip(names, ss.spawn(len(names)))}
+            for n, c in zip(SEED_NAMES, ss.spawn(len(SEED_NAMES))) if n in names}
+
+
+def _seeds(config, key):
+    """A cell's seeds: :func:`cell_seeds` of its key; with ``sources.<name>.share``, that
+    source's seed comes from the key without the shared axes (and ``sde_boot``, the seed of
+    the SDE's bootstrap resamples, from the SDE's), so every cell that differs only along
+    them has the same sample."""
+    src = config["sources"]
+    names = (list(SEED_NAMES[:4]) if "sde" in src else []) + (
+        ["blowup"] if "blowup" in src else [])
+    boot_reps = config["compare"].get("boot_replicates", False)
+    seeds = cell_seeds(config["seed"], key, names)
+    for name in ("sde", "finite"):
+        share = src.get(name, {}).get("share", [])
+        if share:
+            seeds[name] = cell_seeds(config["seed"], _shared_key(key, share), (name,))[name]
+    if boot_reps:
+        skey = _shared_key(key, src["sde"].get("share", []))
+        seeds["sde_boot"] = cell_seeds(config["seed"], skey, ("sde_boot",))["sde_boot"]
+    return seeds
+
+
+def _shared_key(key, share):
+    return {k: v for k, v in key.items() if k not in share}
+
+
+def _shared_samples(config, specs):
+    """For each cell, its shared samples: source → dict(file, t_end, save_every, seed).
+
+    The cells that differ only along a source's ``share`` axes get one sample of it, run to
+    the largest ratio among them and saved at each of their ratios (``save_every`` = the gcd
+    of their step (SDE: ratio / dt) or layer (finite: ratio · width) counts), stored once as
+    ``shared/<source>_<hash>.nc``."""
+    src = config["sources"]
+    for name in ("sde", "finite"):
+        share = src.get(name, {}).get("share", [])
+        if not share:
+            continue
+        groups = {}
+        for spec in specs:
+            groups.setdefault(canonical_json(_shared_key(spec["key"], share)), []).append(spec)
+        for skey, group in groups.items():
+            ratios = sorted({g["ratio"] for g in group})
+            if name == "sde":
+                steps = [int(round(r / src["sde"]["dt"])) for r in ratios]
+            else:
+                steps = [int(round(r * group[0]["width"])) for r in ratios]
+            t_end = max(ratios)
+            every = src[name].get("save_every", math.gcd(*steps))
+            ident = canonical_json([name, skey, src[name], t_end, every,
+                                    group[0]["seeds"][name]])
+            digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+            for spec in group:
+                spec.setdefault("shared", {})[name] = {
+                    "file": f"shared/{name}_{digest}.nc", "t_end": t_end,
+                    "save_every": every, "seed": spec["seeds"][name],
+                    "depth": int(round(t_end * spec["width"])) if name == "finite" else None}
 
 
 def _fmt(v):
@@ -405,19 +561,28 @@ def cells(config, validate=True):
         stem = "_".join(f"{k}{_fmt(v)}" for k, v in at.items())
         out.append({
             "id": f"{stem}_{digest[:10]}",
-            "axes": at, "key": key, "seeds": cell_seeds(config["seed"], key),
+            "axes": at, "key": key, "seeds": _seeds(config, key),
             "params": {"arch": config["model"]["arch"], **params}, "initial": init,
             "ratio": ratio, "width": at.get("width"), "sources": src,
             "stats": config["stats"], "compare": config["compare"],
         })
+    _shared_samples(config, out)
     return out
 
 
 def _check_cell(config, at, model, V0, m, where):
     src = config["sources"]
     ratio = at["ratio"]
-    _check_time(f"grid.ratio = {_fmt(ratio)} with sources.sde.dt = "
-                f"{_fmt(src['sde']['dt'])}", ratio, src["sde"], m)
+    if "sde" in src:
+        _check_time(f"grid.ratio = {_fmt(ratio)} with sources.sde.dt = "
+                    f"{_fmt(src['sde']['dt'])}", ratio, src["sde"], m)
+    if "blowup" in src:
+        b = src["blowup"]
+        try:
+            time_grid(ratio, b["dt0"])
+        except CovsdeInputError as exc:
+            raise CovsdeInputError(f"sources.blowup.dt0: {exc} (T = grid.ratio = "
+                                   f"{_fmt(ratio)}; cell {where})") from None
     if "ode" in src:
         _check_time(f"grid.ratio = {_fmt(ratio)} with sources.ode.dt = "
                     f"{_fmt(src['ode']['dt'])}", ratio, src["ode"], m, paths=1)

@@ -1,9 +1,11 @@
 """Figures drawn from a sweep STORE (``covsde figures --sweep STORE --out DIR``).
 
 - :func:`plot_convergence`: a distance finite-vs-SDE of one statistic against width n,
-  log-log, one line per d/n, with its noise floor (dotted) and an n^-1/2 reference line;
-- :func:`plot_stability`: the dead fraction of a source over a (γ, τ0) grid as a heat map
-  with Clopper–Pearson 95 % intervals (sweeps whose grid has gamma and tau0 axes).
+  log-log, one colour per d/n, with its noise floor (dotted), the slope fitted on all widths
+  with its 95 % interval, and an n^-1/2 reference line (also the gallery's figure);
+- :func:`plot_stability`: over a (γ, τ0) grid, the converged blow-up probability of a
+  ``sources.blowup`` sweep (or else the dead fraction of a source) as a heat map with
+  Clopper–Pearson 95 % intervals (also the gallery's stability map).
 
 Both take the dataset of :func:`compare.sweep.open_sweep`, an optional ``ax``, and return the
 Figure; they use matplotlib's object API (no ``pyplot``, no backend switch).
@@ -15,11 +17,14 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullLocator
 
 from sde.errors import CovsdeInputError
 
 DISTANCE_NAMES = {"ks": "KS", "w1": "W1"}
+#: dims of an open_sweep dataset that are not grid axes.
+NON_GRID_DIMS = ("stat", "source", "quantile", "boot")
 
 
 def _axis_pick(ds, keep, sel):
@@ -29,7 +34,7 @@ def _axis_pick(ds, keep, sel):
         if k not in ds.dims:
             raise CovsdeInputError(f"sel: the sweep has no axis {k!r}")
     ds = ds.sel(sel)
-    grid_dims = [d for d in ds.dims if d not in ("stat", "source", "quantile")]
+    grid_dims = [d for d in ds.dims if d not in NON_GRID_DIMS]
     for d in grid_dims:
         if d not in keep and ds.sizes[d] > 1:
             raise CovsdeInputError(f"the sweep has {ds.sizes[d]} values of {d}: choose one "
@@ -47,10 +52,19 @@ def _model_text(ds):
     init = cfg["initial"]
     parts += [f"{k} = {v}" for k, v in init.items() if not isinstance(v, list)]
     src = cfg["sources"]
-    paths = f"SDE {src['sde']['paths']} paths (dt {src['sde']['dt']:g})"
+    paths = []
+    def shared(table):
+        return f", one sample shared across {'/'.join(table['share'])}" if table.get(
+            "share") else ""
+
+    if "sde" in src:
+        paths.append(f"SDE {src['sde']['paths']} paths (dt {src['sde']['dt']:g}"
+                     f"{shared(src['sde'])})")
     if "finite" in src:
-        paths += f", finite {src['finite']['sampler']} {src['finite']['paths']} paths"
-    return f"{m['arch']}: " + ", ".join(parts) + f"; {paths}"
+        paths.append(f"finite {src['finite']['sampler']} {src['finite']['paths']} paths"
+                     + (f" ({shared(src['finite'])[2:]})" if src['finite'].get("share")
+                        else ""))
+    return f"{m['arch']}: " + ", ".join(parts) + (f"; {', '.join(paths)}" if paths else "")
 
 
 def _new_ax(ax, size):
@@ -60,93 +74,233 @@ def _new_ax(ax, size):
     return fig, fig.add_subplot()
 
 
-def plot_convergence(ds, stat="corr:0,1", distance="ks", ax=None, sel=None, title=None):
-    """``distance`` (finite vs SDE) of ``stat`` against width, log-log, one line per d/n.
+def convergence_fits(ds, stat="corr:0,1", distance="ks", sel=None, level=0.95):
+    """The fitted slope of log ``distance`` on log n per d/n (:func:`fit_slope` over ALL
+    widths), with its bootstrap interval when the sweep kept the replicates
+    (``<distance>_boot``, ``compare.boot_replicates = true``), else a t interval.
+    Returns a ``pandas.DataFrame`` (one row per ratio)."""
+    import pandas as pd
 
-    ds: :func:`compare.sweep.open_sweep` output with ``ratio`` (R) and ``width`` (W) axes;
-    other grid axes must be fixed by ``sel`` (or have one value). Draws the values (R lines
-    of W points), the noise floor ``<distance>_noise_floor`` if present (dotted, same colour) and
-    an n^-1/2 reference line through the first ratio's smallest width. Returns the Figure.
-    """
+    d = _convergence_data(ds, stat, distance, sel)
+    n = d["width"].values.astype(float)
+    rows = []
+    for r in d["ratio"].values:
+        y = d[distance].sel(ratio=r).transpose("width").values.astype(float)
+        boot = None
+        if f"{distance}_boot" in d:
+            boot = d[f"{distance}_boot"].sel(ratio=r).transpose("boot", "width").values
+        rows.append(dict(distance=DISTANCE_NAMES.get(distance, distance), stat=stat,
+                         ratio=float(r), **fit_slope(n, y, boot, level)))
+    return pd.DataFrame(rows)
+
+
+def _convergence_data(ds, stat, distance, sel):
     if "width" not in ds.dims or distance not in ds:
         raise CovsdeInputError(f"convergence needs a width axis and the distance {distance!r} "
                                f"(a sweep with a finite source)")
     if stat not in list(ds["stat"].values):
         raise CovsdeInputError(f"stat {stat!r} is not in the sweep "
                                f"({', '.join(map(str, ds['stat'].values))})")
-    d = _axis_pick(ds.sel(stat=stat), ("ratio", "width"), sel)
-    fig, ax = _new_ax(ax, (6.4, 4.4))
+    return _axis_pick(ds.sel(stat=stat), ("ratio", "width"), sel)
+
+
+def plot_convergence(ds, stat="corr:0,1", distance="ks", ax=None, sel=None, title=None):
+    """``distance`` (finite vs SDE) of ``stat`` against width, log-log, one colour per d/n.
+
+    ds: :func:`compare.sweep.open_sweep` output with ``ratio`` (R) and ``width`` (W) axes;
+    other grid axes must be fixed by ``sel`` (or have one value). Draws the values (points),
+    the noise floor ``<distance>_noise_floor`` (dotted, same colour), the least-squares
+    line of log distance on log n fitted on ALL widths with its slope and 95 % interval in
+    the legend (:func:`convergence_fits`: bootstrap when the sweep kept the replicates,
+    else a t interval) and a grey n^-1/2 reference line through the first d/n's fit at the
+    smallest width. The summary has no interval of a distance itself (the plug-in distance
+    is biased upward by about its floor), so points carry none. Returns the Figure.
+    """
+    d = _convergence_data(ds, stat, distance, sel)
+    fits = convergence_fits(ds, stat, distance, sel)
+    fig, ax = _new_ax(ax, (6.4, 5.4))
     n = d["width"].values.astype(float)
     ratios = d["ratio"].values
-    colors = [_viridis(j, len(ratios)) for j in range(len(ratios))]
     floor_name = f"{distance}_noise_floor"   # compare.distances' column name
-    for j, r in enumerate(ratios):
+    ref = None
+    for j, (r, fit) in enumerate(zip(ratios, fits.itertuples())):
+        col = _viridis(j, len(ratios))
         y = d[distance].sel(ratio=r).transpose("width").values.astype(float)
-        ax.plot(n, y, "o-", color=colors[j], lw=1.5, ms=5, label=f"d/n = {r:g}")
+        ax.plot(n, y, "o", color=col, ms=5)
         if floor_name in d:
             f = d[floor_name].sel(ratio=r).transpose("width").values.astype(float)
-            ax.plot(n, f, ":", color=colors[j], lw=1.2)
-    y0 = d[distance].sel(ratio=ratios[0]).transpose("width").values.astype(float)
-    if np.isfinite(y0[0]) and y0[0] > 0:
-        ax.plot(n, y0[0] * (n / n[0]) ** -0.5, "--", color="0.4", lw=1, label=r"$\propto n^{-1/2}$")
+            ax.plot(n, f, ":", color=col, lw=1.5)
+        lab = f"d/n = {r:g}: {fit.label}"
+        if fit.ok:
+            ax.plot(n, np.exp(fit.intercept) * n ** fit.slope, "-", color=col, lw=1.2,
+                    label=lab)
+            if ref is None:
+                ref = np.exp(fit.intercept) * n[0] ** fit.slope * (n / n[0]) ** -0.5
+        else:
+            ax.plot([], [], "-", color=col, label=lab)
+    if ref is not None:  # through the first fitted d/n's line at the smallest width
+        ax.plot(n, ref, "--", color="0.45", lw=1.2, label=r"reference slope $n^{-1/2}$")
     if floor_name in d:
-        ax.plot([], [], ":", color="0.4", label="noise floor (same colour)")
+        ax.plot([], [], ":", color="gray", label="noise floor (permutation mean, colour of "
+                                                 "its d/n)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(n, [f"{int(w)}" for w in n])
     ax.xaxis.set_minor_locator(NullLocator())
     name = DISTANCE_NAMES.get(distance, distance)
+    stat_tex = _stat_label(stat)
     ax.set_xlabel("width n (finite network)")
-    ax.set_ylabel(f"{name}(finite, SDE) of {stat}")
+    ax.set_ylabel(f"{name}(finite, SDE) of {stat_tex}")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     extra = ", ".join(f"{k} = {v.item():g}" for k, v in d.coords.items()
-                      if k not in ("ratio", "width", "stat", "source", "quantile")
+                      if k not in ("ratio", "width") + NON_GRID_DIMS
                       and v.ndim == 0 and np.issubdtype(v.dtype, np.number))
-    ax.set_title(title or _wrap(f"{name} distance of {stat}, finite vs SDE at t = d/n; "
+    ax.set_title(title or _wrap(f"{name} distance of {stat_tex}, finite vs SDE at t = d/n; "
                                 f"{_model_text(ds)}" + (f"; {extra}" if extra else "")),
                  fontsize=8)
     return fig
 
 
-def plot_stability(ds, source="sde", ax=None, sel=None, title=None):
-    """Dead fraction of ``source`` by t = ratio over the (γ, τ0) grid, as a heat map.
+def _stat_label(stat):
+    if stat.startswith("corr:"):
+        a, b = stat[5:].split(",")
+        return rf"$\rho_{{{a}{b}}}$"
+    if stat.startswith("V:"):
+        a, b = stat[2:].split(",")
+        return rf"$V_{{{a}{b}}}$"
+    return stat
+
+
+def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_label=None):
+    """A heat map over the (γ, τ0) grid of the sweep's probability of dying by t = ratio.
+
+    With a ``sources.blowup`` source: the converged blow-up probability ``P(τ ≤ T)``
+    (``blowup_probability``, its Clopper–Pearson 95 % interval, the step ``blowup_dt``
+    reached and the estimate at twice that step are written in each cell; a cell that did
+    not converge in dt is hatched and marked "n.c."). Otherwise: the dead fraction of
+    ``source`` (a property of the step for Euler–Maruyama; docs/theory.md §4.4) and its
+    interval.
 
     ds: :func:`compare.sweep.open_sweep` output with ``gamma`` (G) and ``tau0`` (T) axes;
     other grid axes fixed by ``sel`` (default: the last ratio, the first value of any other
-    axis). Cells show the dead % and its Clopper–Pearson 95 % interval; the colour scale
-    runs from 0 to the largest interval end. Returns the Figure.
+    axis). The colour scale runs from 0 to the largest interval end, rounded up. Returns the
+    Figure.
     """
     if "gamma" not in ds.dims or "tau0" not in ds.dims:
         raise CovsdeInputError("a stability map needs gamma and tau0 grid axes")
+    blowup = "blowup_probability" in ds
     sel = dict(sel or {})
     for d in ds.dims:
-        if d in ("gamma", "tau0", "stat", "source", "quantile") or d in sel:
+        if d in ("gamma", "tau0") + NON_GRID_DIMS or d in sel:
             continue
         sel[d] = ds[d].values[-1] if d == "ratio" else ds[d].values[0]
-    d = _axis_pick(ds.sel(source=source), ("gamma", "tau0"), sel).transpose("gamma", "tau0", ...)
-    frac = d["dead_fraction"].values.astype(float)
-    lo = d["dead_fraction_ci95_low"].values.astype(float)
-    hi = d["dead_fraction_ci95_high"].values.astype(float)
+    base = ds if blowup else ds.sel(source=source)
+    d = _axis_pick(base, ("gamma", "tau0"), sel).transpose("gamma", "tau0", ...)
+    if blowup:
+        frac = d["blowup_probability"].values.astype(float)
+        lo = d["blowup_ci95_low"].values.astype(float)
+        hi = d["blowup_ci95_high"].values.astype(float)
+        dts = d["blowup_dt"].values.astype(float)
+        conv = d["blowup_converged"].values.astype(float)
+        prev = (d["blowup_previous_probability"].values.astype(float)
+                if "blowup_previous_probability" in d else np.full(frac.shape, np.nan))
+    else:
+        frac = d["dead_fraction"].values.astype(float)
+        lo = d["dead_fraction_ci95_low"].values.astype(float)
+        hi = d["dead_fraction_ci95_high"].values.astype(float)
     gammas, taus = d["gamma"].values, d["tau0"].values
-    fig, ax = _new_ax(ax, (1.5 * len(taus) + 2.8, 1.0 * len(gammas) + 2.0))
-    vmax = max(float(np.nanmax(hi)) * 100, 1.0) if np.isfinite(hi).any() else 100.0
+    fig, ax = _new_ax(ax, (1.7 * len(taus) + 2.8, 1.1 * len(gammas) + 2.2))
+    vmax = nice_ceiling(100 * float(np.nanmax(hi))) if np.isfinite(hi).any() else 100.0
     im = ax.imshow(frac * 100, origin="lower", cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
+    any_nc = False
     for i in range(len(gammas)):
         for j in range(len(taus)):
             col = "white" if frac[i, j] * 100 > 0.6 * vmax else "black"
-            ax.text(j, i, f"{_pct(frac[i, j])} %\n[{_pct(lo[i, j])}, {_pct(hi[i, j])}]",
-                    ha="center", va="center", fontsize=8, color=col)
+            text = f"{_pct(frac[i, j])} %\n[{_pct(lo[i, j])}, {_pct(hi[i, j])}]"
+            if blowup and np.isfinite(dts[i, j]):
+                text += f"\ndt = {dts[i, j]:.3g}"
+                if np.isfinite(prev[i, j]):
+                    text += f"\n(2·dt: {_pct(prev[i, j])} %)"
+                if conv[i, j] != 1:
+                    any_nc = True
+                    text += " n.c."
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
+                                           edgecolor="0.35", lw=0))
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=col)
     ax.set_xticks(range(len(taus)), [f"{t:g}" for t in taus])
     ax.set_yticks(range(len(gammas)), [f"{g:g}" for g in gammas])
     ax.set_xlabel("attention temperature τ0")
     ax.set_ylabel("residual weight γ")
-    fig.colorbar(im, ax=ax, label=f"dead {source} paths (%)")
     fixed = ", ".join(f"{k} = {d[k].item():g}" for k in sel if k in d.coords)
-    ax.set_title(title or _wrap(f"Dead fraction of {source} paths by t = d/n "
-                                f"({fixed}); % [95 % Clopper–Pearson]; {_model_text(ds)}"),
-                 fontsize=8)
+    if blowup:
+        cfg = json.loads(ds.attrs["config"])["sources"]["blowup"] if "config" in ds.attrs \
+            else {}
+        label = colorbar_label or "P(τ ≤ T) (%), converged in dt"
+        how = (f"{cfg.get('method', '?')} scheme, {cfg.get('paths', '?')} paths per dt, dt "
+               f"halved from {cfg.get('dt0', '?')} until the 95 % intervals of "
+               f"{cfg.get('stable_pairs', '?')} consecutive pairs of steps overlap") if cfg \
+            else ""
+        auto = (f"Blow-up probability P(τ ≤ T) of the SDE converged in dt, T = d/n "
+                f"({fixed}); % [95 % Clopper–Pearson], dt reached (value at 2·dt)"
+                + ("; hatched + n.c. = not converged" if any_nc else "")
+                + f"; {how}; {_model_text(ds)}")
+    else:
+        label = colorbar_label or f"dead {source} paths (%)"
+        auto = (f"Dead fraction of {source} paths by t = d/n ({fixed}); % [95 % "
+                f"Clopper–Pearson]; {_model_text(ds)}")
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_title(title or _wrap(auto), fontsize=8)
     return fig
+
+
+def fit_slope(n, y, y_boot=None, level=0.95):
+    """Least-squares slope of log y on log n over ALL points (no selection on the outcome).
+
+    ``y_boot``: optional (B, k) bootstrap replicates of y (paths resampled); then the
+    interval is slope ± z · (standard deviation of the refitted slopes), which always
+    contains the estimate; without replicates, slope ± t_{k−2} · stderr (linregress).
+    Returns dict(ok, slope, intercept, ci_low, ci_high, se, n_points, label).
+    """
+    import scipy.stats
+
+    n = np.asarray(n, dtype=float)
+    y = np.asarray(y, dtype=float)
+    keep = np.isfinite(y) & (y > 0)
+    k = int(keep.sum())
+    out = dict(ok=False, slope=np.nan, intercept=np.nan, ci_low=np.nan, ci_high=np.nan,
+               se=np.nan, n_points=k)
+    need = 2 if y_boot is not None else 3
+    if k < need or k < keep.size:
+        out["label"] = f"no fit ({k} positive point{'s' if k != 1 else ''} of {keep.size})"
+        return out
+    res = scipy.stats.linregress(np.log(n), np.log(y))
+    if y_boot is not None:
+        yb = np.asarray(y_boot, dtype=float)
+        ok = np.all(np.isfinite(yb) & (yb > 0), axis=1)
+        X = np.log(n) - np.log(n).mean()
+        slopes = (np.log(yb[ok]) @ X) / (X @ X)
+        se = float(np.std(slopes, ddof=1)) if slopes.size > 1 else np.nan
+        half = scipy.stats.norm.ppf(0.5 + level / 2) * se
+        how = "±1.96 boot. se"
+    else:
+        se = float(res.stderr)
+        half = scipy.stats.t.ppf(0.5 + level / 2, k - 2) * se
+        how = "t interval"
+    out.update(ok=True, slope=res.slope, intercept=res.intercept, ci_low=res.slope - half,
+               ci_high=res.slope + half, se=se)
+    out["label"] = (f"slope {res.slope:.2f} [{res.slope - half:.2f}, {res.slope + half:.2f}]"
+                    f" ({how}, {k} widths)")
+    return out
+
+
+def nice_ceiling(x):
+    """A round number >= x (1, 2, 2.5 or 5 × 10^k) for a colour scale."""
+    import math
+
+    x = max(float(x), 0.1)
+    e = 10 ** math.floor(math.log10(x))
+    return next(m * e for m in (1, 2, 2.5, 5, 10) if m * e >= x)
 
 
 def _viridis(j, n):
@@ -190,8 +344,7 @@ def figures_from_sweep(store, out_dir, log=print):
     os.makedirs(out_dir, exist_ok=True)
     written = []
     if "width" in ds.dims:
-        others = [d for d in ds.dims if d not in ("ratio", "width", "stat", "source",
-                                                  "quantile")]
+        others = [d for d in ds.dims if d not in ("ratio", "width") + NON_GRID_DIMS]
         for combo in itertools.product(*(ds[d].values for d in others)):
             sel = dict(zip(others, combo))
             tag = "".join(f"_{k}{v:g}" for k, v in sel.items())

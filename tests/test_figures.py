@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from compare.cli import main
-from compare.gallery import FIGURES, SIZES, fit_slope
+from compare.gallery import CONV_RATIOS, FIGURES, SIZES, fit_slope
+from compare.sweep import open_sweep
 from sde.schema import dead_fraction_ci
 
 STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability")
@@ -53,9 +54,15 @@ def test_every_figure_written_as_png_and_pdf(gallery):
         assert f"## {stem}.png" in captions
     assert not [p for p in os.listdir(out) if ".tmp" in p]
     data = os.listdir(out / "data")
-    assert "block_sde.nc" in data and "block_ode.nc" in data and "mlp_sde.nc" in data
+    assert "block_sde.nc" in data and "block_ode.nc" in data
     assert any(p.startswith("block_finite_n") for p in data)
-    assert sum(p.startswith("mlp_finite_n") for p in data) == len(SIZES["tiny"]["conv_widths"])
+    # the convergence grid and the stability map are sweeps (issue 17): one cell per point
+    conv = open_sweep(out / "data" / "convergence_sweep")
+    assert conv.sizes["width"] == len(SIZES["tiny"]["conv_widths"])
+    assert conv.sizes["ratio"] == len(CONV_RATIOS)
+    stab = open_sweep(out / "data" / "stability_sweep")
+    assert (stab.sizes["gamma"], stab.sizes["tau0"]) == (len(SIZES["tiny"]["stab_gammas"]),
+                                                         len(SIZES["tiny"]["stab_taus"]))
 
 
 def _data_points(ax):
@@ -105,20 +112,30 @@ def test_axes_hold_plotted_data(gallery):
 
 
 def test_stability_table_has_clopper_pearson_intervals(gallery):
+    """Issue 19: the map shows P(tau <= T) converged in dt (SPD scheme), not EM dead paths."""
     out, _ = gallery
     df = pd.read_csv(out / "stability.csv")
     cfg = SIZES["tiny"]
     assert len(df) == len(cfg["stab_gammas"]) * len(cfg["stab_taus"])
     for r in df.itertuples():
         frac, lo, hi = dead_fraction_ci(r.n_dead, r.n_paths)
-        assert r.dead_fraction == pytest.approx(frac)
+        assert r.probability == pytest.approx(frac)
         assert (r.ci95_low, r.ci95_high) == pytest.approx((lo, hi))
-        assert 0 <= r.ci95_low <= r.dead_fraction <= r.ci95_high <= 1
-        assert r.n_dead == r.n_left_cone + r.n_blew_up
-    # the cubic drift: the strongest, coolest cell loses more paths than the mildest one
+        assert 0 <= r.ci95_low <= r.probability <= r.ci95_high <= 1
+        # SPD: no cone exit, every dead path blew up
+        assert r.method == "spd" and r.n_left_cone == 0 and r.n_dead == r.n_blew_up
+        assert r.n_paths == cfg["stab_paths"] and r.T == 1.0
+        # dt reached = dt0 / 2^(levels - 1); converged needs stable_pairs + 1 levels
+        assert r.dt == pytest.approx(cfg["stab_dt0"] / 2 ** (r.n_levels - 1))
+        assert r.n_levels <= cfg["stab_halvings"] + 1
+        assert (not r.converged) or r.n_levels >= 3
+    # the cubic drift: the strongest, coolest cell blows up more often than the mildest one
     worst = df[(df.gamma == max(cfg["stab_gammas"])) & (df.tau0 == min(cfg["stab_taus"]))]
     mild = df[(df.gamma == min(cfg["stab_gammas"])) & (df.tau0 == max(cfg["stab_taus"]))]
-    assert worst.dead_fraction.iloc[0] > mild.dead_fraction.iloc[0]
+    assert worst.ci95_low.iloc[0] > mild.ci95_high.iloc[0]
+    caption = (out / "captions.md").read_text().split("## stability.png")[1]
+    assert "blow-up probability P(τ ≤ T)" in caption and "SPD scheme" in caption
+    assert "converged" in caption and "Clopper–Pearson" in caption
     conv = pd.read_csv(out / "convergence.csv")
     assert {"width", "time", "ks", "w1", "ks_noise_floor", "w1_noise_floor"} <= set(conv.columns)
 
@@ -139,6 +156,47 @@ def test_replot_reuses_saved_data_and_regenerates_on_change(gallery, capsys):
     text = capsys.readouterr().out
     assert "does not match the requested parameters" in text
     assert "reuse" not in text
+
+
+def _tree_mtimes(root):
+    return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
+            for d, _, files in os.walk(root) for f in files}
+
+
+def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
+    """Issue 17: the gallery's convergence grid is a resumable sweep: a re-plot runs no cell
+    and writes nothing in its STORE; a lost cell is the only one recomputed."""
+    import compare.sweep
+
+    out, _ = gallery
+    store = out / "data" / "convergence_sweep"
+    before = _tree_mtimes(store)
+    n_cells = len(SIZES["tiny"]["conv_widths"]) * len(CONV_RATIOS)
+    cell_files = sorted(p for p in before if p.endswith(".nc") and "/cells/" in p)
+    assert len(cell_files) == n_cells
+    # one SDE sample for the grid, one finite sample per width, each stored once
+    shared = [p for p in before if "/shared/" in p]
+    assert len(shared) == 1 + len(SIZES["tiny"]["conv_widths"])
+    ran = []
+    real = compare.sweep.run_cell
+    monkeypatch.setattr(compare.sweep, "run_cell", lambda *a, **k: ran.append(a) or real(*a, **k))
+    capsys.readouterr()
+    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+                 "--only", "convergence"]) == 0
+    text = capsys.readouterr().out
+    assert ran == [] and f"reuse   data/convergence_sweep (sweep STORE, {n_cells} finished" in text
+    assert _tree_mtimes(store) == before
+    table = pd.read_csv(out / "convergence.csv")
+    assert len(table) == n_cells and set(table.time) == set(CONV_RATIOS)
+    # a lost cell: only it is recomputed, with the same numbers (seeds from the cell's values)
+    os.remove(cell_files[0])
+    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+                 "--only", "convergence"]) == 0
+    text = capsys.readouterr().out
+    assert len(ran) == 1 and f"1 cells computed, {n_cells - 1} already finished" in text
+    after = _tree_mtimes(store)
+    assert all(after[p] == before[p] for p in cell_files[1:] + shared)  # nothing else rewritten
+    pd.testing.assert_frame_equal(pd.read_csv(out / "convergence.csv"), table)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -314,6 +372,8 @@ def test_stability_scale_is_fitted_and_convergence_fit_uses_all_widths(gallery):
     assert any("n^{-1/2}" in t for t in labels)
     widths = len(SIZES["tiny"]["conv_widths"])
     assert sum(f"{widths} widths" in t for t in labels) == 3  # every d/n, every width
+    # the slope interval comes from the sweep's bootstrap replicates (ks_boot)
+    assert sum("boot. se" in t for t in labels) == 3
 
 
 def test_trajectory_legend_is_outside_and_d_over_n_is_said_once(small, gallery):
