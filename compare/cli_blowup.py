@@ -22,7 +22,7 @@ def add_blowup(sub):
         description="Estimate P(τ ≤ T), τ the time a path of the covariance SDE blows up "
                     "(|V_ab| > --bound or non-finite; with --method euler also a PD-cone "
                     "exit), with a Clopper–Pearson 95 %% interval, halving dt from --dt until "
-                    "consecutive estimates' intervals overlap for --stable-pairs pairs "
+                    "the last --stable-pairs + 1 estimates' intervals overlap pairwise "
                     "(docs/theory.md §4.4, §4.7). "
                     "Prints the converged value, its dt and the sequence, or 'not converged' "
                     "(exit 0).")
@@ -38,8 +38,8 @@ def add_blowup(sub):
     g.add_argument("--max-halvings", type=int, default=DEFAULT_MAX_HALVINGS,
                    help="at most this many halvings of dt (default %(default)s)")
     g.add_argument("--stable-pairs", type=int, default=DEFAULT_STABLE_PAIRS,
-                   help="converged when this many consecutive (dt, dt/2) pairs have "
-                        "overlapping intervals (default %(default)s)")
+                   help="converged when the last STABLE_PAIRS + 1 estimates (dt, dt/2, …) "
+                        "have pairwise overlapping intervals (default %(default)s)")
     g.add_argument("--bound", type=float, default=DEFAULT_BOUND,
                    help="|V_ab| above this (or non-finite) is a blow-up (default %(default)g)")
     g.add_argument("--seed", type=int, required=True, help="integer seed >= 0")
@@ -92,7 +92,6 @@ def _cmd_blowup(args):
     for line in r.table():
         print(line)
     if not r.converged:
-        print(f"not converged: {args.stable_pairs} consecutive pairs of intervals never "
-              f"overlapped within "
-              f"{args.max_halvings} halvings; the last value depends on dt")
+        print(f"not converged: the last {args.stable_pairs + 1} estimates never agreed "
+              f"pairwise within {args.max_halvings} halvings; the last value depends on dt")
     return 0

@@ -424,8 +424,8 @@ class Gallery:
             ds, title=f"Blow-up probability of the shaped-attention SDE: m = {DEMO_V0['m']}, "
                       f"ρ0 = {_fmt(DEMO_V0['rho0'])}, H = 1, T = {STAB_T:g}\n"
                       f"P(τ ≤ T) % [95 % Clopper–Pearson], converged in dt (SPD scheme, {n} "
-                      f"paths per dt,\ndt halved from {b['dt0']:g} until the intervals of "
-                      f"{b['stable_pairs']} consecutive pairs of steps overlap;\ndt reached and the "
+                      f"paths per dt,\ndt halved from {b['dt0']:g} until the intervals of the "
+                      f"last {b['stable_pairs'] + 1} steps overlap pairwise;\ndt reached and the "
                       f"value at 2·dt shown)"
                       + ("; hatched = not converged" if n_nc else ""),
             colorbar_label=f"P(τ ≤ {STAB_T:g}) (%)")
@@ -437,7 +437,8 @@ class Gallery:
                    f"SPD scheme (never leaves the PD cone, so every dead path blew up: |V_ab| "
                    f"> 1e4 or non-finite), {n} fresh paths per step size, dt halved from "
                    f"{b['dt0']:g} until the 95 % Clopper–Pearson intervals of the last "
-                   f"{b['stable_pairs']} consecutive pairs of step sizes overlap (at most "
+                   f"{b['stable_pairs'] + 1} step sizes overlap pairwise, the coarsest with "
+                   f"the finest included (at most "
                    f"{b['max_halvings']} halvings; with {n} paths per step size, "
                    f"'converged' means that no change between step sizes is detectable at "
                    f"that sample size). Each cell: P(τ ≤ T) in % with its 95 % "

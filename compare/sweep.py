@@ -339,7 +339,7 @@ def _blowup_summary(summary, b):
     summary["blowup_n_paths"] = ((), np.int64(a["n_paths"]))
     summary["blowup_probability"].attrs["long_name"] = (
         "P(tau <= T), T = ratio: the dead fraction at the step blowup_dt where the "
-        "Clopper-Pearson intervals of the last stable_pairs consecutive halvings overlap "
+        "Clopper-Pearson intervals of the last stable_pairs + 1 steps overlap pairwise "
         "(sde.blowup.blowup_probability); the finest step's value if not converged")
     summary["blowup_converged"].attrs["long_name"] = "1 = converged in dt, 0 = not converged"
 

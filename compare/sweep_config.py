@@ -79,10 +79,10 @@ paths = 2000
 
 # [sources.blowup]              # optional: the SDE's own P(tau <= T), T = ratio, converged in dt
 # paths = 2000                  # paths per step size (sde.blowup.blowup_probability)
-# dt0 = 0.05                    # first step; halved until the Clopper-Pearson intervals of
-# method = "spd"                # consecutive steps overlap (spd | euler)
+# dt0 = 0.05                    # first step; halved until the last estimates agree (below)
+# method = "spd"                # spd | euler
 # max_halvings = 6
-# stable_pairs = 2              # consecutive overlapping pairs required
+# stable_pairs = 2              # the last stable_pairs + 1 estimates must agree pairwise
 # A blow-up-only sweep (stability map over gamma x tau0) needs no sde, stats or width.
 
 # [compare]

@@ -238,8 +238,8 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
             else {}
         label = colorbar_label or "P(τ ≤ T) (%), converged in dt"
         how = (f"{cfg.get('method', '?')} scheme, {cfg.get('paths', '?')} paths per dt, dt "
-               f"halved from {cfg.get('dt0', '?')} until the 95 % intervals of "
-               f"{cfg.get('stable_pairs', '?')} consecutive pairs of steps overlap") if cfg \
+               f"halved from {cfg.get('dt0', '?')} until the 95 % intervals of the last "
+               f"{cfg.get('stable_pairs', 1) + 1} steps overlap pairwise") if cfg \
             else ""
         auto = (f"Blow-up probability P(τ ≤ T) of the SDE converged in dt, T = d/n "
                 f"({fixed}); % [95 % Clopper–Pearson], dt reached (value at 2·dt)"

@@ -25,7 +25,7 @@ import pytest
 
 import sde
 from compare.cli import main
-from sde.blowup import blowup_probability, level_seed, stability_grid
+from sde.blowup import agree, blowup_probability, criterion, level_seed, stability_grid
 from sde.limits import LimitCoefficients
 from sde.models import Model
 from sde.schema import dead_fraction_ci
@@ -127,6 +127,27 @@ def test_attention_converged_estimate_stable_under_halving():
                           method="spd", save_every=10 ** 9)
         _, lo, hi = dead_fraction_ci(int(np.count_nonzero(ds.status.values)), n)
         assert lo <= r.ci_high and r.ci_low <= hi, (dt, lo, hi, r.ci_low, r.ci_high)
+
+
+def test_a_steady_drift_in_dt_is_not_accepted():
+    """The rule compares every two of the last stable_pairs + 1 estimates. A sequence measured
+    at γ = 1, τ0 = 0.5 (10⁴ paths per dt, dt = 0.003125 … 0.00078): 18.0 → 16.6 → 15.5 %,
+    which the consecutive-pairs rule accepted: each consecutive pair's intervals overlap, the
+    ends' do not, so it is not converged; control: a window without the drift (18.0, 17.5,
+    17.8 %) agrees."""
+    def rows(*pcts, n=10_000):
+        out = []
+        for pct in pcts:
+            k = round(pct * n / 100)
+            _, lo, hi = dead_fraction_ci(k, n)
+            out.append({"ci_low": lo, "ci_high": hi})
+        return out
+
+    drift = rows(18.0, 16.6, 15.5)
+    assert agree(drift[:2]) and agree(drift[1:])        # consecutive pairs overlap
+    assert not agree(drift)                              # the ends do not
+    assert agree(rows(18.0, 17.5, 17.8))
+    assert "pairwise" in criterion(2) and "3x" in criterion(2)
 
 
 def test_euler_in_the_strong_regime_is_not_converged():
