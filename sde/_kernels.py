@@ -11,6 +11,7 @@ m(m+1)/2 entries of ``Z`` (row-major upper triangle, diagonal first in each row;
 diagonal N(0, 2), off-diagonal N(0, 1)), then, when the model has attention, the m²
 entries of ``G'`` row-major. All are scaled by sqrt(dt).
 """
+import concurrent.futures
 import math
 
 import numba
@@ -223,13 +224,40 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
                                bound, out_V, out_status, out_death)
         return
     kernel = lanes_kernel(m)
+    L0 = _factor(V0)
+    n_groups = (len(gens) + NL - 1) // NL
+    args = (gens, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,
+            out_V, out_status, out_death)
     old = numba.config.SLP_VECTORIZE
     numba.config.SLP_VECTORIZE = 1
     try:
-        kernel(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
-               bound, out_V, out_status, out_death)
+        kernel(0, min(1, n_groups), *args)  # compiles (once per m) on this thread
     finally:
         numba.config.SLP_VECTORIZE = old
+    _run_groups(kernel, 1, n_groups, args)
+
+
+def _factor(V0):
+    L0 = np.zeros_like(V0)
+    cholesky_into(V0, L0)
+    return L0
+
+
+_POOL = []
+
+
+def _run_groups(kernel, g0, g1, args):
+    """Lane groups ``g0:g1`` on numba's thread count of Python threads (the kernel is nogil)."""
+    n_threads = min(numba.get_num_threads(), g1 - g0)
+    if n_threads <= 1:
+        if g1 > g0:
+            kernel(g0, g1, *args)
+        return
+    if not _POOL or _POOL[0]._max_workers < n_threads:
+        _POOL[:] = [concurrent.futures.ThreadPoolExecutor(max_workers=n_threads)]
+    futures = [_POOL[0].submit(kernel, g, g + 1, *args) for g in range(g0, g1)]
+    for f in futures:
+        f.result()
 
 
 # workspace slots of the lane kernel: one (_N_SLOTS, m, m, NL) array; the four slots from _X
@@ -269,9 +297,9 @@ def _start_path(V, L, V0, L0, l, p, out_V, save0):
 
 def _make_lanes_kernel(M):
     """Euler lane kernel with ``M`` (the token count) fixed at compile time."""
-    @njit(cache=True, parallel=True, error_model="numpy")
-    def _simulate_lanes(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
-                        bound, out_V, out_status, out_death):
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def _simulate_lanes(g0, g1, gens, block_start, block_len, V0, L0, coef, dt, n_steps,
+                        save_steps, bound, out_V, out_status, out_death):
         has_att = coef.att_noise != 0.0
         sq = math.sqrt(dt)
         sq2 = math.sqrt(2.0) * sq
@@ -279,10 +307,7 @@ def _make_lanes_kernel(M):
         save0 = save_steps[0] == 0
         j0 = 1 if save0 else 0
         n_blocks = len(gens)
-        n_groups = (n_blocks + NL - 1) // NL
-        L0 = np.zeros((M, M))
-        cholesky_into(V0, L0)
-        for g in prange(n_groups):
+        for g in range(g0, g1):
             m = M
             b0 = g * NL
             # one allocation: every slot is a constant offset from one base pointer
