@@ -13,6 +13,7 @@ entries of ``G'`` row-major. All are scaled by sqrt(dt).
 """
 import concurrent.futures
 import math
+import os
 
 import numba
 import numpy as np
@@ -195,8 +196,9 @@ def integrate_ode(V0, coef, dt, n_steps, save_steps, bound, out_V):
 
 # ------------------------------------------------------------------ lanes of paths
 
-#: above this m the per-path kernel is used.
-LANES_MAX_M = 8
+#: above this m the per-path kernel is used (lanes measured 0.51 vs 0.36 of the RNG floor
+#: at m = 16; larger m are untested: the lane workspace, 15 m² NL doubles, outgrows L2).
+LANES_MAX_M = 16
 
 
 def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps, bound,
@@ -208,15 +210,20 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
     from the block's Generator in the package's order, and starts the block's next path
     after a death or at T — so every path sees the draws it sees in the scalar kernel.
 
-    The kernel is compiled once per m (:func:`lanes_kernel`): m is a compile-time constant,
-    and every per-path (m, m) array is an (m, m, NL) view of ONE flat workspace with the
-    lane axis innermost, so LLVM sees each access as a constant offset from one base pointer,
-    proves the slots disjoint, and emits packed (SIMD) arithmetic across the NL lanes
-    (``vmulpd``/``vaddpd`` on ymm registers on AVX2; README, Benchmarks). numba's SLP
-    vectoriser is switched on for this kernel's compilation only
-    (``numba.config.SLP_VECTORIZE`` is read at each compilation; numba leaves it off by
-    default). Vectorising across lanes reorders no sum: no fastmath is needed for the bits.
-    For m > :data:`LANES_MAX_M` the per-path kernel runs (the results are the same bits).
+    The kernel is compiled once per m (:func:`lanes_kernel`) with m a compile-time constant,
+    and every per-path (m, m) array is an (m, m, NL) slice of ONE workspace array
+    (``_N_SLOTS``, m, m, NL) with the lane axis innermost. LLVM then sees every access as a
+    constant offset from one base pointer, proves the slices disjoint, and emits packed
+    (SIMD) arithmetic across the NL lanes (``vaddpd``/``vmulpd``/``vdivpd`` on ymm registers
+    on AVX2; README, Benchmarks). numba's SLP vectoriser is switched on for this kernel's
+    compilation only (``numba.config.SLP_VECTORIZE`` is read at each compilation; numba
+    leaves it off by default). Vectorising across lanes reorders no sum: no fastmath.
+
+    Threads: the kernel is ``nogil`` and takes a range of lane groups; the groups run on
+    ``numba.get_num_threads()`` Python threads (:func:`_run_groups`). A ``prange`` over the
+    groups would make numba's parfor passes analyse the whole inlined step, which tripled
+    the cold compile time. Results do not depend on the thread count (each group writes its
+    own paths). For m > :data:`LANES_MAX_M` the per-path kernel runs (the same bits).
     """
     m = V0.shape[0]
     if m > LANES_MAX_M:
@@ -238,24 +245,27 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
 
 
 def _factor(V0):
+    """Cholesky factor of V0 (PD, checked by the caller) with the kernels' own routine."""
     L0 = np.zeros_like(V0)
     cholesky_into(V0, L0)
     return L0
 
 
-_POOL = []
+_POOL = {}  # (process id, workers) -> ThreadPoolExecutor; a forked child makes its own
 
 
 def _run_groups(kernel, g0, g1, args):
-    """Lane groups ``g0:g1`` on numba's thread count of Python threads (the kernel is nogil)."""
+    """Lane groups ``g0:g1`` on ``numba.get_num_threads()`` Python threads (the kernel is nogil)."""
     n_threads = min(numba.get_num_threads(), g1 - g0)
     if n_threads <= 1:
         if g1 > g0:
             kernel(g0, g1, *args)
         return
-    if not _POOL or _POOL[0]._max_workers < n_threads:
-        _POOL[:] = [concurrent.futures.ThreadPoolExecutor(max_workers=n_threads)]
-    futures = [_POOL[0].submit(kernel, g, g + 1, *args) for g in range(g0, g1)]
+    key = (os.getpid(), n_threads)
+    pool = _POOL.get(key)
+    if pool is None:
+        pool = _POOL[key] = concurrent.futures.ThreadPoolExecutor(max_workers=n_threads)
+    futures = [pool.submit(kernel, g, g + 1, *args) for g in range(g0, g1)]
     for f in futures:
         f.result()
 
