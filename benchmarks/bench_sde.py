@@ -10,7 +10,7 @@ counted as if they had run to T, they are 1–6 % of the paths):
   warm (compiled before timing), numba threads = 2, only the first and last steps saved;
 * **per-path** — the same with the per-path kernel ``simulate_blocks_scalar`` (the kernel
   before the lanes; bit-identical results);
-* **spd** — :func:`sde.simulate` with ``method="spd"`` (docs/theory.md §4.7), per-path kernel;
+* **spd** — :func:`sde.simulate` with ``method="spd"`` (docs/theory.md §4.7), lane kernel;
 * **numpy** — batched Euler–Maruyama in one process: the same drift and O(m³) noise as
   the kernel (docs/theory.md §4), vectorised over paths, batched Cholesky with per-path failure
   handling (a batch that fails is bisected until the failing paths are found);
