@@ -5,12 +5,12 @@ equicorrelated with ρ0 = 0.2, T = 1, dt = 0.01 (100 Euler–Maruyama steps) —
 m ∈ {3, 8, 16}, in path-steps per second (paths × steps / wall time; dead paths are
 counted as if they had run to T, they are 1–6 % of the paths):
 
-* **kernel** — :func:`sde.simulate` (numba Euler lane kernel: 8 RNG blocks as lanes,
-  ``prange`` over lane groups), warm (compiled before timing), numba threads = 2, only the
-  first and last steps saved;
+* **kernel** — :func:`sde.simulate` (numba Euler lane kernel: 8 RNG blocks as lanes, compiled
+  per m, lane groups on ``numba.get_num_threads()`` threads; per-path kernel for m > 16),
+  warm (compiled before timing), numba threads = 2, only the first and last steps saved;
 * **per-path** — the same with the per-path kernel ``simulate_blocks_scalar`` (the kernel
   before the lanes; bit-identical results);
-* **spd** — :func:`sde.simulate` with ``method="spd"`` (docs/theory.md §4.7), per-path kernel;
+* **spd** — :func:`sde.simulate` with ``method="spd"`` (docs/theory.md §4.7), lane kernel;
 * **numpy** — batched Euler–Maruyama in one process: the same drift and O(m³) noise as
   the kernel (docs/theory.md §4), vectorised over paths, batched Cholesky with per-path failure
   handling (a batch that fails is bisected until the failing paths are found);

@@ -11,7 +11,9 @@ m(m+1)/2 entries of ``Z`` (row-major upper triangle, diagonal first in each row;
 diagonal N(0, 2), off-diagonal N(0, 1)), then, when the model has attention, the m²
 entries of ``G'`` row-major. All are scaled by sqrt(dt).
 """
+import concurrent.futures
 import math
+import os
 
 import numba
 import numpy as np
@@ -194,8 +196,9 @@ def integrate_ode(V0, coef, dt, n_steps, save_steps, bound, out_V):
 
 # ------------------------------------------------------------------ lanes of paths
 
-#: above this m the per-path kernel is used (it was measured faster at m = 16).
-LANES_MAX_M = 8
+#: above this m the per-path kernel is used (lanes measured 0.51 vs 0.36 of the RNG floor
+#: at m = 16; larger m are untested: the lane workspace, 15 m² NL doubles, outgrows L2).
+LANES_MAX_M = 16
 
 
 def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps, bound,
@@ -205,153 +208,214 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
     Same arguments and bit-identical results as :func:`simulate_blocks_scalar`. Lane l of a
     group follows RNG block ``b0 + l``: it integrates that block's paths in order, drawing
     from the block's Generator in the package's order, and starts the block's next path
-    after a death or at T — so every path sees the draws it sees in the scalar kernel. The
-    per-path (m, m) arrays are (m, m, NL) slices of one workspace with the lane axis
-    innermost, so the m×m arithmetic vectorises across paths. numba's SLP vectoriser is
-    switched on for this kernel's compilation only (``numba.config.SLP_VECTORIZE`` is read
-    at each compilation; numba leaves it off by default).
+    after a death or at T — so every path sees the draws it sees in the scalar kernel.
 
-    Measured (README, Benchmarks): the lanes are faster than the per-path kernel at m = 3
-    and 8 but not at m = 16, and LLVM does not yet emit packed (SIMD) arithmetic for them;
-    for m > :data:`LANES_MAX_M` the per-path kernel runs (the results are the same bits).
+    The kernel is compiled once per m (:func:`lanes_kernel`) with m a compile-time constant,
+    and every per-path (m, m) array is an (m, m, NL) slice of ONE workspace array
+    (``_N_SLOTS``, m, m, NL) with the lane axis innermost. LLVM then sees every access as a
+    constant offset from one base pointer, proves the slices disjoint, and emits packed
+    (SIMD) arithmetic across the NL lanes (``vaddpd``/``vmulpd``/``vdivpd`` on ymm registers
+    on AVX2; README, Benchmarks). numba's SLP vectoriser is switched on for this kernel's
+    compilation only (``numba.config.SLP_VECTORIZE`` is read at each compilation; numba
+    leaves it off by default). Vectorising across lanes reorders no sum: no fastmath.
+
+    Threads: the kernel is ``nogil`` and takes a range of lane groups; the groups run on
+    ``numba.get_num_threads()`` Python threads (:func:`_run_groups`). A ``prange`` over the
+    groups would make numba's parfor passes analyse the whole inlined step, which tripled
+    the cold compile time. Results do not depend on the thread count (each group writes its
+    own paths). For m > :data:`LANES_MAX_M` the per-path kernel runs (the same bits).
     """
-    if V0.shape[0] > LANES_MAX_M:
+    m = V0.shape[0]
+    if m > LANES_MAX_M:
         simulate_blocks_scalar(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
                                bound, out_V, out_status, out_death)
         return
+    kernel = lanes_kernel(m)
+    L0 = _factor(V0)
+    n_groups = (len(gens) + NL - 1) // NL
+    args = (gens, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,
+            out_V, out_status, out_death)
     old = numba.config.SLP_VECTORIZE
     numba.config.SLP_VECTORIZE = 1
     try:
-        _simulate_lanes(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
-                        bound, out_V, out_status, out_death)
+        kernel(0, min(1, n_groups), *args)  # compiles (once per m) on this thread
     finally:
         numba.config.SLP_VECTORIZE = old
+    _run_groups(kernel, 1, n_groups, args)
 
 
-# workspace slots of the lane kernel: one (n_slots, m, m, NL) array
-_V, _L, _VN, _LN, _Z, _GP, _B, _N, _T, _K = range(10)
+def _factor(V0):
+    """Cholesky factor of V0 (PD, checked by the caller) with the kernels' own routine."""
+    L0 = np.zeros_like(V0)
+    cholesky_into(V0, L0)
+    return L0
+
+
+_POOL = {}  # (process id, workers) -> ThreadPoolExecutor; a forked child makes its own
+
+
+def _run_groups(kernel, g0, g1, args):
+    """Lane groups ``g0:g1`` on ``numba.get_num_threads()`` Python threads (the kernel is nogil)."""
+    n_threads = min(numba.get_num_threads(), g1 - g0)
+    if n_threads <= 1:
+        if g1 > g0:
+            kernel(g0, g1, *args)
+        return
+    key = (os.getpid(), n_threads)
+    pool = _POOL.get(key)
+    if pool is None:
+        pool = _POOL[key] = concurrent.futures.ThreadPoolExecutor(max_workers=n_threads)
+    futures = [pool.submit(kernel, g, g + 1, *args) for g in range(g0, g1)]
+    for f in futures:
+        f.result()
+
+
+# workspace slots of the lane kernel: one (_N_SLOTS, m, m, NL) array; the four slots from _X
+# hold the drift's (m, NL) and (NL,) work vectors
+_V, _L, _VN, _LN, _Z, _GP, _B, _N, _T, _K, _X = range(11)
+_N_SLOTS = _X + 4
+
+_LANE_KERNELS = {}
+
+
+def lanes_kernel(m):
+    """The lane kernel for token count ``m`` (a dispatcher compiled with m as a constant).
+
+    Built once per process and m by :func:`_make_lanes_kernel`; the closure captures only
+    the int m, so numba's on-disk cache (``cache=True``) keys it by m and reuses it across
+    processes.
+    """
+    m = int(m)
+    k = _LANE_KERNELS.get(m)
+    if k is None:
+        k = _LANE_KERNELS[m] = _make_lanes_kernel(m)
+    return k
 
 
 @njit(cache=True, inline="always")
-def _start_path(W, V0, L0, l, p, out_V, save0):
+def _start_path(V, L, V0, L0, l, p, out_V, save0):
     m = V0.shape[0]
     for a in range(m):
         for b in range(m):
-            W[_V, a, b, l] = V0[a, b]
-            W[_L, a, b, l] = L0[a, b]
+            V[a, b, l] = V0[a, b]
+            L[a, b, l] = L0[a, b]
     if save0:
         for a in range(m):
             for b in range(m):
                 out_V[p, 0, a, b] = V0[a, b]
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _simulate_lanes(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps, bound,
-                    out_V, out_status, out_death):
-    m = V0.shape[0]
-    has_att = coef.att_noise != 0.0
-    sq = math.sqrt(dt)
-    sq2 = math.sqrt(2.0) * sq
-    n_save = save_steps.shape[0]
-    save0 = save_steps[0] == 0
-    j0 = 1 if save0 else 0
-    n_blocks = len(gens)
-    n_groups = (n_blocks + NL - 1) // NL
-    L0 = np.zeros((m, m))
-    cholesky_into(V0, L0)
-    for g in prange(n_groups):
-        b0 = g * NL
-        W = np.zeros((10, m, m, NL))
-        vec = np.zeros((4, m, NL))
-        sc = np.zeros((4, NL))
-        ok = np.ones(NL, dtype=np.bool_)
-        blew = np.zeros(NL, dtype=np.bool_)
-        p = np.zeros(NL, dtype=np.int64)
-        pend = np.zeros(NL, dtype=np.int64)
-        step = np.zeros(NL, dtype=np.int64)
-        jsave = np.zeros(NL, dtype=np.int64)
-        active = np.zeros(NL, dtype=np.bool_)
-        n_active = 0
-        for l in range(NL):
-            blk = b0 + l
-            _start_path(W, V0, L0, l, 0, out_V, False)
-            if blk < n_blocks and block_len[blk] > 0:
-                p[l] = block_start[blk]
-                pend[l] = block_start[blk] + block_len[blk]
-                active[l] = True
-                n_active += 1
-                _start_path(W, V0, L0, l, p[l], out_V, save0)
-                jsave[l] = j0
-        V = W[_V]
-        L = W[_L]
-        Vn = W[_VN]
-        Ln = W[_LN]
-        Z = W[_Z]
-        Gp = W[_GP]
-        bd = W[_B]
-        while n_active > 0:
+def _make_lanes_kernel(M):
+    """Euler lane kernel with ``M`` (the token count) fixed at compile time."""
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def _simulate_lanes(g0, g1, gens, block_start, block_len, V0, L0, coef, dt, n_steps,
+                        save_steps, bound, out_V, out_status, out_death):
+        has_att = coef.att_noise != 0.0
+        sq = math.sqrt(dt)
+        sq2 = math.sqrt(2.0) * sq
+        n_save = save_steps.shape[0]
+        save0 = save_steps[0] == 0
+        j0 = 1 if save0 else 0
+        n_blocks = len(gens)
+        for g in range(g0, g1):
+            m = M
+            b0 = g * NL
+            # one allocation: every slot is a constant offset from one base pointer
+            W = np.zeros((_N_SLOTS, m, m, NL))
+            V = W[_V]
+            L = W[_L]
+            Vn = W[_VN]
+            Ln = W[_LN]
+            Z = W[_Z]
+            Gp = W[_GP]
+            bd = W[_B]
+            vec = W[_X:_X + 4, 0]       # (4, m, NL)
+            sc = W[_X:_X + 4, 1, 0]     # (4, NL); m >= 2
+            ok = np.ones(NL, dtype=np.bool_)
+            blew = np.zeros(NL, dtype=np.bool_)
+            p = np.zeros(NL, dtype=np.int64)
+            pend = np.zeros(NL, dtype=np.int64)
+            step = np.zeros(NL, dtype=np.int64)
+            jsave = np.zeros(NL, dtype=np.int64)
+            active = np.zeros(NL, dtype=np.bool_)
+            n_active = 0
             for l in range(NL):
-                if active[l]:
-                    gen = gens[b0 + l]
-                    for a in range(m):
-                        Z[a, a, l] = sq2 * gen.standard_normal()
-                        for b in range(a + 1, m):
-                            z = sq * gen.standard_normal()
-                            Z[a, b, l] = z
-                            Z[b, a, l] = z
-                    if has_att:
+                blk = b0 + l
+                _start_path(V, L, V0, L0, l, 0, out_V, False)
+                if blk < n_blocks and block_len[blk] > 0:
+                    p[l] = block_start[blk]
+                    pend[l] = block_start[blk] + block_len[blk]
+                    active[l] = True
+                    n_active += 1
+                    _start_path(V, L, V0, L0, l, p[l], out_V, save0)
+                    jsave[l] = j0
+            while n_active > 0:
+                for l in range(NL):
+                    if active[l]:
+                        gen = gens[b0 + l]
                         for a in range(m):
-                            for b in range(m):
-                                Gp[a, b, l] = sq * gen.standard_normal()
-            # the Euler step on all lanes (as _em_step)
-            drift_lanes(V, coef, bd, vec, sc)
-            noise_lanes(L, Z, Gp, coef, W[_N], W[_T], W[_K], vec[3], Vn)
-            for a in range(m):
-                for b in range(a + 1):
-                    for l in range(NL):
-                        x = (0.5 * ((Vn[a, b, l] + bd[a, b, l] * dt)
-                                    + (Vn[b, a, l] + bd[b, a, l] * dt)) + V[a, b, l])
-                        Vn[a, b, l] = x
-                        Vn[b, a, l] = x
-            for l in range(NL):
-                blew[l] = False
-            for a in range(m):
-                for b in range(m):
-                    for l in range(NL):
-                        if not (abs(Vn[a, b, l]) <= bound):
-                            blew[l] = True
-            cholesky_lanes(Vn, Ln, ok)
-            for l in range(NL):
-                if not active[l]:
-                    continue
-                step[l] += 1
-                s = step[l]
-                st = BLEW_UP if blew[l] else (LEFT_CONE if not ok[l] else ALIVE)
-                done = False
-                if st != ALIVE:
-                    out_status[p[l]] = st
-                    out_death[p[l]] = s * dt
-                    done = True
-                else:
-                    for a in range(m):
-                        for b in range(m):
+                            Z[a, a, l] = sq2 * gen.standard_normal()
+                            for b in range(a + 1, m):
+                                z = sq * gen.standard_normal()
+                                Z[a, b, l] = z
+                                Z[b, a, l] = z
+                        if has_att:
+                            for a in range(m):
+                                for b in range(m):
+                                    Gp[a, b, l] = sq * gen.standard_normal()
+                # the Euler step on all lanes (as _em_step)
+                drift_lanes(V, coef, bd, vec, sc)
+                noise_lanes(L, Z, Gp, coef, W[_N], W[_T], W[_K], vec[3], Vn)
+                for a in range(m):
+                    for b in range(a + 1):
+                        for l in range(NL):
+                            x = (0.5 * ((Vn[a, b, l] + bd[a, b, l] * dt)
+                                        + (Vn[b, a, l] + bd[b, a, l] * dt)) + V[a, b, l])
+                            Vn[a, b, l] = x
+                            Vn[b, a, l] = x
+                for l in range(NL):
+                    blew[l] = False
+                for a in range(m):
+                    for b in range(m):
+                        for l in range(NL):
+                            blew[l] = blew[l] | (not (abs(Vn[a, b, l]) <= bound))
+                cholesky_lanes(Vn, Ln, ok)
+                # the new state on every lane (a dead or idle lane is restarted below)
+                for a in range(m):
+                    for b in range(m):
+                        for l in range(NL):
                             V[a, b, l] = Vn[a, b, l]
                             L[a, b, l] = Ln[a, b, l]
-                    j = jsave[l]
-                    if j < n_save and s == save_steps[j]:
-                        for a in range(m):
-                            for b in range(m):
-                                out_V[p[l], j, a, b] = V[a, b, l]
-                        jsave[l] = j + 1
-                    if s == n_steps:
+                for l in range(NL):
+                    if not active[l]:
+                        _start_path(V, L, V0, L0, l, 0, out_V, False)  # idle: stay at V0
+                        continue
+                    step[l] += 1
+                    s = step[l]
+                    st = BLEW_UP if blew[l] else (LEFT_CONE if not ok[l] else ALIVE)
+                    done = False
+                    if st != ALIVE:
+                        out_status[p[l]] = st
+                        out_death[p[l]] = s * dt
                         done = True
-                if done:
-                    p[l] += 1
-                    step[l] = 0
-                    if p[l] < pend[l]:
-                        _start_path(W, V0, L0, l, p[l], out_V, save0)
-                        jsave[l] = j0
                     else:
-                        active[l] = False
-                        n_active -= 1
-                        _start_path(W, V0, L0, l, 0, out_V, False)
+                        j = jsave[l]
+                        if j < n_save and s == save_steps[j]:
+                            for a in range(m):
+                                for b in range(m):
+                                    out_V[p[l], j, a, b] = V[a, b, l]
+                            jsave[l] = j + 1
+                        if s == n_steps:
+                            done = True
+                    if done:
+                        p[l] += 1
+                        step[l] = 0
+                        if p[l] < pend[l]:
+                            _start_path(V, L, V0, L0, l, p[l], out_V, save0)
+                            jsave[l] = j0
+                        else:
+                            active[l] = False
+                            n_active -= 1
+                            _start_path(V, L, V0, L0, l, 0, out_V, False)
+
+    return _simulate_lanes

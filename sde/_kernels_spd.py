@@ -23,9 +23,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import ALIVE, BLEW_UP, draw_increments, supplied_increments
-from .coefficients import (cholesky_into, drift_into, ito_correction_into,
-                           whitened_noise_into)
+import numba
+
+from ._kernels import (ALIVE, BLEW_UP, LANES_MAX_M, _factor, _run_groups, _start_path,
+                       draw_increments, supplied_increments)
+from .coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
+                           ito_correction_into, ito_correction_lanes, whitened_noise_into,
+                           whitened_noise_lanes)
 
 
 @njit(cache=True, inline="always")
@@ -158,9 +162,10 @@ def _workspace_spd(m):
 
 
 @njit(cache=True, parallel=True)
-def simulate_blocks_spd(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
-                        bound, out_V, out_status, out_death):
-    """The SPD scheme over RNG blocks of paths (arguments as :func:`sde._kernels.simulate_blocks`)."""
+def simulate_blocks_spd_scalar(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
+                               bound, out_V, out_status, out_death):
+    """The SPD scheme over RNG blocks, one path at a time per thread (the reference for the
+    lanes of :func:`simulate_blocks_spd`; arguments as :func:`sde._kernels.simulate_blocks`)."""
     m = V0.shape[0]
     has_att = coef.att_noise != 0.0
     sq = math.sqrt(dt)
@@ -210,3 +215,236 @@ def integrate_supplied_spd(V0, coef, dt, dW, bound, out_V, out_status, out_death
             V, Vn = Vn, V
             L, Ln = Ln, L
             out_V[p, s + 1] = V
+
+
+# ------------------------------------------------------------------ lanes of paths
+
+
+def simulate_blocks_spd(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
+                        bound, out_V, out_status, out_death):
+    """The SPD scheme over RNG blocks, NL blocks at a time as vector lanes.
+
+    Bit-identical to :func:`simulate_blocks_spd_scalar` (tests/test_lanes_spd.py): the lane
+    organisation of :func:`sde._kernels.simulate_blocks` (one RNG block per lane, the same
+    draws in the same order, m a compile-time constant, one workspace with the lane axis
+    innermost) around the operations of :func:`spd_step`, lane by lane in the same order. A
+    lane whose new state fails the float Cholesky takes its factor from the QR fallback, as
+    in :func:`spd_step`. For m > :data:`sde._kernels.LANES_MAX_M` the per-path kernel runs.
+    """
+    m = V0.shape[0]
+    if m > LANES_MAX_M:
+        simulate_blocks_spd_scalar(gens, block_start, block_len, V0, coef, dt, n_steps,
+                                   save_steps, bound, out_V, out_status, out_death)
+        return
+    kernel = spd_lanes_kernel(m)
+    L0 = _factor(V0)
+    n_groups = (len(gens) + NL - 1) // NL
+    args = (gens, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,
+            out_V, out_status, out_death)
+    old = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        kernel(0, min(1, n_groups), *args)  # compiles (once per m) on this thread
+    finally:
+        numba.config.SLP_VECTORIZE = old
+    _run_groups(kernel, 1, n_groups, args)
+
+
+_SPD_LANE_KERNELS = {}
+
+
+def spd_lanes_kernel(m):
+    """The SPD lane kernel for token count ``m`` (compiled with m a constant; cached per m)."""
+    m = int(m)
+    k = _SPD_LANE_KERNELS.get(m)
+    if k is None:
+        k = _SPD_LANE_KERNELS[m] = _make_spd_lanes_kernel(m)
+    return k
+
+
+# workspace slots: one (_N_SLOTS, m, m, NL) array; the four slots from _Q hold the drift's
+# (m, NL) and (NL,) work vectors
+(_V, _L, _VN, _LN, _Z, _GP, _B, _N, _T, _K, _X, _M, _E, _F, _Q) = range(15)
+_N_SLOTS = _Q + 4
+
+
+@njit(cache=True, inline="always")
+def _solve_lower_lanes(L, B, X):
+    """:func:`_solve_lower_cols` on lanes (X = L⁻¹ B; all (m, m, NL), X not B)."""
+    m = L.shape[0]
+    for j in range(m):
+        for i in range(m):
+            for l in range(NL):
+                X[i, j, l] = B[i, j, l]
+            for k in range(i):
+                for l in range(NL):
+                    X[i, j, l] -= L[i, k, l] * X[k, j, l]
+            for l in range(NL):
+                X[i, j, l] = X[i, j, l] / L[i, i, l]
+
+
+def _make_spd_lanes_kernel(M):
+    """SPD lane kernel with ``M`` (the token count) fixed at compile time."""
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def _simulate_spd_lanes(g0, g1, gens, block_start, block_len, V0, L0, coef, dt, n_steps,
+                            save_steps, bound, out_V, out_status, out_death):
+        has_att = coef.att_noise != 0.0
+        sq = math.sqrt(dt)
+        sq2 = math.sqrt(2.0) * sq
+        n_save = save_steps.shape[0]
+        save0 = save_steps[0] == 0
+        j0 = 1 if save0 else 0
+        n_blocks = len(gens)
+        for g in range(g0, g1):
+            m = M
+            b0 = g * NL
+            W = np.zeros((_N_SLOTS, m, m, NL))
+            V = W[_V]
+            L = W[_L]
+            Vn = W[_VN]
+            Ln = W[_LN]
+            Z = W[_Z]
+            Gp = W[_GP]
+            bd = W[_B]
+            N = W[_N]
+            K = W[_K]
+            X = W[_X]
+            Mw = W[_M]
+            E = W[_E]
+            F = W[_F]
+            vec = W[_Q:_Q + 4, 0]       # (4, m, NL)
+            sc = W[_Q:_Q + 4, 1, 0]     # (4, NL); m >= 2
+            Fl = np.empty((m, m))       # QR fallback of one lane
+            Ll = np.empty((m, m))
+            Rl = np.empty((m, m))
+            ok = np.ones(NL, dtype=np.bool_)
+            blew = np.zeros(NL, dtype=np.bool_)
+            p = np.zeros(NL, dtype=np.int64)
+            pend = np.zeros(NL, dtype=np.int64)
+            step = np.zeros(NL, dtype=np.int64)
+            jsave = np.zeros(NL, dtype=np.int64)
+            active = np.zeros(NL, dtype=np.bool_)
+            n_active = 0
+            for l in range(NL):
+                blk = b0 + l
+                _start_path(V, L, V0, L0, l, 0, out_V, False)
+                if blk < n_blocks and block_len[blk] > 0:
+                    p[l] = block_start[blk]
+                    pend[l] = block_start[blk] + block_len[blk]
+                    active[l] = True
+                    n_active += 1
+                    _start_path(V, L, V0, L0, l, p[l], out_V, save0)
+                    jsave[l] = j0
+            while n_active > 0:
+                for l in range(NL):
+                    if active[l]:
+                        gen = gens[b0 + l]
+                        for a in range(m):
+                            Z[a, a, l] = sq2 * gen.standard_normal()
+                            for b in range(a + 1, m):
+                                z = sq * gen.standard_normal()
+                                Z[a, b, l] = z
+                                Z[b, a, l] = z
+                        if has_att:
+                            for a in range(m):
+                                for b in range(m):
+                                    Gp[a, b, l] = sq * gen.standard_normal()
+                # the SPD step on all lanes (as spd_step)
+                drift_lanes(V, coef, bd, vec, sc)
+                whitened_noise_lanes(L, Z, Gp, coef, N, W[_T], K, vec[3])
+                _solve_lower_lanes(L, bd, X)
+                for i in range(m):
+                    for j in range(m):
+                        for l in range(NL):
+                            F[i, j, l] = X[j, i, l]
+                _solve_lower_lanes(L, F, E)
+                ito_correction_lanes(K, coef, X, sc[3])
+                for i in range(m):
+                    for j in range(i + 1):
+                        for l in range(NL):
+                            x = (0.5 * (E[i, j, l] + E[j, i, l]) * dt
+                                 + 0.5 * (N[i, j, l] + N[j, i, l]) - 0.5 * dt * X[i, j, l])
+                            Mw[i, j, l] = x
+                            Mw[j, i, l] = x
+                for i in range(m):
+                    for j in range(i + 1):
+                        for l in range(NL):
+                            E[i, j, l] = 0.0
+                        for k in range(m):
+                            for l in range(NL):
+                                E[i, j, l] += Mw[i, k, l] * Mw[k, j, l]
+                        for l in range(NL):
+                            x = 0.5 * Mw[i, j, l] + 0.125 * E[i, j, l]
+                            if i == j:
+                                x += 1.0
+                            E[i, j, l] = x
+                            E[j, i, l] = x
+                for i in range(m):
+                    for j in range(m):
+                        for l in range(NL):
+                            F[i, j, l] = 0.0
+                        for k in range(i + 1):
+                            for l in range(NL):
+                                F[i, j, l] += L[i, k, l] * E[k, j, l]
+                for i in range(m):
+                    for j in range(i + 1):
+                        for l in range(NL):
+                            Vn[i, j, l] = 0.0
+                        for k in range(m):
+                            for l in range(NL):
+                                Vn[i, j, l] += F[i, k, l] * F[j, k, l]
+                        for l in range(NL):
+                            Vn[j, i, l] = Vn[i, j, l]
+                for l in range(NL):
+                    blew[l] = False
+                for a in range(m):
+                    for b in range(m):
+                        for l in range(NL):
+                            blew[l] = blew[l] | (not (abs(Vn[a, b, l]) <= bound))
+                cholesky_lanes(Vn, Ln, ok)
+                for l in range(NL):
+                    if active[l] and not blew[l] and not ok[l]:
+                        for a in range(m):
+                            for b in range(m):
+                                Fl[a, b] = F[a, b, l]
+                        factor_from_qr(Fl, Ll, Rl)
+                        for a in range(m):
+                            for b in range(m):
+                                Ln[a, b, l] = Ll[a, b]
+                for a in range(m):
+                    for b in range(m):
+                        for l in range(NL):
+                            V[a, b, l] = Vn[a, b, l]
+                            L[a, b, l] = Ln[a, b, l]
+                for l in range(NL):
+                    if not active[l]:
+                        _start_path(V, L, V0, L0, l, 0, out_V, False)  # idle: stay at V0
+                        continue
+                    step[l] += 1
+                    s = step[l]
+                    done = False
+                    if blew[l]:
+                        out_status[p[l]] = BLEW_UP
+                        out_death[p[l]] = s * dt
+                        done = True
+                    else:
+                        j = jsave[l]
+                        if j < n_save and s == save_steps[j]:
+                            for a in range(m):
+                                for b in range(m):
+                                    out_V[p[l], j, a, b] = V[a, b, l]
+                            jsave[l] = j + 1
+                        if s == n_steps:
+                            done = True
+                    if done:
+                        p[l] += 1
+                        step[l] = 0
+                        if p[l] < pend[l]:
+                            _start_path(V, L, V0, L0, l, p[l], out_V, save0)
+                            jsave[l] = j0
+                        else:
+                            active[l] = False
+                            n_active -= 1
+                            _start_path(V, L, V0, L0, l, 0, out_V, False)
+
+    return _simulate_spd_lanes

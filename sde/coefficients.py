@@ -380,8 +380,11 @@ def drift_lanes(V, coef, out, vec, sc):
 
 
 @njit(cache=True, inline="always")
-def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
-    """:func:`noise_into` on lanes: L, Z, Gp, N, T, K, out (m, m, NL); u (m, NL) work."""
+def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
+    """:func:`whitened_noise_into` on lanes: N (and K when ``c ≠ 0``) from L, Z, Gp (m, m, NL).
+
+    T (m, m, NL) and u (m, NL) are work space.
+    """
     m = L.shape[0]
     sa = np.sqrt(coef.a_lin)
     c = coef.att_noise / m
@@ -422,6 +425,13 @@ def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
             for j in range(m):
                 for l in range(NL):
                     N[i, j, l] += c * (T[i, j, l] + T[j, i, l])
+
+
+@njit(cache=True, inline="always")
+def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
+    """:func:`noise_into` on lanes: L, Z, Gp, N, T, K, out (m, m, NL); u (m, NL) work."""
+    m = L.shape[0]
+    whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u)
     for i in range(m):
         for j in range(m):
             for l in range(NL):
@@ -439,6 +449,35 @@ def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
                     out[i, j, l] += T[i, k, l] * L[j, k, l]
             for l in range(NL):
                 out[j, i, l] = out[i, j, l]
+
+
+@njit(cache=True, inline="always")
+def ito_correction_lanes(K, coef, out, tr):
+    """:func:`ito_correction_into` on lanes: K, out (m, m, NL); tr (NL,) work."""
+    m = out.shape[0]
+    c = coef.att_noise / m
+    for i in range(m):
+        for j in range(m):
+            for l in range(NL):
+                out[i, j, l] = 0.0
+    if c != 0.0:
+        c2 = c * c
+        for l in range(NL):
+            tr[l] = 0.0
+        for i in range(m):
+            for j in range(m):
+                for k in range(m):
+                    for l in range(NL):
+                        out[i, j, l] += K[i, k, l] * K[k, j, l]
+                for l in range(NL):
+                    out[i, j, l] = c2 * (m + 2.0) * out[i, j, l]
+                    tr[l] += K[i, j, l] * K[i, j, l]
+        for i in range(m):
+            for l in range(NL):
+                out[i, i, l] += c2 * tr[l]
+    for i in range(m):
+        for l in range(NL):
+            out[i, i, l] += coef.a_lin * (m + 1.0)
 
 
 @njit(cache=True, inline="always")
