@@ -25,6 +25,18 @@ from .coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_
 ALIVE, LEFT_CONE, BLEW_UP = 0, 1, 2
 
 
+@njit(cache=True)
+def used_blocks(block_len):
+    """Blocks that hold paths: they come first, padding (length 0) after
+    (:func:`sde._run.kernel_chunks`). Work is split over these only, so that a chunk of fewer
+    blocks than the padded tuple still uses every thread (a static split of the padded range
+    gave one thread all the paths below 8192)."""
+    n = 0
+    while n < block_len.shape[0] and block_len[n] > 0:
+        n += 1
+    return n
+
+
 @njit(cache=True, inline="always")
 def _check_state(Vn, bound, Ln):
     """Status of a new state: 2 if non-finite or above bound, 1 if not PD, else 0 (Ln filled)."""
@@ -106,7 +118,7 @@ def simulate_blocks_scalar(gens, block_start, block_len, V0, coef, dt, n_steps, 
     sq = math.sqrt(dt)
     sq2 = math.sqrt(2.0) * sq
     n_save = save_steps.shape[0]
-    for k in prange(len(gens)):
+    for k in prange(used_blocks(block_len)):
         gen = gens[k]
         V, L, Vn, Ln, Z, Gp, bdrift, scratch = _workspace(m)
         for p in range(block_start[k], block_start[k] + block_len[k]):
@@ -232,16 +244,16 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
         return
     kernel = lanes_kernel(m)
     L0 = _factor(V0)
-    n_groups = (len(gens) + NL - 1) // NL
+    n_groups = (used_blocks(block_len) + NL - 1) // NL
     args = (gens, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,
             out_V, out_status, out_death)
     old = numba.config.SLP_VECTORIZE
     numba.config.SLP_VECTORIZE = 1
     try:
-        kernel(0, min(1, n_groups), *args)  # compiles (once per m) on this thread
+        kernel(0, 0, *args)  # compiles (once per m) on this thread; runs nothing
     finally:
         numba.config.SLP_VECTORIZE = old
-    _run_groups(kernel, 1, n_groups, args)
+    _run_groups(kernel, 0, n_groups, args)
 
 
 def _factor(V0):

@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._kernels import used_blocks
 from .coefficients import cholesky_into
 from .masked import masked_drift_into, masked_noise_into
 
@@ -63,7 +64,7 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
     sq = math.sqrt(dt)
     sq2 = math.sqrt(2.0) * sq
     n_save = save_steps.shape[0]
-    for k in prange(len(gens)):
+    for k in prange(used_blocks(block_len)):
         gen = gens[k]
         V, L, Vn, Ln, Z, Gp, bdrift, scratch = _workspace(m)
         for p in range(block_start[k], block_start[k] + block_len[k]):

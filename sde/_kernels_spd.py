@@ -25,7 +25,7 @@ from numba import njit, prange
 
 import numba
 
-from ._kernels import (ALIVE, BLEW_UP, LANES_MAX_M, _factor, _run_groups, _start_path,
+from ._kernels import (ALIVE, BLEW_UP, LANES_MAX_M, _factor, _run_groups, _start_path, used_blocks,
                        draw_increments, supplied_increments)
 from .coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
                            ito_correction_into, ito_correction_lanes, whitened_noise_into,
@@ -171,7 +171,7 @@ def simulate_blocks_spd_scalar(gens, block_start, block_len, V0, coef, dt, n_ste
     sq = math.sqrt(dt)
     sq2 = math.sqrt(2.0) * sq
     n_save = save_steps.shape[0]
-    for k in prange(len(gens)):
+    for k in prange(used_blocks(block_len)):
         gen = gens[k]
         V, L, Vn, Ln, Z, Gp, bdrift, scratch, W = _workspace_spd(m)
         for p in range(block_start[k], block_start[k] + block_len[k]):
@@ -238,16 +238,16 @@ def simulate_blocks_spd(gens, block_start, block_len, V0, coef, dt, n_steps, sav
         return
     kernel = spd_lanes_kernel(m)
     L0 = _factor(V0)
-    n_groups = (len(gens) + NL - 1) // NL
+    n_groups = (used_blocks(block_len) + NL - 1) // NL
     args = (gens, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,
             out_V, out_status, out_death)
     old = numba.config.SLP_VECTORIZE
     numba.config.SLP_VECTORIZE = 1
     try:
-        kernel(0, min(1, n_groups), *args)  # compiles (once per m) on this thread
+        kernel(0, 0, *args)  # compiles (once per m) on this thread; runs nothing
     finally:
         numba.config.SLP_VECTORIZE = old
-    _run_groups(kernel, 1, n_groups, args)
+    _run_groups(kernel, 0, n_groups, args)
 
 
 _SPD_LANE_KERNELS = {}
