@@ -242,7 +242,15 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
         simulate_blocks_scalar(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
                                bound, out_V, out_status, out_death)
         return
-    kernel = lanes_kernel(m)
+    run_lanes(lanes_kernel(m), gens, block_start, block_len, V0, coef, dt, n_steps,
+              save_steps, bound, out_V, out_status, out_death)
+
+
+def run_lanes(kernel, gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
+              bound, out_V, out_status, out_death):
+    """Run a per-m lane kernel (Euler's or the SPD scheme's) over the lane groups of the
+    blocks that hold paths: compiled on this thread with the SLP vectoriser on, then
+    every group on the thread pool (:func:`_run_groups`)."""
     L0 = _factor(V0)
     n_groups = (used_blocks(block_len) + NL - 1) // NL
     args = (gens, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,

@@ -23,10 +23,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-import numba
-
-from ._kernels import (ALIVE, BLEW_UP, LANES_MAX_M, _factor, _run_groups, _start_path, used_blocks,
-                       draw_increments, supplied_increments)
+from ._kernels import (ALIVE, BLEW_UP, LANES_MAX_M, _start_path, draw_increments, run_lanes,
+                       supplied_increments, used_blocks)
 from .coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
                            ito_correction_into, ito_correction_lanes, whitened_noise_into,
                            whitened_noise_lanes)
@@ -236,18 +234,8 @@ def simulate_blocks_spd(gens, block_start, block_len, V0, coef, dt, n_steps, sav
         simulate_blocks_spd_scalar(gens, block_start, block_len, V0, coef, dt, n_steps,
                                    save_steps, bound, out_V, out_status, out_death)
         return
-    kernel = spd_lanes_kernel(m)
-    L0 = _factor(V0)
-    n_groups = (used_blocks(block_len) + NL - 1) // NL
-    args = (gens, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,
-            out_V, out_status, out_death)
-    old = numba.config.SLP_VECTORIZE
-    numba.config.SLP_VECTORIZE = 1
-    try:
-        kernel(0, 0, *args)  # compiles (once per m) on this thread; runs nothing
-    finally:
-        numba.config.SLP_VECTORIZE = old
-    _run_groups(kernel, 0, n_groups, args)
+    run_lanes(spd_lanes_kernel(m), gens, block_start, block_len, V0, coef, dt, n_steps,
+              save_steps, bound, out_V, out_status, out_death)
 
 
 _SPD_LANE_KERNELS = {}
