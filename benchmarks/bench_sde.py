@@ -15,14 +15,20 @@ counted as if they had run to T, they are 1–6 % of the paths):
   the kernel (docs/theory.md §4), vectorised over paths, batched Cholesky with per-path failure
   handling (a batch that fails is bisected until the failing paths are found);
 * **RNG floor** — a numba ``prange`` kernel that draws the same normals per path-step
-  (m(m+1)/2 for Z plus m² for G') from the same per-block Generators and only sums them;
+  (m(m+1)/2 for Z plus m² for G') from the same per-block Generators and only sums them
+  (the floor the issue's goals are stated against);
+* **inline floor** — the same draws with the inlined PCG64 + ziggurat the lane kernels use
+  (:mod:`sde._pcg64`: the same stream, state in registers for a path-step's draws): the
+  floor of the kernels as they are now. The lane kernels draw faster than the Generator
+  floor, so "kernel/RNG" mixes two gains: less arithmetic, cheaper draws;
+  "kernel/inline" is the arithmetic alone;
 * **sdeint** — ``sdeint.itoEuler`` on the flattened m²-state, one path per call, with
   ``G(y, t) = model.noise_matrix(V)`` (vectorised numpy, ``np.kron``), a few paths.
 
-Ratios: kernel/RNG floor (the fraction of the time spent on normals is roughly its inverse),
-per-path/RNG floor, spd/RNG floor, kernel/per-path, kernel/numpy. Goals (issue 19): kernel
-≥ 0.75 / 0.7 / 0.55 of the RNG floor at m = 3 / 8 / 16. (The floor loop sums its draws, a
-dependency chain: it is a slight overestimate of the true cost of the normals.)
+Ratios: kernel/RNG floor, kernel/inline floor (the fraction of the kernel's time spent on
+normals), per-path/RNG floor, spd/RNG floor, kernel/per-path, kernel/numpy. Goals (issue 19):
+kernel ≥ 0.75 / 0.7 / 0.55 of the RNG floor at m = 3 / 8 / 16. (The floor loops sum their
+draws, a dependency chain: a slight overestimate of the true cost of the normals.)
 """
 import argparse
 import math
@@ -41,6 +47,7 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 import sde  # noqa: E402
+from sde import _pcg64  # noqa: E402
 
 SIM = sys.modules["sde.simulate"]  # the module (sde.simulate is the re-exported function)
 
@@ -184,7 +191,22 @@ def _rng_floor(gens, block_len, n_steps, n_normals, out):
         out[k] = acc
 
 
-def bench_rng_floor(m, n_paths, seed, repeats):
+@njit(parallel=True, cache=True)
+def _inline_floor(rows, block_len, n_steps, n_normals, out):
+    for k in prange(rows.shape[0]):
+        acc = 0.0
+        for _p in range(block_len[k]):
+            for _s in range(n_steps):
+                hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
+                for _i in range(n_normals):
+                    x, hi, lo = _pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+                    acc += x
+                rows[k, 0] = hi
+                rows[k, 1] = lo
+        out[k] = acc
+
+
+def bench_rng_floor(m, n_paths, seed, repeats, inline=False):
     n_steps = int(round(T_END / DT))
     n_normals = m * (m + 1) // 2 + m * m  # Z's upper triangle and G', as in the kernel
 
@@ -193,8 +215,12 @@ def bench_rng_floor(m, n_paths, seed, repeats):
         lens = np.array([min(SIM.RNG_BLOCK, n - k * SIM.RNG_BLOCK) for k in range(len(gens))],
                         dtype=np.int64)
         out = np.zeros(len(gens))
+        rows = _pcg64.states(gens)
         t0, c0 = time.perf_counter(), time.process_time()
-        _rng_floor(gens, lens, n_steps, n_normals, out)
+        if inline:
+            _inline_floor(rows, lens, n_steps, n_normals, out)
+        else:
+            _rng_floor(gens, lens, n_steps, n_normals, out)
         return time.perf_counter() - t0, time.process_time() - c0
 
     once(n_paths)  # compile for this tuple length
@@ -263,7 +289,7 @@ def main(argv=None):
           f"({n_steps} steps), {args.paths} paths (sdeint: a few), best of {args.repeats}")
     print(machine())
     threads = numba.get_num_threads()
-    cols = ["kernel", "per-path", "spd", "RNG floor"]
+    cols = ["kernel", "per-path", "spd", "RNG floor", "inline"]
     if not args.no_baselines:
         cols += ["numpy", "sdeint"]
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -279,6 +305,8 @@ def main(argv=None):
             dead[name] = d
         tr, cr = bench_rng_floor(m, args.paths, args.seed, args.repeats)
         res["RNG floor"] = (work / tr, work / cr)
+        ti, ci = bench_rng_floor(m, args.paths, args.seed, args.repeats, inline=True)
+        res["inline"] = (work / ti, work / ci)
         if not args.no_baselines:
             tn, cn, dead["numpy"] = bench_numpy(model, V0, args.paths, args.seed, args.repeats)
             res["numpy"] = (work / tn, work / cn)
@@ -292,14 +320,15 @@ def main(argv=None):
     def table(title, idx):
         print(title)
         head = (f"{'m':>3} | " + " | ".join(f"{c:>9}" for c in cols)
-                + f" | {'kern/RNG':>8} | {'perpath/RNG':>11} | {'spd/RNG':>7} | {'kern/perpath':>12}"
+                + f" | {'kern/RNG':>8} | {'kern/inline':>11} | {'perpath/RNG':>11} | {'spd/RNG':>7}"
+                + f" | {'kern/perpath':>12}"
                 + ("" if args.no_baselines else f" | {'kern/numpy':>10}"))
         print(head)
         print("-" * len(head))
         for m, res, _ in rows:
             v = {c: res[c][idx] for c in cols}
             line = (f"{m:>3} | " + " | ".join(f"{v[c]:9.3g}" for c in cols)
-                    + f" | {v['kernel'] / v['RNG floor']:8.2f} | "
+                    + f" | {v['kernel'] / v['RNG floor']:8.2f} | {v['kernel'] / v['inline']:11.2f} | "
                     f"{v['per-path'] / v['RNG floor']:11.2f} | {v['spd'] / v['RNG floor']:7.2f} | "
                     f"{v['kernel'] / v['per-path']:12.2f}")
             if not args.no_baselines:

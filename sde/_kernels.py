@@ -19,6 +19,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import _pcg64
 from .coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
                            noise_into, noise_lanes)
 
@@ -250,10 +251,14 @@ def run_lanes(kernel, gens, block_start, block_len, V0, coef, dt, n_steps, save_
               bound, out_V, out_status, out_death):
     """Run a per-m lane kernel (Euler's or the SPD scheme's) over the lane groups of the
     blocks that hold paths: compiled on this thread with the SLP vectoriser on, then
-    every group on the thread pool (:func:`_run_groups`)."""
+    every group on the thread pool (:func:`_run_groups`).
+
+    The kernel draws from the Generators' PCG64 states copied into a (blocks, 4) uint64
+    array (:mod:`sde._pcg64`, the same stream inlined); the advanced states are written back."""
     L0 = _factor(V0)
     n_groups = (used_blocks(block_len) + NL - 1) // NL
-    args = (gens, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,
+    rng = _pcg64.states(gens)
+    args = (rng, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,
             out_V, out_status, out_death)
     old = numba.config.SLP_VECTORIZE
     numba.config.SLP_VECTORIZE = 1
@@ -262,6 +267,7 @@ def run_lanes(kernel, gens, block_start, block_len, V0, coef, dt, n_steps, save_
     finally:
         numba.config.SLP_VECTORIZE = old
     _run_groups(kernel, 0, n_groups, args)
+    _pcg64.write_back(gens, rng)
 
 
 def _factor(V0):
@@ -325,10 +331,34 @@ def _start_path(V, L, V0, L0, l, p, out_V, save0):
                 out_V[p, 0, a, b] = V0[a, b]
 
 
+@njit(cache=True, inline="always")
+def draw_lane(rng, k, l, sq, sq2, has_att, Z, Gp):
+    """One step's noise for lane ``l`` from PCG64 state row ``k`` of ``rng`` (blocks, 4), in
+    the package's order (module docstring; as :func:`draw_increments`). The state stays in
+    registers for the step's draws and is stored back once."""
+    m = Z.shape[0]
+    hi, lo, inc_hi, inc_lo = rng[k, 0], rng[k, 1], rng[k, 2], rng[k, 3]
+    for a in range(m):
+        x, hi, lo = _pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+        Z[a, a, l] = sq2 * x
+        for b in range(a + 1, m):
+            x, hi, lo = _pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            z = sq * x
+            Z[a, b, l] = z
+            Z[b, a, l] = z
+    if has_att:
+        for a in range(m):
+            for b in range(m):
+                x, hi, lo = _pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+                Gp[a, b, l] = sq * x
+    rng[k, 0] = hi
+    rng[k, 1] = lo
+
+
 def _make_lanes_kernel(M):
     """Euler lane kernel with ``M`` (the token count) fixed at compile time."""
     @njit(cache=True, nogil=True, error_model="numpy")
-    def _simulate_lanes(g0, g1, gens, block_start, block_len, V0, L0, coef, dt, n_steps,
+    def _simulate_lanes(g0, g1, rng, block_start, block_len, V0, L0, coef, dt, n_steps,
                         save_steps, bound, out_V, out_status, out_death):
         has_att = coef.att_noise != 0.0
         sq = math.sqrt(dt)
@@ -336,7 +366,7 @@ def _make_lanes_kernel(M):
         n_save = save_steps.shape[0]
         save0 = save_steps[0] == 0
         j0 = 1 if save0 else 0
-        n_blocks = len(gens)
+        n_blocks = rng.shape[0]
         for g in range(g0, g1):
             m = M
             b0 = g * NL
@@ -372,17 +402,7 @@ def _make_lanes_kernel(M):
             while n_active > 0:
                 for l in range(NL):
                     if active[l]:
-                        gen = gens[b0 + l]
-                        for a in range(m):
-                            Z[a, a, l] = sq2 * gen.standard_normal()
-                            for b in range(a + 1, m):
-                                z = sq * gen.standard_normal()
-                                Z[a, b, l] = z
-                                Z[b, a, l] = z
-                        if has_att:
-                            for a in range(m):
-                                for b in range(m):
-                                    Gp[a, b, l] = sq * gen.standard_normal()
+                        draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
                 # the Euler step on all lanes (as _em_step)
                 drift_lanes(V, coef, bd, vec, sc)
                 noise_lanes(L, Z, Gp, coef, W[_N], W[_T], W[_K], vec[3], Vn)

@@ -23,8 +23,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import (ALIVE, BLEW_UP, LANES_MAX_M, _start_path, draw_increments, run_lanes,
-                       supplied_increments, used_blocks)
+from ._kernels import (ALIVE, BLEW_UP, LANES_MAX_M, _start_path, draw_increments, draw_lane,
+                       run_lanes, supplied_increments, used_blocks)
 from .coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
                            ito_correction_into, ito_correction_lanes, whitened_noise_into,
                            whitened_noise_lanes)
@@ -274,7 +274,7 @@ def _solve_lower_lanes(L, B, X):
 def _make_spd_lanes_kernel(M):
     """SPD lane kernel with ``M`` (the token count) fixed at compile time."""
     @njit(cache=True, nogil=True, error_model="numpy")
-    def _simulate_spd_lanes(g0, g1, gens, block_start, block_len, V0, L0, coef, dt, n_steps,
+    def _simulate_spd_lanes(g0, g1, rng, block_start, block_len, V0, L0, coef, dt, n_steps,
                             save_steps, bound, out_V, out_status, out_death):
         has_att = coef.att_noise != 0.0
         sq = math.sqrt(dt)
@@ -282,7 +282,7 @@ def _make_spd_lanes_kernel(M):
         n_save = save_steps.shape[0]
         save0 = save_steps[0] == 0
         j0 = 1 if save0 else 0
-        n_blocks = len(gens)
+        n_blocks = rng.shape[0]
         for g in range(g0, g1):
             m = M
             b0 = g * NL
@@ -326,17 +326,7 @@ def _make_spd_lanes_kernel(M):
             while n_active > 0:
                 for l in range(NL):
                     if active[l]:
-                        gen = gens[b0 + l]
-                        for a in range(m):
-                            Z[a, a, l] = sq2 * gen.standard_normal()
-                            for b in range(a + 1, m):
-                                z = sq * gen.standard_normal()
-                                Z[a, b, l] = z
-                                Z[b, a, l] = z
-                        if has_att:
-                            for a in range(m):
-                                for b in range(m):
-                                    Gp[a, b, l] = sq * gen.standard_normal()
+                        draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
                 # the SPD step on all lanes (as spd_step)
                 drift_lanes(V, coef, bd, vec, sc)
                 whitened_noise_lanes(L, Z, Gp, coef, N, W[_T], K, vec[3])

@@ -383,7 +383,9 @@ def drift_lanes(V, coef, out, vec, sc):
 def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
     """:func:`whitened_noise_into` on lanes: N (and K when ``c ≠ 0``) from L, Z, Gp (m, m, NL).
 
-    T (m, m, NL) and u (m, NL) are work space.
+    T (m, m, NL) and u (m, NL) are work space. Each product entry is finished before the
+    next (its summation index innermost but for the lanes), so LLVM keeps the running sum
+    in registers; every sum adds its terms in the scalar function's order (same bits).
     """
     m = L.shape[0]
     sa = np.sqrt(coef.a_lin)
@@ -399,13 +401,11 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
             for a in range(i, m):
                 for l in range(NL):
                     u[i, l] += L[a, i, l]
-        for i in range(m):
+        for i in range(m):          # K[i, j] = Σ_{a ≥ j} L[a, i] L[a, j], i ≤ j, a ascending
             for j in range(i, m):
                 for l in range(NL):
                     K[i, j, l] = 0.0
-        for a in range(m):
-            for i in range(a + 1):
-                for j in range(i, a + 1):
+                for a in range(j, m):
                     for l in range(NL):
                         K[i, j, l] += L[a, i, l] * L[a, j, l]
         for i in range(m):
@@ -413,12 +413,11 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
                 for l in range(NL):
                     K[i, j, l] = K[i, j, l] - u[i, l] * u[j, l] / m
                     K[j, i, l] = K[i, j, l]
-        for i in range(m):
+        for i in range(m):          # T = G' K
             for j in range(m):
                 for l in range(NL):
                     T[i, j, l] = 0.0
-            for k in range(m):
-                for j in range(m):
+                for k in range(m):
                     for l in range(NL):
                         T[i, j, l] += Gp[i, k, l] * K[k, j, l]
         for i in range(m):
@@ -432,12 +431,11 @@ def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
     """:func:`noise_into` on lanes: L, Z, Gp, N, T, K, out (m, m, NL); u (m, NL) work."""
     m = L.shape[0]
     whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u)
-    for i in range(m):
+    for i in range(m):              # T = L N
         for j in range(m):
             for l in range(NL):
                 T[i, j, l] = 0.0
-        for k in range(i + 1):
-            for j in range(m):
+            for k in range(i + 1):
                 for l in range(NL):
                     T[i, j, l] += L[i, k, l] * N[k, j, l]
     for i in range(m):

@@ -33,11 +33,20 @@ VOLATILE_ATTRS = ("wall_time_s", "created", "threads")
 
 
 def dead_fraction_ci(n_dead, n_total, level=0.95):
-    """Clopper–Pearson interval of a dead fraction: (fraction, low, high)."""
+    """Clopper–Pearson interval of a dead fraction: (fraction, low, high).
+
+    The closed form by beta quantiles, ``low = B⁻¹(α/2; k, n − k + 1)``,
+    ``high = B⁻¹(1 − α/2; k + 1, n − k)`` (0 and 1 at k = 0 and k = n): the interval
+    ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")`` finds by root search
+    (to ~1e-11), in ~0.1 ms instead of ~5 ms — it is computed for every run.
+    """
     if n_total == 0:
         return float("nan"), 0.0, 1.0
-    ci = scipy.stats.binomtest(int(n_dead), int(n_total)).proportion_ci(level, method="exact")
-    return n_dead / n_total, float(ci.low), float(ci.high)
+    k, n = int(n_dead), int(n_total)
+    alpha = 1.0 - level
+    low = float(scipy.stats.beta.ppf(alpha / 2, k, n - k + 1)) if k > 0 else 0.0
+    high = float(scipy.stats.beta.ppf(1 - alpha / 2, k + 1, n - k)) if k < n else 1.0
+    return k / n, low, high
 
 
 def netcdf_safe(attrs):

@@ -198,14 +198,15 @@ def test_dead_fraction_attrs(hot):
     assert a["n_blew_up"] == np.count_nonzero(status == 2)
     assert a["n_factor_failed"] == 0
     assert a["dead_fraction"] == k / n
-    ci = scipy.stats.binomtest(k, n).proportion_ci(0.95, method="exact")
-    assert a["dead_fraction_ci95_low"] == pytest.approx(ci.low, rel=1e-12)
-    assert a["dead_fraction_ci95_high"] == pytest.approx(ci.high, rel=1e-12)
-    # Clopper–Pearson by hand (beta quantiles)
+    # Clopper–Pearson: the beta quantiles (the closed form the attrs use) ...
     lo = scipy.stats.beta.ppf(0.025, k, n - k + 1)
     hi = scipy.stats.beta.ppf(0.975, k + 1, n - k)
-    assert a["dead_fraction_ci95_low"] == pytest.approx(lo, rel=1e-9)
-    assert a["dead_fraction_ci95_high"] == pytest.approx(hi, rel=1e-9)
+    assert a["dead_fraction_ci95_low"] == pytest.approx(lo, rel=1e-12)
+    assert a["dead_fraction_ci95_high"] == pytest.approx(hi, rel=1e-12)
+    # ... equal to scipy's root-search interval within its root tolerance (~1e-11)
+    ci = scipy.stats.binomtest(k, n).proportion_ci(0.95, method="exact")
+    assert a["dead_fraction_ci95_low"] == pytest.approx(ci.low, rel=1e-9)
+    assert a["dead_fraction_ci95_high"] == pytest.approx(ci.high, rel=1e-9)
 
 
 def test_no_deaths_ci():
@@ -215,3 +216,19 @@ def test_no_deaths_ci():
     assert a["dead_fraction_ci95_low"] == 0.0
     assert a["dead_fraction_ci95_high"] == pytest.approx(1 - 0.025 ** (1 / 50), rel=1e-9)
     assert np.all(np.isinf(ds.death_time.values))
+
+
+@pytest.mark.parametrize("k, n", [(0, 1), (1, 1), (0, 7), (7, 7), (1, 2), (5, 100), (37, 4096),
+                                  (4095, 4096)])
+@pytest.mark.parametrize("level", [0.95, 0.99])
+def test_dead_fraction_ci_is_scipys_clopper_pearson(k, n, level):
+    from sde.schema import dead_fraction_ci
+
+    frac, lo, hi = dead_fraction_ci(k, n, level)
+    ci = scipy.stats.binomtest(k, n).proportion_ci(level, method="exact")
+    assert frac == k / n
+    assert lo == pytest.approx(ci.low, rel=1e-9, abs=1e-15)
+    assert hi == pytest.approx(ci.high, rel=1e-9, abs=1e-15)
+    # control: another level is another interval
+    other = dead_fraction_ci(k, n, 0.9)
+    assert (other[1], other[2]) != (lo, hi)

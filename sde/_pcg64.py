@@ -1,0 +1,127 @@
+"""Private: numpy's PCG64 + ziggurat normal, inlined into numba kernels, same stream.
+
+``Generator(PCG64(seed)).standard_normal()`` called inside a numba kernel goes through the
+bit generator's C function pointer and keeps the 128-bit state in memory. The lane kernels
+draw most of their time, so they use this copy instead: the state lives in registers while
+one lane draws its step's normals, the 128-bit LCG step is one LLVM ``i128`` multiply
+(:func:`_lcg_step`), and the ziggurat is numba's port of numpy's ``random_standard_normal``
+with numba's own tables — the draws are bit-identical to the Generator's
+(tests/test_pcg64.py checks millions of draws against numpy, tails included).
+
+State layout: one row of four ``uint64`` per Generator, ``(state_hi, state_lo, inc_hi,
+inc_lo)`` (:func:`states`); a kernel advances the first two and :func:`write_back` returns
+them to the Generators, so a Generator continues exactly where the kernel left it.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+# numba's copy of numpy's ziggurat tables (the ones numba's Generator.standard_normal uses)
+from numba.np.random._constants import (fi_double, ki_double, wi_double, ziggurat_nor_inv_r,
+                                        ziggurat_nor_r)
+
+#: PCG64's 128-bit LCG multiplier (numpy's PCG_DEFAULT_MULTIPLIER_128).
+MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341
+_MASK64 = (1 << 64) - 1
+
+
+@intrinsic
+def _lcg_step(typingctx, s_hi, s_lo, inc_hi, inc_lo):
+    """(hi, lo) of ``state · MULTIPLIER + inc`` mod 2¹²⁸, in one LLVM i128 multiply-add."""
+    sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64, types.uint64,
+                                          types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i128, i64 = ir.IntType(128), ir.IntType(64)
+        sixty_four = ir.Constant(i128, 64)
+
+        def join(hi, lo):
+            return builder.or_(builder.shl(builder.zext(hi, i128), sixty_four),
+                               builder.zext(lo, i128))
+
+        new = builder.add(builder.mul(join(args[0], args[1]), ir.Constant(i128, MULTIPLIER)),
+                          join(args[2], args[3]))
+        hi = builder.trunc(builder.lshr(new, sixty_four), i64)
+        lo = builder.trunc(new, i64)
+        return context.make_tuple(builder, signature.return_type, (hi, lo))
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def next_uint64(hi, lo, inc_hi, inc_lo):
+    """PCG64's next output (step, then the XSL-RR output of the new state): (r, hi, lo)."""
+    hi, lo = _lcg_step(hi, lo, inc_hi, inc_lo)
+    x = hi ^ lo
+    rot = hi >> np.uint64(58)
+    return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63))), hi, lo
+
+
+@njit(cache=True, inline="always")
+def next_double(hi, lo, inc_hi, inc_lo):
+    """A double in [0, 1) from the top 53 bits (numpy's ``next_double``): (u, hi, lo).
+
+    The 53-bit integer converts exactly through int64 (a cheaper instruction than uint64's).
+    """
+    r, hi, lo = next_uint64(hi, lo, inc_hi, inc_lo)
+    return np.float64(np.int64(r >> np.uint64(11))) * (1.0 / 9007199254740992.0), hi, lo
+
+
+@njit(cache=True, inline="always")
+def standard_normal(hi, lo, inc_hi, inc_lo):
+    """One N(0, 1) draw, numpy's ziggurat (numba's port, same tables): (x, hi, lo)."""
+    while True:
+        r, hi, lo = next_uint64(hi, lo, inc_hi, inc_lo)
+        idx = r & 0xff
+        r >>= 8
+        sign = r & 0x1
+        rabs = (r >> 1) & 0x000fffffffffffff
+        x = np.float64(np.int64(rabs)) * wi_double[idx]  # rabs < 2⁵²: exact through int64
+        if sign & 0x1:
+            x = -x
+        if rabs < ki_double[idx]:
+            return x, hi, lo
+        if idx == 0:
+            while True:
+                u1, hi, lo = next_double(hi, lo, inc_hi, inc_lo)
+                xx = -ziggurat_nor_inv_r * np.log1p(-u1)
+                u2, hi, lo = next_double(hi, lo, inc_hi, inc_lo)
+                yy = -np.log1p(-u2)
+                if yy + yy > xx * xx:
+                    if (rabs >> 8) & 0x1:
+                        return -(ziggurat_nor_r + xx), hi, lo
+                    return ziggurat_nor_r + xx, hi, lo
+        else:
+            u, hi, lo = next_double(hi, lo, inc_hi, inc_lo)
+            if (fi_double[idx - 1] - fi_double[idx]) * u + fi_double[idx] < np.exp(-0.5 * x * x):
+                return x, hi, lo
+
+
+def states(gens):
+    """(len(gens), 4) uint64: each PCG64 Generator's ``(state_hi, state_lo, inc_hi, inc_lo)``."""
+    out = np.empty((len(gens), 4), dtype=np.uint64)
+    for k, g in enumerate(gens):
+        st = g.bit_generator.state
+        if st["bit_generator"] != "PCG64":
+            raise TypeError(f"the inlined generator is PCG64 only, got {st['bit_generator']}")
+        s, inc = st["state"]["state"], st["state"]["inc"]
+        out[k] = (s >> 64, s & _MASK64, inc >> 64, inc & _MASK64)
+    return out
+
+
+def write_back(gens, rows):
+    """Set each Generator's PCG64 state from ``rows`` (as advanced by a kernel)."""
+    for g, (hi, lo, _, _) in zip(gens, rows):
+        st = g.bit_generator.state
+        st["state"]["state"] = (int(hi) << 64) | int(lo)
+        g.bit_generator.state = st
+
+
+@njit(cache=True)
+def fill_standard_normal(rows, k, out):
+    """Fill ``out`` (1-D) with draws from row ``k`` of ``rows``, advancing it (for tests)."""
+    hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
+    for i in range(out.shape[0]):
+        out[i], hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)
+    rows[k, 0] = hi
+    rows[k, 1] = lo
