@@ -1,11 +1,12 @@
 """Private numba kernels of the masked SDE (docs/theory.md §3.5): Euler–Maruyama and RK4.
 
 The same conventions as :mod:`sde._kernels` (the complete-mask kernels): status codes
-0 alive, 1 left the PD cone, 2 blew up; paths in RNG blocks, one ``Generator`` per block,
-``prange`` over blocks; per step the m(m+1)/2 entries of ``Z`` (row-major upper triangle,
-diagonal first in each row; diagonal N(0, 2), off-diagonal N(0, 1)), then, when the model
-has attention noise, the m² entries of ``G'`` row-major, all scaled by sqrt(dt). The mask
-enters as its row lists ``(idx, cnt)`` (:func:`sde.masks.row_lists`).
+0 alive, 1 left the PD cone, 2 blew up; paths in RNG blocks, one ``Generator`` per block
+(drawn by the inlined PCG64 of :mod:`sde._pcg64`), ``prange`` over blocks; per step the
+m(m+1)/2 entries of ``Z`` (row-major upper triangle, diagonal first in each row; diagonal
+N(0, 2), off-diagonal N(0, 1)), then, when the model has attention noise, the m² entries of
+``G'`` row-major, all scaled by sqrt(dt). The mask enters as its row lists ``(idx, cnt)``
+(:func:`sde.masks.row_lists`).
 
 Kept apart from :mod:`sde._kernels` on purpose: the complete-mask kernels, and so every
 complete-mask result, are untouched by the mask.
@@ -15,7 +16,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import used_blocks
+from . import _pcg64
+from ._kernels import draw_lane, used_blocks
 from .coefficients import cholesky_into
 from .masked import masked_drift_into, masked_noise_into
 
@@ -54,19 +56,32 @@ def _workspace(m):
             np.empty((m, m)), np.zeros((m, m)), np.empty((m, m)), np.empty((3, m, m)))
 
 
-@njit(cache=True, parallel=True)
 def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
                     bound, out_V, out_status, out_death, idx, cnt):
     """Masked Euler–Maruyama over RNG blocks (arguments as :func:`sde._kernels.simulate_blocks`,
-    plus the mask's row lists ``idx``, ``cnt``)."""
+    plus the mask's row lists ``idx``, ``cnt``).
+
+    Draws the Generators' streams with the inlined PCG64 (:mod:`sde._pcg64`, the same
+    draws); the advanced states are written back to ``gens``.
+    """
+    rng = _pcg64.states(gens)
+    _simulate_blocks(rng, block_start, block_len, V0, coef, dt, n_steps, save_steps, bound,
+                     out_V, out_status, out_death, idx, cnt)
+    _pcg64.write_back(gens, rng)
+
+
+@njit(cache=True, parallel=True)
+def _simulate_blocks(rng, block_start, block_len, V0, coef, dt, n_steps, save_steps,
+                     bound, out_V, out_status, out_death, idx, cnt):
     m = V0.shape[0]
     has_att = coef.att_noise != 0.0
     sq = math.sqrt(dt)
     sq2 = math.sqrt(2.0) * sq
     n_save = save_steps.shape[0]
     for k in prange(used_blocks(block_len)):
-        gen = gens[k]
         V, L, Vn, Ln, Z, Gp, bdrift, scratch = _workspace(m)
+        Z1 = Z.reshape((m, m, 1))    # one-lane views for the shared draw
+        Gp1 = Gp.reshape((m, m, 1))
         for p in range(block_start[k], block_start[k] + block_len[k]):
             V[:, :] = V0
             cholesky_into(V, L)
@@ -75,16 +90,7 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
                 out_V[p, 0] = V
                 j = 1
             for s in range(1, n_steps + 1):
-                for a in range(m):
-                    Z[a, a] = sq2 * gen.standard_normal()
-                    for b in range(a + 1, m):
-                        z = sq * gen.standard_normal()
-                        Z[a, b] = z
-                        Z[b, a] = z
-                if has_att:
-                    for a in range(m):
-                        for b in range(m):
-                            Gp[a, b] = sq * gen.standard_normal()
+                draw_lane(rng, k, 0, sq, sq2, has_att, Z1, Gp1)
                 st = _em_step(V, L, Z, Gp, coef, idx, cnt, dt, bound, bdrift, scratch, Vn, Ln)
                 if st != ALIVE:
                     out_status[p] = st
