@@ -283,8 +283,87 @@ def cholesky_into(V, L):
 # bit-identical to the scalar ones (tests/test_lanes.py). Inactive lanes compute garbage that
 # is never read (NaN at worst; no exceptions).
 
-#: lanes (paths) processed together by the lane kernels; a compile-time constant.
+#: lanes (paths) processed together by the lane kernels; a compile-time constant (the
+#: accumulators of :func:`_dot_lanes` and :func:`_sum_lanes` are written out for 8).
 NL = 8
+
+
+@njit(cache=True, inline="always")
+def _dot_lanes(X, Y, k0, k1, out):
+    """``out[l] = Σ_{k0 ≤ k < k1} X[k, l] Y[k, l]`` per lane, k ascending from 0.0 (the scalar
+    loops' order). X, Y: (≥ k1, NL) views (rows or columns of lane arrays); out: (NL,).
+
+    The eight running sums are local variables, so they stay in registers: written as
+    ``out[l] += …`` in a loop, every term is a store, since LLVM cannot always prove that
+    ``out`` does not overlap X or Y."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    for k in range(k0, k1):
+        a0 += X[k, 0] * Y[k, 0]
+        a1 += X[k, 1] * Y[k, 1]
+        a2 += X[k, 2] * Y[k, 2]
+        a3 += X[k, 3] * Y[k, 3]
+        a4 += X[k, 4] * Y[k, 4]
+        a5 += X[k, 5] * Y[k, 5]
+        a6 += X[k, 6] * Y[k, 6]
+        a7 += X[k, 7] * Y[k, 7]
+    out[0] = a0
+    out[1] = a1
+    out[2] = a2
+    out[3] = a3
+    out[4] = a4
+    out[5] = a5
+    out[6] = a6
+    out[7] = a7
+
+
+@njit(cache=True, inline="always")
+def _sum_lanes(X, k0, k1, out):
+    """``out[l] = Σ_{k0 ≤ k < k1} X[k, l]`` per lane, k ascending from 0.0 (as :func:`_dot_lanes`)."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    for k in range(k0, k1):
+        a0 += X[k, 0]
+        a1 += X[k, 1]
+        a2 += X[k, 2]
+        a3 += X[k, 3]
+        a4 += X[k, 4]
+        a5 += X[k, 5]
+        a6 += X[k, 6]
+        a7 += X[k, 7]
+    out[0] = a0
+    out[1] = a1
+    out[2] = a2
+    out[3] = a3
+    out[4] = a4
+    out[5] = a5
+    out[6] = a6
+    out[7] = a7
+
+
+@njit(cache=True, inline="always")
+def _sv_lanes(V, r, mu, sv):
+    """``sv[l] = ⟨P V P, V⟩_F = Σ_a Σ_b (V_ab − r_a − r_b + μ) V_ab`` per lane, a then b
+    ascending from 0.0 (:func:`attention_drift_into`'s order; sums in registers as
+    :func:`_dot_lanes`). V (m, m, NL); r (m, NL) row means; mu, sv (NL,)."""
+    m = V.shape[0]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    for a in range(m):
+        for b in range(m):
+            a0 += (V[a, b, 0] - r[a, 0] - r[b, 0] + mu[0]) * V[a, b, 0]
+            a1 += (V[a, b, 1] - r[a, 1] - r[b, 1] + mu[1]) * V[a, b, 1]
+            a2 += (V[a, b, 2] - r[a, 2] - r[b, 2] + mu[2]) * V[a, b, 2]
+            a3 += (V[a, b, 3] - r[a, 3] - r[b, 3] + mu[3]) * V[a, b, 3]
+            a4 += (V[a, b, 4] - r[a, 4] - r[b, 4] + mu[4]) * V[a, b, 4]
+            a5 += (V[a, b, 5] - r[a, 5] - r[b, 5] + mu[5]) * V[a, b, 5]
+            a6 += (V[a, b, 6] - r[a, 6] - r[b, 6] + mu[6]) * V[a, b, 6]
+            a7 += (V[a, b, 7] - r[a, 7] - r[b, 7] + mu[7]) * V[a, b, 7]
+    sv[0] = a0
+    sv[1] = a1
+    sv[2] = a2
+    sv[3] = a3
+    sv[4] = a4
+    sv[5] = a5
+    sv[6] = a6
+    sv[7] = a7
 
 
 @njit(cache=True, inline="always")
@@ -298,27 +377,15 @@ def attention_drift_lanes(V, scale, out, vec, sc):
     sv = sc[1]
     trS = sc[2]
     for a in range(m):
-        for l in range(NL):
-            r[a, l] = 0.0
-    for a in range(m):
-        for b in range(m):
-            for l in range(NL):
-                r[a, l] += V[a, b, l]
+        _sum_lanes(V[a], 0, m, r[a])
         for l in range(NL):
             r[a, l] = r[a, l] / m
-    for l in range(NL):
-        mu[l] = 0.0
-        sv[l] = 0.0
-        trS[l] = 0.0
-    for a in range(m):
-        for l in range(NL):
-            mu[l] += r[a, l]
+    _sum_lanes(r, 0, m, mu)
     for l in range(NL):
         mu[l] /= m
+        trS[l] = 0.0
+    _sv_lanes(V, r, mu, sv)
     for a in range(m):
-        for b in range(m):
-            for l in range(NL):
-                sv[l] += (V[a, b, l] - r[a, l] - r[b, l] + mu[l]) * V[a, b, l]
         for l in range(NL):
             st[a, l] = V[a, a, l] - 2.0 * r[a, l] + mu[l]
             trS[l] += st[a, l]
@@ -326,11 +393,7 @@ def attention_drift_lanes(V, scale, out, vec, sc):
         for l in range(NL):
             st[a, l] -= trS[l] / m
     for a in range(m):
-        for l in range(NL):
-            vs[a, l] = 0.0
-        for b in range(m):
-            for l in range(NL):
-                vs[a, l] += V[a, b, l] * st[b, l]
+        _dot_lanes(V[a], st, 0, m, vs[a])
     d = r
     for a in range(m):
         for l in range(NL):
@@ -383,9 +446,8 @@ def drift_lanes(V, coef, out, vec, sc):
 def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
     """:func:`whitened_noise_into` on lanes: N (and K when ``c ≠ 0``) from L, Z, Gp (m, m, NL).
 
-    T (m, m, NL) and u (m, NL) are work space. Each product entry is finished before the
-    next (its summation index innermost but for the lanes), so LLVM keeps the running sum
-    in registers; every sum adds its terms in the scalar function's order (same bits).
+    T (m, m, NL) and u (m, NL) are work space. Each product entry is one :func:`_dot_lanes`
+    (running sums in registers), adding its terms in the scalar function's order (same bits).
     """
     m = L.shape[0]
     sa = np.sqrt(coef.a_lin)
@@ -396,18 +458,10 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
                 N[a, b, l] = sa * Z[a, b, l]
     if c != 0.0:
         for i in range(m):
-            for l in range(NL):
-                u[i, l] = 0.0
-            for a in range(i, m):
-                for l in range(NL):
-                    u[i, l] += L[a, i, l]
+            _sum_lanes(L[:, i], i, m, u[i])
         for i in range(m):          # K[i, j] = Σ_{a ≥ j} L[a, i] L[a, j], i ≤ j, a ascending
             for j in range(i, m):
-                for l in range(NL):
-                    K[i, j, l] = 0.0
-                for a in range(j, m):
-                    for l in range(NL):
-                        K[i, j, l] += L[a, i, l] * L[a, j, l]
+                _dot_lanes(L[:, i], L[:, j], j, m, K[i, j])
         for i in range(m):
             for j in range(i, m):
                 for l in range(NL):
@@ -415,11 +469,7 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
                     K[j, i, l] = K[i, j, l]
         for i in range(m):          # T = G' K
             for j in range(m):
-                for l in range(NL):
-                    T[i, j, l] = 0.0
-                for k in range(m):
-                    for l in range(NL):
-                        T[i, j, l] += Gp[i, k, l] * K[k, j, l]
+                _dot_lanes(Gp[i], K[:, j], 0, m, T[i, j])
         for i in range(m):
             for j in range(m):
                 for l in range(NL):
@@ -433,18 +483,10 @@ def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
     whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u)
     for i in range(m):              # T = L N
         for j in range(m):
-            for l in range(NL):
-                T[i, j, l] = 0.0
-            for k in range(i + 1):
-                for l in range(NL):
-                    T[i, j, l] += L[i, k, l] * N[k, j, l]
-    for i in range(m):
+            _dot_lanes(L[i], N[:, j], 0, i + 1, T[i, j])
+    for i in range(m):              # out = T Lᵀ
         for j in range(i + 1):
-            for l in range(NL):
-                out[i, j, l] = 0.0
-            for k in range(j + 1):
-                for l in range(NL):
-                    out[i, j, l] += T[i, k, l] * L[j, k, l]
+            _dot_lanes(T[i], L[j], 0, j + 1, out[i, j])
             for l in range(NL):
                 out[j, i, l] = out[i, j, l]
 
@@ -464,9 +506,7 @@ def ito_correction_lanes(K, coef, out, tr):
             tr[l] = 0.0
         for i in range(m):
             for j in range(m):
-                for k in range(m):
-                    for l in range(NL):
-                        out[i, j, l] += K[i, k, l] * K[k, j, l]
+                _dot_lanes(K[i], K[:, j], 0, m, out[i, j])
                 for l in range(NL):
                     out[i, j, l] = c2 * (m + 2.0) * out[i, j, l]
                     tr[l] += K[i, j, l] * K[i, j, l]
