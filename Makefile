@@ -20,9 +20,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/covsde demo --out runs/demo
 
+# the default suite on TEST_WORKERS pytest-xdist processes, whole test files per worker
+# (module fixtures built once); `make test TEST_WORKERS=0` runs it in this process
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m slow

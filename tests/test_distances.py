@@ -85,7 +85,7 @@ def test_time_matching_reports_missing(runs):
 
 
 def test_mismatched_tokens_is_an_error(runs):
-    other = sde.simulate(sde.ShapedMLP(), sde.equicorrelated(4, 0.2), t_end=0.1, dt=0.01,
+    other = sde.simulate(sde.ShapedMLP(), sde.equicorrelated(2, 0.2), t_end=0.1, dt=0.01,
                          n_paths=10, seed=0)
     with pytest.raises(sde.CovsdeInputError, match="token"):
         distances(runs["a"], other)

@@ -23,7 +23,7 @@ def test_plot_positions_small(tmp_path):
 
     from compare.masked_figures import plot_masked_positions, plot_positions, position_quantiles
 
-    V0 = sde.equicorrelated(4, 0.2)
+    V0 = sde.equicorrelated(8, 0.2)   # m = 8: a lane kernel the suite compiles anyway
     runs = {}
     for mask in ("complete", "causal"):
         model = sde.ShapedBlock(0.5, 1.0, mask=mask)
@@ -31,7 +31,7 @@ def test_plot_positions_small(tmp_path):
         runs[(mask, "finite")] = finite.sample(model, V0, width=16, n_paths=50, seed=1,
                                                t_end=0.5)
     q = position_quantiles(runs[("causal", "SDE")], 0.5, "rho0")
-    assert q.shape == (3, 4) and np.allclose(q[:, 0], 1.0)
+    assert q.shape == (3, 8) and np.allclose(q[:, 0], 1.0)
     fig, ax = plt.subplots()
     assert plot_positions(runs, 0.5, "diag", ax=ax) is fig
     fig2 = plot_masked_positions(runs, times=(0.25, 0.5))
