@@ -2,7 +2,7 @@
 
 For shaped attention (γ = 0.5, τ0 = 1) and the demo block (γ = 1/sqrt 8, τ0 = 1), m = 3,
 ρ0 = 0.2, T = 1: a fine reference (Euler at dt = ``--ref-dt``, default 5e-4, ``--ref-paths``
-paths), then each scheme at dt ∈ {0.1, 0.05, 0.02, 0.01, 0.005} with ``--paths`` paths. For
+paths), then each scheme at dt ∈ {0.1, 0.05, 0.02, 0.01, 0.005, 0.0025} with ``--paths`` paths. For
 each run: the two-sample KS distance of ρ01(T) and of V00(T) from the reference (a dead path
 counted as +∞, so the dead fraction is part of the law), the noise floor (the mean KS
 distance of two samples of these sizes from one law, ``kstwobign.mean() · sqrt(1/n + 1/n_ref)``)
@@ -22,7 +22,7 @@ import scipy.stats
 
 import sde
 
-DTS = (0.1, 0.05, 0.02, 0.01, 0.005)
+DTS = (0.1, 0.05, 0.02, 0.01, 0.005, 0.0025)
 MODELS = {
     "attention": sde.ShapedAttention(gamma=0.5, tau0=1.0),
     "block": sde.ShapedBlock(gamma=1 / math.sqrt(8), tau0=1.0),

@@ -289,6 +289,19 @@ NL = 8
 
 
 @njit(cache=True, inline="always")
+def _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7):
+    """Store the eight per-lane accumulators of the helpers below into ``out`` (NL,)."""
+    out[0] = a0
+    out[1] = a1
+    out[2] = a2
+    out[3] = a3
+    out[4] = a4
+    out[5] = a5
+    out[6] = a6
+    out[7] = a7
+
+
+@njit(cache=True, inline="always")
 def _dot_lanes(X, Y, k0, k1, out):
     """``out[l] = Σ_{k0 ≤ k < k1} X[k, l] Y[k, l]`` per lane, k ascending from 0.0 (the scalar
     loops' order). X, Y: (≥ k1, NL) views (rows or columns of lane arrays); out: (NL,).
@@ -306,14 +319,7 @@ def _dot_lanes(X, Y, k0, k1, out):
         a5 += X[k, 5] * Y[k, 5]
         a6 += X[k, 6] * Y[k, 6]
         a7 += X[k, 7] * Y[k, 7]
-    out[0] = a0
-    out[1] = a1
-    out[2] = a2
-    out[3] = a3
-    out[4] = a4
-    out[5] = a5
-    out[6] = a6
-    out[7] = a7
+    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, inline="always")
@@ -329,14 +335,7 @@ def _sum_lanes(X, k0, k1, out):
         a5 += X[k, 5]
         a6 += X[k, 6]
         a7 += X[k, 7]
-    out[0] = a0
-    out[1] = a1
-    out[2] = a2
-    out[3] = a3
-    out[4] = a4
-    out[5] = a5
-    out[6] = a6
-    out[7] = a7
+    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, inline="always")
@@ -356,14 +355,7 @@ def _sv_lanes(V, r, mu, sv):
             a5 += (V[a, b, 5] - r[a, 5] - r[b, 5] + mu[5]) * V[a, b, 5]
             a6 += (V[a, b, 6] - r[a, 6] - r[b, 6] + mu[6]) * V[a, b, 6]
             a7 += (V[a, b, 7] - r[a, 7] - r[b, 7] + mu[7]) * V[a, b, 7]
-    sv[0] = a0
-    sv[1] = a1
-    sv[2] = a2
-    sv[3] = a3
-    sv[4] = a4
-    sv[5] = a5
-    sv[6] = a6
-    sv[7] = a7
+    _put_lanes(sv, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, inline="always")
