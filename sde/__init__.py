@@ -2,6 +2,7 @@
 
 ``V = X Xᵀ / n`` is the (m, m) token covariance; SDE time ``t = layer / n``.
 """
+from ._numba_cache import lock_cache_writes
 from ._version import __version__
 from .errors import CovsdeInputError
 from .initial import equicorrelated, load_V0, validate_V0
@@ -14,3 +15,5 @@ __all__ = [
     "ShapedAttention", "ShapedBlock", "ShapedMLP", "ShapedMLPResidual", "model_from_params",
     "simulate",
 ]
+
+lock_cache_writes()  # before any kernel is compiled: see sde/_numba_cache.py
