@@ -381,21 +381,28 @@ def attention_drift_lanes(V, scale, out, vec, sc):
         for l in range(NL):
             st[a, l] = V[a, a, l] - 2.0 * r[a, l] + mu[l]
             trS[l] += st[a, l]
+    for l in range(NL):
+        trS[l] = trS[l] / m         # the same quotient for every a: one division per lane
     for a in range(m):
         for l in range(NL):
-            st[a, l] -= trS[l] / m
+            st[a, l] -= trS[l]
     for a in range(m):
         _dot_lanes(V[a], st, 0, m, vs[a])
     d = r
     for a in range(m):
         for l in range(NL):
             d[a, l] = V[a, a, l]
+    # The lower triangle, mirrored: entry (b, a) of the scalar loop is bitwise the same as
+    # (a, b) (V is exactly symmetric, the products and the sum are commutative, and ``out``
+    # arrives symmetric), and half the divisions are the drift's main cost at small m.
     for a in range(m):
-        for b in range(m):
+        for b in range(a + 1):
             for l in range(NL):
-                out[a, b, l] += scale * (sv[l] * V[a, b, l] / (m * m)
-                                         + (V[a, a, l] * vs[b, l] + vs[a, l] * d[b, l])
-                                         / (2.0 * m))
+                x = out[a, b, l] + scale * (sv[l] * V[a, b, l] / (m * m)
+                                             + (V[a, a, l] * vs[b, l] + vs[a, l] * d[b, l])
+                                             / (2.0 * m))
+                out[a, b, l] = x
+                out[b, a, l] = x
 
 
 @njit(cache=True, inline="always")
