@@ -67,20 +67,26 @@ def next_double(hi, lo, inc_hi, inc_lo):
     return np.float64(np.int64(r >> np.uint64(11))) * (1.0 / 9007199254740992.0), hi, lo
 
 
+#: numba's ziggurat thresholds as int64 (all < 2⁵³), so the acceptance test is one integer
+#: compare (``uint64 < uint64`` mixed with int64 literals becomes a float compare in numba)
+_KI = ki_double.astype(np.int64)
+#: numpy's ``if (sign) x = -x`` as a product by ±1 (exact; the sign is a fair coin, so the
+#: branch is mispredicted half the time: it doubled the cost of a draw)
+_SIGNS = np.array([1.0, -1.0])
+_U8, _U1, _MASK52, _BYTE = np.uint64(8), np.uint64(1), np.uint64(0x000fffffffffffff), np.uint64(0xff)
+
+
 @njit(cache=True, inline="always")
 def standard_normal(hi, lo, inc_hi, inc_lo):
     """One N(0, 1) draw, numpy's ziggurat (numba's port, same tables): (x, hi, lo)."""
     while True:
         r, hi, lo = next_uint64(hi, lo, inc_hi, inc_lo)
-        idx = r & 0xff
-        r >>= 8
-        sign = r & 0x1
-        rabs = (r >> 1) & 0x000fffffffffffff
-        x = np.float64(np.int64(rabs)) * wi_double[idx]  # rabs < 2⁵²: exact through int64
-        # numpy's `if (sign) x = -x`, without the branch: a product by ±1 is exact, and the
-        # sign is a fair coin, so a branch is mispredicted half the time (it doubled the cost)
-        x = x * (1.0 - 2.0 * np.float64(np.int64(sign)))
-        if rabs < ki_double[idx]:
+        idx = np.int64(r & _BYTE)
+        r = r >> _U8
+        rabs = np.int64((r >> _U1) & _MASK52)
+        # rabs < 2⁵²: exact through int64
+        x = np.float64(rabs) * wi_double[idx] * _SIGNS[np.int64(r & _U1)]
+        if rabs < _KI[idx]:
             return x, hi, lo
         if idx == 0:
             while True:
