@@ -23,8 +23,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import (ALIVE, BLEW_UP, LANES_MAX_M, _start_path, draw_increments, draw_lane,
-                       run_lanes, supplied_increments, used_blocks)
+from ._kernels import (ALIVE, BLEW_UP, LANES_MAX_M, _start_path, blew_lanes, draw_increments,
+                       draw_lane, run_lanes, supplied_increments, used_blocks)
 from .coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
                            ito_correction_into, ito_correction_lanes, whitened_noise_into,
                            whitened_noise_lanes)
@@ -301,7 +301,7 @@ def _make_spd_lanes_kernel(M):
             E = W[_E]
             F = W[_F]
             vec = W[_Q:_Q + 4, 0]       # (4, m, NL)
-            sc = W[_Q:_Q + 4, 1, 0]     # (4, NL); m >= 2
+            sc = W[_Q:_Q + 4, 1, 0]     # (4, NL); m >= 2; W[_Q, 1, 1] is blew_lanes' count
             Fl = np.empty((m, m))       # QR fallback of one lane
             Ll = np.empty((m, m))
             Rl = np.empty((m, m))
@@ -373,12 +373,7 @@ def _make_spd_lanes_kernel(M):
                                 Vn[i, j, l] += F[i, k, l] * F[j, k, l]
                         for l in range(NL):
                             Vn[j, i, l] = Vn[i, j, l]
-                for l in range(NL):
-                    blew[l] = False
-                for a in range(m):
-                    for b in range(m):
-                        for l in range(NL):
-                            blew[l] = blew[l] | (not (abs(Vn[a, b, l]) <= bound))
+                blew_lanes(Vn, bound, W[_Q, 1, 1], blew)
                 cholesky_lanes(Vn, Ln, ok)
                 for l in range(NL):
                     if active[l] and not blew[l] and not ok[l]:
