@@ -40,4 +40,4 @@ clean:
 # numba's on-disk cache does not notice edits to a *called* function in another file
 # (e.g. sde/coefficients.py called from sde/_kernels.py): clear it after such edits.
 clean-cache:
-	find sde finite compare -name '*.nbi' -delete -o -name '*.nbc' -delete
+	find sde finite compare benchmarks -name '*.nbi' -delete -o -name '*.nbc' -delete
