@@ -68,7 +68,8 @@ def next_double(hi, lo, inc_hi, inc_lo):
 
 
 #: numba's ziggurat thresholds as int64 (all < 2⁵³), so the acceptance test is one integer
-#: compare (``uint64 < uint64`` mixed with int64 literals becomes a float compare in numba)
+#: compare (before: ``rabs``, masked with an int64 literal, was int64, and numba compares
+#: int64 with the uint64 table entry as float64 — two conversions per draw)
 _KI = ki_double.astype(np.int64)
 #: numpy's ``if (sign) x = -x`` as a product by ±1 (exact; the sign is a fair coin, so the
 #: branch is mispredicted half the time: it doubled the cost of a draw)
