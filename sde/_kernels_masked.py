@@ -19,7 +19,7 @@ from numba import njit, prange
 from . import _pcg64
 from ._kernels import draw_lane, used_blocks
 from .coefficients import cholesky_into
-from .masked import masked_drift_into, masked_noise_into
+from .masked import masked_drift_into, masked_drift_work, masked_noise_into
 
 ALIVE, LEFT_CONE, BLEW_UP = 0, 1, 2
 
@@ -38,10 +38,12 @@ def _check_state(Vn, bound, Ln):
 
 @njit(cache=True)
 def _em_step(V, L, Z, Gp, coef, idx, cnt, dt, bound, bdrift, scratch, Vn, Ln):
-    """One masked Euler–Maruyama step ``V → Vn`` (and its factor ``Ln``); returns a status."""
+    """One masked Euler–Maruyama step ``V → Vn`` (and its factor ``Ln``); returns a status.
+
+    ``scratch`` (8, m, m): the noise's work arrays, then the drift's (no allocation per step)."""
     m = V.shape[0]
-    masked_drift_into(V, coef, idx, cnt, bdrift)
-    masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch, Vn)
+    masked_drift_work(V, coef, idx, cnt, bdrift, scratch[3:])
+    masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch[:3], Vn)
     for a in range(m):
         for b in range(a + 1):
             x = 0.5 * ((Vn[a, b] + bdrift[a, b] * dt) + (Vn[b, a] + bdrift[b, a] * dt)) + V[a, b]
@@ -53,7 +55,7 @@ def _em_step(V, L, Z, Gp, coef, idx, cnt, dt, bound, bdrift, scratch, Vn, Ln):
 @njit(cache=True)
 def _workspace(m):
     return (np.empty((m, m)), np.empty((m, m)), np.empty((m, m)), np.empty((m, m)),
-            np.empty((m, m)), np.zeros((m, m)), np.empty((m, m)), np.empty((3, m, m)))
+            np.empty((m, m)), np.zeros((m, m)), np.empty((m, m)), np.empty((8, m, m)))
 
 
 def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,

@@ -33,12 +33,24 @@ from .masks import row_lists
 @njit(cache=True)
 def masked_attention_drift_into(V, idx, cnt, scale, out):
     """Add ``scale · (V∘T + DV + VDᵀ)`` (docs/theory.md §3.5) to ``out`` (m, m)."""
+    masked_attention_drift_work(V, idx, cnt, scale, out, np.empty((5,) + V.shape))
+
+
+@njit(cache=True)
+def masked_attention_drift_work(V, idx, cnt, scale, out, work):
+    """:func:`masked_attention_drift_into` with its work arrays in ``work`` (5, m, m): the
+    kernels' form (no allocation per step)."""
     m = V.shape[0]
-    B = np.zeros((m, m))      # C V
-    F = np.zeros((m, m))      # C (V∘V) / 2 − B∘B  (R)
-    W = np.empty((m, m))      # B Cᵀ = C V Cᵀ
-    U = np.empty((m, m))      # R Cᵀ
-    cv = np.zeros(m)          # C v
+    B = work[0]               # C V
+    F = work[1]               # C (V∘V) / 2 − B∘B  (R)
+    W = work[2]               # B Cᵀ = C V Cᵀ
+    U = work[3]               # R Cᵀ
+    cv = work[4, 0]           # C v
+    for a in range(m):
+        cv[a] = 0.0
+        for c in range(m):
+            B[a, c] = 0.0
+            F[a, c] = 0.0
     for a in range(m):
         k = cnt[a]
         w = 1.0 / k
@@ -86,11 +98,17 @@ def masked_attention_drift_into(V, idx, cnt, scale, out):
 @njit(cache=True)
 def masked_drift_into(V, coef, idx, cnt, out):
     """Write ``b(V) = att_drift · b_att,M(V) + mlp_drift · b_act(V)`` into ``out``."""
+    masked_drift_work(V, coef, idx, cnt, out, np.empty((5,) + V.shape))
+
+
+@njit(cache=True)
+def masked_drift_work(V, coef, idx, cnt, out, work):
+    """:func:`masked_drift_into` with the attention drift's work arrays in ``work`` (5, m, m)."""
     out[:, :] = 0.0
     if coef.mlp_drift != 0.0:
         mlp_drift_into(V, coef, coef.mlp_drift, out)
     if coef.att_drift != 0.0:
-        masked_attention_drift_into(V, idx, cnt, coef.att_drift, out)
+        masked_attention_drift_work(V, idx, cnt, coef.att_drift, out, work)
 
 
 @njit(cache=True)
@@ -106,7 +124,8 @@ def masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch, out):
     ``sqrt(a_lin) L Z Lᵀ + att_noise (ΔV + VΔᵀ)``, ``Δ = C∘(Ẑ − z̄1ᵀ)``, ``Ẑ = L G' Lᵀ``.
 
     ``L`` lower Cholesky factor of V; ``Z`` symmetric (law of (G + Gᵀ)/sqrt 2) and ``Gp``
-    (G') already times sqrt(Δt); ``scratch`` (3, m, m). Covariance per unit Δt:
+    (G') already times sqrt(Δt); ``scratch`` (3, m, m); ``out`` must not overlap the inputs
+    (its first row is work space until the product is written). Covariance per unit Δt:
     ``a_lin Σ_lin(V) + att_noise² Σ_M(V)``.
     """
     m = L.shape[0]
@@ -131,7 +150,7 @@ def masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch, out):
                 lik = L[i, k]
                 for j in range(m):
                     LG[i, j] += lik * Gp[k, j]
-        zh = np.empty(m)
+        zh = out[0]   # work space (m,): out is written only at the end
         for a in range(m):
             k = cnt[a]
             zbar = 0.0
