@@ -19,7 +19,7 @@ from numba import njit, prange
 from . import _pcg64
 from ._kernels import draw_lane, used_blocks
 from .coefficients import cholesky_into
-from .masked import masked_drift_into, masked_drift_work, masked_noise_into
+from .masked import masked_drift_work, masked_noise_into
 
 ALIVE, LEFT_CONE, BLEW_UP = 0, 1, 2
 
@@ -145,16 +145,17 @@ def integrate_ode(V0, coef, idx, cnt, dt, n_steps, save_steps, bound, out_V):
     k2 = np.empty((m, m))
     k3 = np.empty((m, m))
     k4 = np.empty((m, m))
+    work = np.empty((5, m, m))    # the drift's work arrays, once (as in _em_step)
     n_save = save_steps.shape[0]
     j = 0
     if save_steps[0] == 0:
         out_V[0] = V
         j = 1
     for s in range(1, n_steps + 1):
-        masked_drift_into(V, coef, idx, cnt, k1)
-        masked_drift_into(V + 0.5 * dt * k1, coef, idx, cnt, k2)
-        masked_drift_into(V + 0.5 * dt * k2, coef, idx, cnt, k3)
-        masked_drift_into(V + dt * k3, coef, idx, cnt, k4)
+        masked_drift_work(V, coef, idx, cnt, k1, work)
+        masked_drift_work(V + 0.5 * dt * k1, coef, idx, cnt, k2, work)
+        masked_drift_work(V + 0.5 * dt * k2, coef, idx, cnt, k3, work)
+        masked_drift_work(V + dt * k3, coef, idx, cnt, k4, work)
         Vn = V + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
         Vn = 0.5 * (Vn + Vn.T)
         st = _check_state(Vn, bound, L)
