@@ -18,7 +18,7 @@ counted as if they had run to T, they are 1–6 % of the paths):
   (m(m+1)/2 for Z plus m² for G') from the same per-block Generators and only sums them
   (the floor the issue's goals are stated against);
 * **inline floor** — the same draws with the inlined PCG64 + ziggurat the lane kernels use
-  (:mod:`sde._pcg64`: the same stream, state in registers for a path-step's draws): the
+  (:mod:`sde.pcg64`: the same stream, state in registers for a path-step's draws): the
   floor of the kernels as they are now. The lane kernels draw faster than the Generator
   floor, so "kernel/RNG" mixes two gains: less arithmetic, cheaper draws;
   "kernel/inline" is the arithmetic alone;
@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 import sde  # noqa: E402
-from sde import _pcg64  # noqa: E402
+from sde import pcg64  # noqa: E402
 
 SIM = sys.modules["sde.simulate"]  # the module (sde.simulate is the re-exported function)
 
@@ -200,7 +200,7 @@ def _inline_floor(rows, block_len, n_steps, n_normals, out):
             for _s in range(n_steps):
                 hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
                 for _i in range(n_normals):
-                    x, hi, lo = _pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+                    x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
                     acc += x
                 rows[k, 0] = hi
                 rows[k, 1] = lo
@@ -218,7 +218,7 @@ def floor_runner(m, n_paths, seed, inline=False):
         lens = np.array([min(SIM.RNG_BLOCK, n_paths - k * SIM.RNG_BLOCK)
                          for k in range(len(gens))], dtype=np.int64)
         out = np.zeros(len(gens))
-        rows = _pcg64.states(gens)
+        rows = pcg64.states(gens)
         t0, c0 = time.perf_counter(), time.process_time()
         if inline:
             _inline_floor(rows, lens, n_steps, n_normals, out)

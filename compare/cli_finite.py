@@ -10,7 +10,7 @@ import warnings
 
 from finite import SAMPLERS, sample
 from finite.kernel_map import kernel_map
-from finite.sample import RealisedTimeWarning, _depth_from
+from finite.sample import RealisedTimeWarning, depth_from
 from sde.errors import CovsdeInputError
 from sde.io import check_output_path, write_dataset
 from sde.schema import summary_line
@@ -73,7 +73,7 @@ def _cmd_finite(args):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RealisedTimeWarning)
             if args.sampler == "kernel-map":
-                ds = kernel_map(model, V0, depth=_depth_from(args.depth, args.t_end, args.width),
+                ds = kernel_map(model, V0, depth=depth_from(args.depth, args.t_end, args.width),
                                 width=args.width, save_every=args.save_every)
             else:
                 ds = sample(model, V0, width=args.width, n_paths=args.paths, seed=args.seed,

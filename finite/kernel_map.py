@@ -10,7 +10,7 @@ import time as _time
 
 import numpy as np
 
-from sde._run import as_int, check_model, provenance, saved_steps
+from sde.runs import as_int, check_model, provenance, saved_steps
 from sde.errors import CovsdeInputError
 from sde.initial import validate_V0
 from sde.schema import make_dataset

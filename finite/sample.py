@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from sde._run import (DEFAULT_MEMORY_LIMIT, MAX_STEPS, RNG_BLOCK, as_int, as_seed,
+from sde.runs import (DEFAULT_MEMORY_LIMIT, MAX_STEPS, RNG_BLOCK, as_int, as_seed,
                       block_generators, check_memory, check_model, provenance, saved_steps)
 from sde import masks
 from sde.errors import CovsdeInputError
@@ -58,7 +58,8 @@ class RealisedTimeWarning(UserWarning):
     """``t_end · width`` was not a whole number of layers: the realised time differs."""
 
 
-def _depth_from(depth, t_end, width):
+def depth_from(depth, t_end, width):
+    """The number of layers: ``depth`` itself, or ``round(t_end · width)`` (exactly one given)."""
     if (depth is None) == (t_end is None):
         raise CovsdeInputError("give exactly one of depth or t_end")
     if depth is None:
@@ -141,7 +142,7 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     elif key_width is not None:
         raise CovsdeInputError(f"key_width applies only to models with attention, not "
                                f"{model.arch}")
-    depth = _depth_from(depth, t_end, width)
+    depth = depth_from(depth, t_end, width)
     n_paths = as_int("n_paths", n_paths, 1)
     seed = as_seed(seed)
     steps = saved_steps(depth, save_every)

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import _pcg64
+from . import pcg64
 from .coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
                            noise_into, noise_lanes)
 
@@ -29,7 +29,7 @@ ALIVE, LEFT_CONE, BLEW_UP = 0, 1, 2
 @njit(cache=True)
 def used_blocks(block_len):
     """Blocks that hold paths: they come first, padding (length 0) after
-    (:func:`sde._run.kernel_chunks`). Work is split over these only, so that a chunk of fewer
+    (:func:`sde.runs.kernel_chunks`). Work is split over these only, so that a chunk of fewer
     blocks than the padded tuple still uses every thread (a static split of the padded range
     gave one thread all the paths below 8192)."""
     n = 0
@@ -254,10 +254,10 @@ def run_lanes(kernel, gens, block_start, block_len, V0, coef, dt, n_steps, save_
     every group on the thread pool (:func:`_run_groups`).
 
     The kernel draws from the Generators' PCG64 states copied into a (blocks, 4) uint64
-    array (:mod:`sde._pcg64`, the same stream inlined); the advanced states are written back."""
+    array (:mod:`sde.pcg64`, the same stream inlined); the advanced states are written back."""
     L0 = _factor(V0)
     n_groups = (used_blocks(block_len) + NL - 1) // NL
-    rng = _pcg64.states(gens)
+    rng = pcg64.states(gens)
     args = (rng, block_start, block_len, V0, L0, coef, dt, n_steps, save_steps, bound,
             out_V, out_status, out_death)
     old = numba.config.SLP_VECTORIZE
@@ -267,7 +267,7 @@ def run_lanes(kernel, gens, block_start, block_len, V0, coef, dt, n_steps, save_
     finally:
         numba.config.SLP_VECTORIZE = old
     _run_groups(kernel, 0, n_groups, args)
-    _pcg64.write_back(gens, rng)
+    pcg64.write_back(gens, rng)
 
 
 def _factor(V0):
@@ -339,17 +339,17 @@ def draw_lane(rng, k, l, sq, sq2, has_att, Z, Gp):
     m = Z.shape[0]
     hi, lo, inc_hi, inc_lo = rng[k, 0], rng[k, 1], rng[k, 2], rng[k, 3]
     for a in range(m):
-        x, hi, lo = _pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+        x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
         Z[a, a, l] = sq2 * x
         for b in range(a + 1, m):
-            x, hi, lo = _pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
             z = sq * x
             Z[a, b, l] = z
             Z[b, a, l] = z
     if has_att:
         for a in range(m):
             for b in range(m):
-                x, hi, lo = _pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+                x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
                 Gp[a, b, l] = sq * x
     rng[k, 0] = hi
     rng[k, 1] = lo

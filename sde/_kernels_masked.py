@@ -2,7 +2,7 @@
 
 The same conventions as :mod:`sde._kernels` (the complete-mask kernels): status codes
 0 alive, 1 left the PD cone, 2 blew up; paths in RNG blocks, one ``Generator`` per block
-(drawn by the inlined PCG64 of :mod:`sde._pcg64`), ``prange`` over blocks; per step the
+(drawn by the inlined PCG64 of :mod:`sde.pcg64`), ``prange`` over blocks; per step the
 m(m+1)/2 entries of ``Z`` (row-major upper triangle, diagonal first in each row; diagonal
 N(0, 2), off-diagonal N(0, 1)), then, when the model has attention noise, the m² entries of
 ``G'`` row-major, all scaled by sqrt(dt). The mask enters as its row lists ``(idx, cnt)``
@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import _pcg64
+from . import pcg64
 from ._kernels import draw_lane, used_blocks
 from .coefficients import cholesky_into
 from .masked import masked_drift_work, masked_noise_into
@@ -63,13 +63,13 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
     """Masked Euler–Maruyama over RNG blocks (arguments as :func:`sde._kernels.simulate_blocks`,
     plus the mask's row lists ``idx``, ``cnt``).
 
-    Draws the Generators' streams with the inlined PCG64 (:mod:`sde._pcg64`, the same
+    Draws the Generators' streams with the inlined PCG64 (:mod:`sde.pcg64`, the same
     draws); the advanced states are written back to ``gens``.
     """
-    rng = _pcg64.states(gens)
+    rng = pcg64.states(gens)
     _simulate_blocks(rng, block_start, block_len, V0, coef, dt, n_steps, save_steps, bound,
                      out_V, out_status, out_death, idx, cnt)
-    _pcg64.write_back(gens, rng)
+    pcg64.write_back(gens, rng)
 
 
 @njit(cache=True, parallel=True)

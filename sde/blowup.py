@@ -22,7 +22,7 @@ import time as _time
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._run import as_int, as_seed, check_model, positive, time_grid
+from .runs import as_int, as_seed, check_model, positive, time_grid
 from ._version import __version__
 from .errors import CovsdeInputError
 from .initial import validate_V0

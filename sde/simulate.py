@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import _kernels, _kernels_masked, _kernels_spd, masks
-from ._run import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,
+from .runs import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,
                    MAX_STEPS, RNG_BLOCK, KERNEL_BLOCKS, as_int, as_seed, block_generators,
                    check_memory, check_model, kernel_chunks, positive, provenance, saved_steps, time_grid)
 from .errors import CovsdeInputError

@@ -13,7 +13,7 @@ import sde
 from conftest import random_spd
 from sde import _kernels as K
 from sde import coefficients as C
-from sde._run import RNG_BLOCK, block_generators, kernel_chunks
+from sde.runs import RNG_BLOCK, block_generators, kernel_chunks
 
 MODELS = {
     "attention-h2": sde.ShapedAttention(0.7, 0.8, heads=2),

@@ -266,7 +266,7 @@ def test_masked_kernel_with_all_ones_equals_complete_kernel():
     """The masked EM kernel run with the all-ones mask on the same RNG blocks reproduces the
     complete-mask kernel to round-off: same draw order (Z's m(m+1)/2 normals, then G' m²),
     same step. Control: the causal mask's row lists move the paths by O(1)."""
-    from sde._run import block_generators, kernel_chunks
+    from sde.runs import block_generators, kernel_chunks
 
     m, n_paths, n_steps, dt = 3, 300, 25, 0.02   # m = 3: a lane kernel the suite compiles anyway
     V0 = 0.7 * np.eye(m) + 0.3

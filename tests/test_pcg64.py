@@ -1,9 +1,9 @@
-"""The inlined PCG64 + ziggurat (sde/_pcg64.py) draws numpy's Generator stream bit for bit."""
+"""The inlined PCG64 + ziggurat (sde/pcg64.py) draws numpy's Generator stream bit for bit."""
 import numpy as np
 import pytest
 
-from sde import _pcg64
-from sde._run import block_generators
+from sde import pcg64
+from sde.runs import block_generators
 
 
 def _gen(seed):
@@ -13,21 +13,21 @@ def _gen(seed):
 @pytest.mark.parametrize("seed", [0, 12345, 2 ** 63 - 1])
 def test_stream_equals_numpy_generator(seed):
     n = 2_000_000
-    rows = _pcg64.states([_gen(seed)])
+    rows = pcg64.states([_gen(seed)])
     ours = np.empty(n)
-    _pcg64.fill_standard_normal(rows, 0, ours)
+    pcg64.fill_standard_normal(rows, 0, ours)
     ref = _gen(seed).standard_normal(n)
     assert np.array_equal(ours, ref)
     # both rare branches of the ziggurat were taken: the tail beyond r (idx 0) and wedges
-    assert np.count_nonzero(np.abs(ref) > _pcg64.ziggurat_nor_r) > 100
+    assert np.count_nonzero(np.abs(ref) > pcg64.ziggurat_nor_r) > 100
 
 
 def test_state_is_written_back_and_continues_the_stream():
     gens = block_generators(7, 3 * 256)
-    rows = _pcg64.states(gens)
+    rows = pcg64.states(gens)
     head = np.empty(1000)
-    _pcg64.fill_standard_normal(rows, 1, head)
-    _pcg64.write_back(gens, rows)
+    pcg64.fill_standard_normal(rows, 1, head)
+    pcg64.write_back(gens, rows)
     ref = block_generators(7, 3 * 256)[1]
     assert np.array_equal(head, ref.standard_normal(1000))
     assert np.array_equal(gens[1].standard_normal(500), ref.standard_normal(500))
@@ -37,13 +37,13 @@ def test_state_is_written_back_and_continues_the_stream():
 
 def test_negative_control_another_increment_is_another_stream():
     """The check above can fail: one bit of the increment changes every draw."""
-    rows = _pcg64.states([_gen(3)])
+    rows = pcg64.states([_gen(3)])
     rows[0, 3] ^= np.uint64(2)
     ours = np.empty(1000)
-    _pcg64.fill_standard_normal(rows, 0, ours)
+    pcg64.fill_standard_normal(rows, 0, ours)
     assert np.mean(ours == _gen(3).standard_normal(1000)) < 0.01
 
 
 def test_other_bit_generators_are_refused():
     with pytest.raises(TypeError, match="PCG64"):
-        _pcg64.states([np.random.Generator(np.random.MT19937(0))])
+        pcg64.states([np.random.Generator(np.random.MT19937(0))])
