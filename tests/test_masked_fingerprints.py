@@ -1,0 +1,71 @@
+"""Masked results that must not move: sha256 fingerprints of the runs of
+``tests/masked_fingerprint_cases.py``, compared with ``tests/masked_fingerprints.json``.
+
+Euler–Maruyama and RK4 with every mask kind at m = 3, 8, 16 through :func:`sde.simulate`, and
+Euler (complete mask: Euler and SPD) driven by fixed supplied increments, all bit for bit
+(float64 V, status, death time). Recorded from the per-path masked kernel; every kernel that
+replaces it must reproduce these bits. Regenerate only for a deliberate, documented change.
+"""
+import hashlib
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+import sde
+from fingerprint_cases import V3, V8, digest
+from masked_fingerprint_cases import MASKS, MODELS, cases, supplied_increments
+from sde import _kernels, _kernels_masked, _kernels_spd
+from sde.masks import row_lists
+
+RECORDED = json.loads((pathlib.Path(__file__).parent / "masked_fingerprints.json").read_text())
+CASES = cases()
+SUPPLIED = [(step, name, mname, m) for mname in ("causal", "sliding", "complete")
+            for name in ("attention-hot", "block-h2") for m in (3, 8)
+            for step in (("euler", "spd") if mname == "complete" else ("euler",))]
+
+
+def test_every_case_recorded():
+    keys = set(CASES) | {f"supplied-{s}-{n}-{k}-m{m}" for s, n, k, m in SUPPLIED}
+    assert keys == set(RECORDED)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_masked_fingerprint(name):
+    model, kw = CASES[name]
+    kw = dict(kw)
+    ds = sde.simulate(model, kw.pop("V0"), **kw)
+    rec = RECORDED[name]
+    assert int((ds.status.values != 0).sum()) == rec["dead"]
+    assert digest(ds, exact=True) == rec["exact"]
+
+
+def _supplied(step, model, V0, masked):
+    m = V0.shape[0]
+    dt, dW = supplied_increments(m)
+    P, S = dW.shape[:2]
+    out = np.full((P, S + 1, m, m), np.nan)
+    st = np.zeros(P, np.int8)
+    de = np.full(P, np.inf)
+    coef = model.limit()
+    if masked:
+        idx, cnt = row_lists(model.attention_mask.matrix(m))
+        _kernels_masked.integrate_supplied(V0, coef, idx, cnt, dt, dW, 1e4, out, st, de)
+    elif step == "euler":
+        _kernels.integrate_supplied(V0, coef, dt, dW, 1e4, out, st, de)
+    else:
+        _kernels_spd.integrate_supplied_spd(V0, coef, dt, dW, 1e4, out, st, de)
+    return out, st, de
+
+
+@pytest.mark.parametrize("step,name,mname,m", SUPPLIED)
+def test_supplied_fingerprint(step, name, mname, m):
+    model = MODELS[name](MASKS.get(mname, {}))
+    out, st, de = _supplied(step, model, V3 if m == 3 else V8, mname != "complete")
+    h = hashlib.sha256()
+    for a in (out, st, de):
+        h.update(np.ascontiguousarray(a).tobytes())
+    rec = RECORDED[f"supplied-{step}-{name}-{mname}-m{m}"]
+    assert int((st != 0).sum()) == rec["dead"]
+    assert h.hexdigest()[:24] == rec["exact"]
