@@ -548,3 +548,15 @@ def cholesky_lanes(V, L, ok):
         for i in range(j):
             for l in range(NL):
                 L[i, j, l] = 0.0
+
+
+@njit(cache=True, inline="always")
+def solve_lower_cols(L, B, X):
+    """X = L⁻¹ B (forward substitution, column by column; L lower triangular, X not B)."""
+    m = L.shape[0]
+    for j in range(m):
+        for i in range(m):
+            acc = B[i, j]
+            for k in range(i):
+                acc -= L[i, k] * X[k, j]
+            X[i, j] = acc / L[i, i]

@@ -26,7 +26,7 @@ to §3.1 / §4.1 exactly (``C = 11ᵀ/m``, ``Δ = ẐP/m``).
 import numpy as np
 from numba import njit
 
-from .coefficients import mlp_drift_into
+from .coefficients import mlp_drift_into, solve_lower_cols
 from .masks import row_lists
 
 
@@ -118,20 +118,11 @@ def masked_drift(V, coef, idx, cnt):
     return out
 
 
-@njit(cache=True)
-def masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch, out):
-    """Write the O(m³) masked noise into ``out`` (docs/theory.md §3.5, §4.2):
-    ``sqrt(a_lin) L Z Lᵀ + att_noise (ΔV + VΔᵀ)``, ``Δ = C∘(Ẑ − z̄1ᵀ)``, ``Ẑ = L G' Lᵀ``.
-
-    ``L`` lower Cholesky factor of V; ``Z`` symmetric (law of (G + Gᵀ)/sqrt 2) and ``Gp``
-    (G') already times sqrt(Δt); ``scratch`` (3, m, m); ``out`` must not overlap the inputs
-    (its first row is work space until the product is written). Covariance per unit Δt:
-    ``a_lin Σ_lin(V) + att_noise² Σ_M(V)``.
-    """
+@njit(cache=True, inline="always")
+def masked_noise_parts(L, Z, Gp, coef, idx, cnt, T, F, LG, zh):
+    """The two parts of the masked noise: ``T = sqrt(a_lin) L Z + c Δ L`` and ``F = Δ L``
+    (``c = att_noise``; F, LG and zh (m,) are left unset when c = 0). LG (m, m) is work."""
     m = L.shape[0]
-    T = scratch[0]    # L N + c F
-    F = scratch[1]    # Δ L
-    LG = scratch[2]   # L G'
     sa = np.sqrt(coef.a_lin)
     c = coef.att_noise
     # T = sqrt(a_lin) L Z
@@ -150,7 +141,6 @@ def masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch, out):
                 lik = L[i, k]
                 for j in range(m):
                     LG[i, j] += lik * Gp[k, j]
-        zh = out[0]   # work space (m,): out is written only at the end
         for a in range(m):
             k = cnt[a]
             zbar = 0.0
@@ -171,6 +161,23 @@ def masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch, out):
                     F[a, t] += d * L[e, t]
             for t in range(m):
                 T[a, t] += c * F[a, t]
+
+
+@njit(cache=True)
+def masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch, out):
+    """Write the O(m³) masked noise into ``out`` (docs/theory.md §3.5, §4.2):
+    ``sqrt(a_lin) L Z Lᵀ + att_noise (ΔV + VΔᵀ)``, ``Δ = C∘(Ẑ − z̄1ᵀ)``, ``Ẑ = L G' Lᵀ``.
+
+    ``L`` lower Cholesky factor of V; ``Z`` symmetric (law of (G + Gᵀ)/sqrt 2) and ``Gp``
+    (G') already times sqrt(Δt); ``scratch`` (3, m, m); ``out`` must not overlap the inputs
+    (its first row is work space until the product is written). Covariance per unit Δt:
+    ``a_lin Σ_lin(V) + att_noise² Σ_M(V)``.
+    """
+    m = L.shape[0]
+    T = scratch[0]    # L N + c F
+    F = scratch[1]    # Δ L
+    c = coef.att_noise
+    masked_noise_parts(L, Z, Gp, coef, idx, cnt, T, F, scratch[2], out[0])
     # out = T Lᵀ + c L Fᵀ (symmetric; lower triangle computed, mirrored)
     for i in range(m):
         for j in range(i + 1):
@@ -182,6 +189,75 @@ def masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch, out):
                     acc += c * L[i, k] * F[j, k]
             out[i, j] = acc
             out[j, i] = acc
+
+
+@njit(cache=True)
+def masked_whitened_noise_into(L, Z, Gp, coef, idx, cnt, scratch, N):
+    """The masked noise before the sandwich, ``N = L⁻¹ noise L⁻ᵀ`` (the SPD step's input):
+    ``N = sqrt(a_lin) Z + c (A + Aᵀ)``, ``A = L⁻¹ Δ L``, ``c = att_noise`` (docs/theory.md
+    §4.7). Arguments as :func:`masked_noise_into`; ``N`` (m, m) must not overlap them."""
+    m = L.shape[0]
+    sa = np.sqrt(coef.a_lin)
+    c = coef.att_noise
+    A = scratch[0]
+    F = scratch[1]
+    masked_noise_parts(L, Z, Gp, coef, idx, cnt, A, F, scratch[2], N[0])
+    if c != 0.0:
+        solve_lower_cols(L, F, A)
+    for i in range(m):
+        for j in range(m):
+            x = sa * Z[i, j]
+            if c != 0.0:
+                x += c * (A[i, j] + A[j, i])
+            N[i, j] = x
+
+
+@njit(cache=True)
+def masked_ito_correction_into(L, coef, idx, cnt, out, work):
+    """``C = E[N²]/Δt`` of the masked whitened noise N (:func:`masked_whitened_noise_into`)
+    into ``out`` (m, m): ``a_lin (m + 1) I + c² E[(A + Aᵀ)²]/Δt`` (docs/theory.md §4.7), with
+
+        E[A Aᵀ] = L⁻¹ (V∘T) L⁻ᵀ,   E[Aᵀ A] = Lᵀ H L,   E[A²] = L⁻¹ J L,
+
+    T the masked drift's (§3.5), ``P = V⁻¹∘V``, ``B = CV``, ``W = CVCᵀ``, ``U = C∘V``::
+
+        H = V∘(CᵀPC) − ((CᵀP)∘Bᵀ) C − Cᵀ (B∘(PC)) + Cᵀ (P∘W) C
+        J = U U − U diag(B) C − B∘(U C) + (U∘W) C
+
+    from ``E[Δ_ab Δ_cd] = C_ab C_cd V_ac (V_bd − B_cb − B_ad + W_ac)`` per unit Δt. Dense
+    O(m³); ``work`` (≥ 6, m, m) is not used beyond its first slot (the arrays are allocated).
+    """
+    m = L.shape[0]
+    c = coef.att_noise
+    out[:, :] = 0.0
+    for i in range(m):
+        out[i, i] = coef.a_lin * (m + 1.0)
+    if c == 0.0:
+        return
+    C = np.zeros((m, m))
+    for a in range(m):
+        for j in range(cnt[a]):
+            C[a, idx[a, j]] = 1.0 / cnt[a]
+    V = L @ L.T
+    Id = np.eye(m)
+    Li = work[0]
+    solve_lower_cols(L, Id, Li)
+    Vi = Li.T @ Li
+    B = C @ V
+    W = B @ C.T
+    T = C @ (V * V) @ C.T - C @ (B.T * B.T) - (B * B) @ C.T + W * W
+    P = Vi * V
+    CtP = C.T @ P
+    H = V * (CtP @ C) - (CtP * B.T) @ C - C.T @ (B * (P @ C)) + C.T @ (P * W) @ C
+    U = C * V
+    dB = np.diag(np.diag(B))
+    J = U @ U - U @ dB @ C - B * (U @ C) + (U * W) @ C
+    AJ = Li @ J @ L
+    S = Li @ (V * T) @ Li.T + L.T @ H @ L + AJ + AJ.T
+    c2 = c * c
+    for i in range(m):
+        for j in range(m):
+            out[i, j] += c2 * 0.5 * (S[i, j] + S[j, i])
 
 
 # ---------------------------------------------------------------- Python entry points

@@ -14,7 +14,7 @@ import time as _time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _kernels, _kernels_masked, _kernels_spd, masks
+from . import _kernels, masks
 from .runs import (_DEFAULT_SAVED_TIMES, DEFAULT_MEMORY_LIMIT, MAX_SAVED, MAX_SEED,
                    MAX_STEPS, RNG_BLOCK, KERNEL_BLOCKS, as_int, as_seed, block_generators,
                    check_memory, check_model, kernel_chunks, positive, provenance, saved_steps, time_grid)
@@ -89,27 +89,16 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
     status = np.zeros(n_paths, dtype=np.int8)
     death = np.full(n_paths, np.inf)
     mask = masks.run_matrix(model, m, seed)  # realised mask (docs/theory.md §3.5)
-    masked = mask is not None and not masks.is_complete_matrix(mask)
-    if masked:
+    rows = None
+    if mask is not None and not masks.is_complete_matrix(mask):
         rows = masks.row_lists(mask)
-        mask_name = model.attention_mask.describe()
-        ode = functools.partial(_kernels_masked.integrate_ode, V0, coef, *rows)
-    else:
-        ode = functools.partial(_kernels.integrate_ode, V0, coef)
     if method == "ode":
-        st, td = ode(float(dt), n_steps, steps, bound, out_V[0])
+        idx, cnt = rows if rows is not None else _kernels.no_mask(m)
+        st, td = _kernels.integrate_ode(V0, coef, rows is not None, idx, cnt, float(dt),
+                                        n_steps, steps, bound, out_V[0])
         status[0], death[0] = st, td
     else:
-        if masked:
-            if method == "spd":
-                raise CovsdeInputError(f"method spd is not available with mask {mask_name} "
-                                       f"(its kernel has the complete-mask formulas only): use "
-                                       f"method euler")
-            def kernel(*a):
-                return _kernels_masked.simulate_blocks(*a, *rows)
-        else:
-            kernel = (_kernels.simulate_blocks if method == "euler"
-                      else _kernels_spd.simulate_blocks_spd)
+        kernel = functools.partial(_kernels.simulate_blocks, method=method, rows=rows)
         _run_blocks(kernel, V0, coef, float(dt), n_steps, steps, bound, seed, out_V, status,
                     death, progress)
     wall = _time.perf_counter() - t0
@@ -122,8 +111,8 @@ def simulate(model, V0, *, t_end, dt, n_paths=1, seed, save_every=None, method="
 
 def _run_blocks(kernel, V0, coef, dt, n_steps, steps, bound, seed, out_V, status, death,
                 progress):
-    """Call ``kernel`` (a ``simulate_blocks`` of :mod:`sde._kernels`, its SPD or masked
-    variant) chunk by chunk."""
+    """Call ``kernel`` (:func:`sde._kernels.simulate_blocks` with its method and mask) chunk
+    by chunk."""
     n_paths = out_V.shape[0]
     gens = block_generators(seed, n_paths)
     if progress is None:

@@ -2,7 +2,7 @@
 
 * Each lane-wise formula in :mod:`sde.coefficients` (drift, noise, Cholesky) equals its
   scalar twin bit for bit on NL random states (and the Cholesky failure flag agrees).
-* :func:`sde._kernels.simulate_blocks` (lanes) and ``simulate_blocks_scalar`` give identical
+* :func:`sde._kernels.simulate_blocks` (lanes) and ``simulate_blocks_per_path`` give identical
   V, status and death times for every architecture, including a hot regime with deaths of
   both kinds and partial blocks (tests/test_fingerprints.py pins today's results).
 """
@@ -86,7 +86,7 @@ def test_lane_kernel_bit_identical(name, m, kw):
     n = 2 * RNG_BLOCK + 37 if name != "block" else 300   # partial blocks, idle lanes
     args = (model, V0, n, 5, 1.0, 0.02)
     a = run_kernel(K.simulate_blocks, *args, **kw)
-    b = run_kernel(K.simulate_blocks_scalar, *args, **kw)
+    b = run_kernel(K.simulate_blocks_per_path, *args, **kw)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     if name == "hot":

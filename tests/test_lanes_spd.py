@@ -1,14 +1,16 @@
 """The SPD lane kernel is bit-identical to the per-path SPD kernel.
 
-:func:`sde._kernels_spd.simulate_blocks_spd` (lanes) and ``simulate_blocks_spd_scalar`` give
+:func:`sde._kernels.simulate_blocks` (lanes) and ``simulate_blocks_per_path`` with ``method="spd"`` give
 identical V, status and death times for every architecture, with partial blocks and idle
 lanes, and in a hot regime with blow-ups (status 2) and, at a large step, the QR fallback.
 """
+import functools
+
 import numpy as np
 import pytest
 
 import sde
-from sde import _kernels_spd as S
+from sde import _kernels as K
 from test_lanes import MODELS, run_kernel
 
 
@@ -25,8 +27,8 @@ def test_spd_lane_kernel_bit_identical(name, m, dt, kw):
     V0 = sde.equicorrelated(m, 0.2)
     n = 2 * 256 + 37 if name != "block" else 300   # partial blocks, idle lanes
     args = (model, V0, n, 5, 1.0, dt)
-    a = run_kernel(S.simulate_blocks_spd, *args, **kw)
-    b = run_kernel(S.simulate_blocks_spd_scalar, *args, **kw)
+    a = run_kernel(functools.partial(K.simulate_blocks, method="spd"), *args, **kw)
+    b = run_kernel(functools.partial(K.simulate_blocks_per_path, method="spd"), *args, **kw)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.any(a[1] == 1)

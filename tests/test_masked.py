@@ -34,7 +34,7 @@ import finite
 from compare.cli import main
 from finite import reduced as red
 from sde import ShapedAttention, ShapedBlock, ShapedMLP, simulate
-from sde import _kernels, _kernels_masked, masked
+from sde import _kernels, masked
 from sde import coefficients as C
 from sde.errors import CovsdeInputError
 from sde.masks import Mask, row_lists
@@ -273,19 +273,20 @@ def test_masked_kernel_with_all_ones_equals_complete_kernel():
     coef = ShapedBlock(0.5, 1.0, heads=2).limit()
     steps = np.arange(0, n_steps + 1, 5, dtype=np.int64)
 
-    def run(kernel, *rows):
+    def run(rows):
         out = np.full((n_paths, len(steps), m, m), np.nan)
         st, death = np.zeros(n_paths, np.int8), np.full(n_paths, np.inf)
         (gens, starts, lens, _, _), = kernel_chunks(block_generators(11, n_paths), n_paths)
-        kernel(gens, starts, lens, V0, coef, dt, n_steps, steps, 1e4, out, st, death, *rows)
+        _kernels.simulate_blocks(gens, starts, lens, V0, coef, dt, n_steps, steps, 1e4, out, st,
+                                 death, rows=rows)
         return out, st
 
-    ref, st_ref = run(_kernels.simulate_blocks)
-    got, st_got = run(_kernels_masked.simulate_blocks, *row_lists(np.ones((m, m))))
+    ref, st_ref = run(None)
+    got, st_got = run(row_lists(np.ones((m, m))))
     alive = (st_ref == 0) & (st_got == 0)
     assert alive.mean() > 0.95
     np.testing.assert_allclose(got[alive], ref[alive], rtol=0, atol=1e-9)
-    bad, _ = run(_kernels_masked.simulate_blocks, *row_lists(Mask("causal").matrix(m)))
+    bad, _ = run(row_lists(Mask("causal").matrix(m)))
     assert np.nanmax(np.abs(bad[alive] - ref[alive])) > 0.1
 
 
@@ -523,7 +524,7 @@ def test_masked_kernel_equals_sdeint_itoEuler(name):
     out = np.full((n_paths, n_steps + 1, M, M), np.nan)
     st, death = np.zeros(n_paths, np.int8), np.full(n_paths, np.inf)
     idx, cnt = row_lists(model.attention_mask.matrix(M, SEED))
-    _kernels_masked.integrate_supplied(V4, model.limit(), idx, cnt, dt, dW, 1e4, out, st, death)
+    _kernels.integrate_supplied(V4, model.limit(), dt, dW, 1e4, out, st, death, rows=(idx, cnt))
     assert np.all(st == 0)
     tspan = np.arange(n_steps + 1) * dt
 

@@ -16,7 +16,7 @@ import pytest
 import sde
 from fingerprint_cases import V3, V8, digest
 from masked_fingerprint_cases import MASKS, MODELS, cases, supplied_increments
-from sde import _kernels, _kernels_masked, _kernels_spd
+from sde import _kernels
 from sde.masks import row_lists
 
 RECORDED = json.loads((pathlib.Path(__file__).parent / "masked_fingerprints.json").read_text())
@@ -49,13 +49,8 @@ def _supplied(step, model, V0, masked):
     st = np.zeros(P, np.int8)
     de = np.full(P, np.inf)
     coef = model.limit()
-    if masked:
-        idx, cnt = row_lists(model.attention_mask.matrix(m))
-        _kernels_masked.integrate_supplied(V0, coef, idx, cnt, dt, dW, 1e4, out, st, de)
-    elif step == "euler":
-        _kernels.integrate_supplied(V0, coef, dt, dW, 1e4, out, st, de)
-    else:
-        _kernels_spd.integrate_supplied_spd(V0, coef, dt, dW, 1e4, out, st, de)
+    rows = row_lists(model.attention_mask.matrix(m)) if masked else None
+    _kernels.integrate_supplied(V0, coef, dt, dW, 1e4, out, st, de, method=step, rows=rows)
     return out, st, de
 
 

@@ -1,0 +1,145 @@
+"""Private numba kernels of :func:`sde.simulate`: one integrator core.
+
+* :mod:`.state` — status codes, the state check, the blow-up test, the path start, the lane
+  workspace slots;
+* :mod:`.noise_sources` — the inlined PCG64 draw and supplied increments;
+* :mod:`.steps` — Euler–Maruyama and the SPD-preserving step, per path and on lanes;
+* :mod:`.masked_lanes` — the masked drift and noise on lanes (the complete-mask ones are in
+  :mod:`sde.coefficients`, the per-path masked ones in :mod:`sde.masked`);
+* :mod:`.loops` — the lane loop and the per-path loop, built from compile-time choices;
+* :mod:`.ode` — RK4 for ``method="ode"``.
+
+This module holds the Python entry points: validated arrays in, preallocated output filled
+(docs/developing.md, "The integrator core").
+"""
+import concurrent.futures
+import os
+
+import numba
+import numpy as np
+
+from .. import pcg64
+from ..coefficients import NL
+from .loops import (COMPLETE, EULER, LANES_MAX_M, MASKED, PCG64, SPD, SUPPLIED, lanes_kernel,
+                    path_kernel)
+from .ode import integrate_ode
+from .state import ALIVE, BLEW_UP, LEFT_CONE, factor, used_blocks
+from .steps import factor_from_qr
+
+__all__ = ["ALIVE", "LEFT_CONE", "BLEW_UP", "EULER", "SPD", "LANES_MAX_M", "simulate_blocks",
+           "simulate_blocks_per_path", "integrate_supplied", "integrate_ode", "factor_from_qr",
+           "no_mask"]
+
+STEPS = {"euler": EULER, "spd": SPD}
+
+
+def no_mask(m):
+    """Row lists standing in for the complete mask (never read by its kernels)."""
+    return np.zeros((m, 1), dtype=np.int64), np.zeros(m, dtype=np.int64)
+
+
+def _coef_kind(rows, m):
+    if rows is None:
+        return COMPLETE, no_mask(m)
+    idx, cnt = rows
+    return MASKED, (np.ascontiguousarray(idx, dtype=np.int64),
+                    np.ascontiguousarray(cnt, dtype=np.int64))
+
+
+def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps, bound,
+                    out_V, out_status, out_death, *, method="euler", rows=None):
+    """Integrate RNG blocks of paths (the kernel :func:`sde.simulate` runs), in lanes.
+
+    gens: tuple of ``numpy.random.Generator``, one per block; block k owns local paths
+    ``block_start[k] : block_start[k] + block_len[k]`` and draws from ``gens[k]`` (its PCG64
+    stream inlined, :mod:`sde.pcg64`; the advanced states are written back). ``method``:
+    ``"euler"`` or ``"spd"``; ``rows``: the mask's row lists ``(idx, cnt)``
+    (:func:`sde.masks.row_lists`), None for the complete mask. ``out_V`` (paths, n_save, m, m)
+    must be NaN-filled, ``out_status`` zeros, ``out_death`` +inf. For m > :data:`LANES_MAX_M`
+    the per-path loop runs (the same bits).
+    """
+    m = V0.shape[0]
+    if m > LANES_MAX_M:
+        simulate_blocks_per_path(gens, block_start, block_len, V0, coef, dt, n_steps,
+                                 save_steps, bound, out_V, out_status, out_death,
+                                 method=method, rows=rows)
+        return
+    kind, (idx, cnt) = _coef_kind(rows, m)
+    rng = pcg64.states(gens)
+    dW = np.zeros((1, 1, 2, 1, 1))
+    n_groups = (used_blocks(block_len) + NL - 1) // NL
+    run_lanes(lanes_kernel(m, STEPS[method], kind, PCG64), n_groups,
+              (rng, dW, block_start, block_len, V0, factor(V0), coef, idx, cnt, dt, n_steps,
+               save_steps, bound, out_V, out_status, out_death))
+    pcg64.write_back(gens, rng)
+
+
+def simulate_blocks_per_path(gens, block_start, block_len, V0, coef, dt, n_steps, save_steps,
+                             bound, out_V, out_status, out_death, *, method="euler",
+                             rows=None):
+    """:func:`simulate_blocks` one path at a time per thread (the test oracle of the lanes,
+    and the kernel above :data:`LANES_MAX_M`): the same arguments and bits."""
+    kind, (idx, cnt) = _coef_kind(rows, V0.shape[0])
+    rng = pcg64.states(gens)
+    path_kernel(STEPS[method], kind)(rng, block_start, block_len, V0, coef, idx, cnt, dt,
+                                     n_steps, save_steps, bound, out_V, out_status, out_death)
+    pcg64.write_back(gens, rng)
+
+
+def integrate_supplied(V0, coef, dt, dW, bound, out_V, out_status, out_death, *,
+                       method="euler", rows=None):
+    """Integrate paths driven by supplied increments (the reference cross-checks), through
+    the lane kernels :func:`simulate_blocks` runs (the same steps and formulas).
+
+    dW: (paths, n_steps, 2, m, m), ``dW[p, s, 0]`` = G and ``dW[p, s, 1]`` = G' of step s,
+    entries ~ N(0, dt); the symmetric noise is ``Z = (G + Gᵀ)/sqrt 2``. ``out_V`` (paths,
+    n_steps + 1, m, m), NaN-filled: every step is saved. ``method``, ``rows`` as
+    :func:`simulate_blocks`. Every path is a block of its own.
+    """
+    V0 = np.ascontiguousarray(V0, dtype=np.float64)
+    dW = np.ascontiguousarray(dW, dtype=np.float64)
+    n_paths, n_steps = dW.shape[0], dW.shape[1]
+    m = V0.shape[0]
+    kind, (idx, cnt) = _coef_kind(rows, m)
+    starts = np.arange(n_paths, dtype=np.int64)
+    lens = np.ones(n_paths, dtype=np.int64)
+    rng = np.zeros((n_paths, 4), dtype=np.uint64)
+    save = np.arange(n_steps + 1, dtype=np.int64)
+    n_groups = (n_paths + NL - 1) // NL
+    run_lanes(lanes_kernel(m, STEPS[method], kind, SUPPLIED), n_groups,
+              (rng, dW, starts, lens, V0, factor(V0), coef, idx, cnt, float(dt), n_steps,
+               save, bound, out_V, out_status, out_death))
+
+
+def run_lanes(kernel, n_groups, args):
+    """Run a lane kernel over lane groups ``0:n_groups``: compiled on this thread with numba's
+    SLP vectoriser on (``numba.config.SLP_VECTORIZE`` is read at each compilation; numba
+    leaves it off by default), then every group on the thread pool (:func:`_run_groups`)."""
+    old = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        kernel(0, 0, *args)  # compiles (once per kernel) on this thread; runs nothing
+    finally:
+        numba.config.SLP_VECTORIZE = old
+    _run_groups(kernel, 0, n_groups, args)
+
+
+_POOL = {}  # (process id, workers) -> ThreadPoolExecutor; a forked child makes its own
+
+
+def _run_groups(kernel, g0, g1, args):
+    """Lane groups ``g0:g1`` on ``numba.get_num_threads()`` Python threads (the kernel is nogil).
+
+    Results do not depend on the thread count: each group writes its own paths."""
+    n_threads = min(numba.get_num_threads(), g1 - g0)
+    if n_threads <= 1:
+        if g1 > g0:
+            kernel(g0, g1, *args)
+        return
+    key = (os.getpid(), n_threads)
+    pool = _POOL.get(key)
+    if pool is None:
+        pool = _POOL[key] = concurrent.futures.ThreadPoolExecutor(max_workers=n_threads)
+    futures = [pool.submit(kernel, g, g + 1, *args) for g in range(g0, g1)]
+    for f in futures:
+        f.result()
