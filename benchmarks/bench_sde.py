@@ -8,8 +8,8 @@ counted as if they had run to T, they are 1–6 % of the paths):
 * **kernel** — :func:`sde.simulate` (numba Euler lane kernel: 8 RNG blocks as lanes, compiled
   per m, lane groups on ``numba.get_num_threads()`` threads; per-path kernel for m > 16),
   warm (compiled before timing), numba threads = 2, only the first and last steps saved;
-* **per-path** — the same with the per-path kernel ``simulate_blocks_scalar`` (the kernel
-  before the lanes; bit-identical results);
+* **per-path** — the same with the per-path loop ``simulate_blocks_per_path`` (the lanes'
+  test oracle and the kernel above m = 16; bit-identical results);
 * **spd** — :func:`sde.simulate` with ``method="spd"`` (docs/theory.md §4.7), lane kernel;
 * **numpy** — batched Euler–Maruyama in one process: the same drift and O(m³) noise as
   the kernel (docs/theory.md §4), vectorised over paths, batched Cholesky with per-path failure
@@ -60,7 +60,7 @@ BOUND = SIM.DEFAULT_BOUND
 
 def kernel_runner(model, V0, n_paths, seed, method="euler", per_path=False):
     """A callable timing one :func:`sde.simulate` run (``method``): () -> (wall s, CPU s,
-    dead paths). ``per_path``: Euler with the per-path kernel ``simulate_blocks_scalar``
+    dead paths). ``per_path``: Euler with the per-path kernel ``simulate_blocks_per_path``
     (the kernel before the lanes; same results) swapped in. Compiled (or loaded) here."""
     kw = dict(t_end=T_END, dt=DT, n_paths=n_paths, seed=seed, save_every=10 ** 9,
               progress=False, method=method)
@@ -69,7 +69,7 @@ def kernel_runner(model, V0, n_paths, seed, method="euler", per_path=False):
 
     def once(n=n_paths):
         if per_path:
-            K.simulate_blocks = K.simulate_blocks_scalar
+            K.simulate_blocks = K.simulate_blocks_per_path
         try:
             t0, c0 = time.perf_counter(), time.process_time()
             ds = sde.simulate(model, V0, **{**kw, "n_paths": n})

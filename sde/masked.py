@@ -212,6 +212,20 @@ def masked_whitened_noise_into(L, Z, Gp, coef, idx, cnt, scratch, N):
             N[i, j] = x
 
 
+@njit(cache=True, inline="always")
+def _mm(A, B, out, ta, tb):
+    """``out = op(A) op(B)`` (m, m), ``op`` the transpose where ``ta`` / ``tb``; k ascending."""
+    m = out.shape[0]
+    for i in range(m):
+        for j in range(m):
+            acc = 0.0
+            for k in range(m):
+                x = A[k, i] if ta else A[i, k]
+                y = B[j, k] if tb else B[k, j]
+                acc += x * y
+            out[i, j] = acc
+
+
 @njit(cache=True)
 def masked_ito_correction_into(L, coef, idx, cnt, out, work):
     """``C = E[N²]/Δt`` of the masked whitened noise N (:func:`masked_whitened_noise_into`)
@@ -225,39 +239,97 @@ def masked_ito_correction_into(L, coef, idx, cnt, out, work):
         J = U U − U diag(B) C − B∘(U C) + (U∘W) C
 
     from ``E[Δ_ab Δ_cd] = C_ab C_cd V_ac (V_bd − B_cb − B_ad + W_ac)`` per unit Δt. Dense
-    O(m³); ``work`` (≥ 6, m, m) is not used beyond its first slot (the arrays are allocated).
+    O(m³); ``work`` (12, m, m), no allocation.
     """
     m = L.shape[0]
     c = coef.att_noise
-    out[:, :] = 0.0
     for i in range(m):
+        for j in range(m):
+            out[i, j] = 0.0
         out[i, i] = coef.a_lin * (m + 1.0)
     if c == 0.0:
         return
-    C = np.zeros((m, m))
+    C, V, Li, P, B, W, X, Y, S, R, Q, G = (work[0], work[1], work[2], work[3], work[4],
+                                           work[5], work[6], work[7], work[8], work[9],
+                                           work[10], work[11])
+    for i in range(m):
+        for j in range(m):
+            C[i, j] = 0.0
+            X[i, j] = 1.0 if i == j else 0.0
     for a in range(m):
         for j in range(cnt[a]):
             C[a, idx[a, j]] = 1.0 / cnt[a]
-    V = L @ L.T
-    Id = np.eye(m)
-    Li = work[0]
-    solve_lower_cols(L, Id, Li)
-    Vi = Li.T @ Li
-    B = C @ V
-    W = B @ C.T
-    T = C @ (V * V) @ C.T - C @ (B.T * B.T) - (B * B) @ C.T + W * W
-    P = Vi * V
-    CtP = C.T @ P
-    H = V * (CtP @ C) - (CtP * B.T) @ C - C.T @ (B * (P @ C)) + C.T @ (P * W) @ C
-    U = C * V
-    dB = np.diag(np.diag(B))
-    J = U @ U - U @ dB @ C - B * (U @ C) + (U * W) @ C
-    AJ = Li @ J @ L
-    S = Li @ (V * T) @ Li.T + L.T @ H @ L + AJ + AJ.T
+    _mm(L, L, V, False, True)                 # V = L Lᵀ
+    solve_lower_cols(L, X, Li)                # L⁻¹
+    _mm(Li, Li, Y, True, False)               # V⁻¹
+    for i in range(m):
+        for j in range(m):
+            P[i, j] = Y[i, j] * V[i, j]
+    _mm(C, V, B, False, False)                # B = C V
+    _mm(B, C, W, False, True)                 # W = B Cᵀ
+    # S = V∘T, T = C(V∘V)Cᵀ − C(Bᵀ∘Bᵀ) − (B∘B)Cᵀ + W∘W
+    for i in range(m):
+        for j in range(m):
+            X[i, j] = V[i, j] * V[i, j]
+            Y[i, j] = B[j, i] * B[j, i]
+            R[i, j] = B[i, j] * B[i, j]
+    _mm(C, X, Q, False, False)
+    _mm(Q, C, S, False, True)
+    _mm(C, Y, Q, False, False)
+    _mm(R, C, X, False, True)
+    for i in range(m):
+        for j in range(m):
+            S[i, j] = V[i, j] * (S[i, j] - Q[i, j] - X[i, j] + W[i, j] * W[i, j])
+    # G = L⁻¹ S L⁻ᵀ
+    _mm(Li, S, X, False, False)
+    _mm(X, Li, G, False, True)
+    # H = V∘(CᵀPC) − ((CᵀP)∘Bᵀ)C − Cᵀ(B∘(PC)) + Cᵀ(P∘W)C, into S
+    _mm(C, P, Q, True, False)                 # Q = Cᵀ P
+    _mm(Q, C, S, False, False)                # Cᵀ P C
+    for i in range(m):
+        for j in range(m):
+            S[i, j] = V[i, j] * S[i, j]
+            X[i, j] = Q[i, j] * B[j, i]
+    _mm(X, C, Y, False, False)
+    _mm(P, C, X, False, False)                # P C
+    for i in range(m):
+        for j in range(m):
+            S[i, j] -= Y[i, j]
+            X[i, j] = B[i, j] * X[i, j]
+            R[i, j] = P[i, j] * W[i, j]
+    _mm(C, X, Y, True, False)
+    _mm(C, R, X, True, False)
+    _mm(X, C, R, False, False)
+    for i in range(m):
+        for j in range(m):
+            S[i, j] = S[i, j] - Y[i, j] + R[i, j]
+    # G += Lᵀ H L
+    _mm(L, S, X, True, False)
+    _mm(X, L, Y, False, False)
+    for i in range(m):
+        for j in range(m):
+            G[i, j] += Y[i, j]
+    # J = U U − U diag(B) C − B∘(U C) + (U∘W) C, U = C∘V; into S
+    for i in range(m):
+        for j in range(m):
+            P[i, j] = C[i, j] * V[i, j]       # U (P is no longer needed)
+            R[i, j] = P[i, j] * B[j, j]       # U diag(B)
+            Q[i, j] = P[i, j] * W[i, j]       # U∘W
+    _mm(P, P, S, False, False)
+    _mm(R, C, X, False, False)
+    _mm(P, C, Y, False, False)
+    _mm(Q, C, R, False, False)
+    for i in range(m):
+        for j in range(m):
+            S[i, j] = S[i, j] - X[i, j] - B[i, j] * Y[i, j] + R[i, j]
+    # G += L⁻¹ J L + (L⁻¹ J L)ᵀ
+    _mm(Li, S, X, False, False)
+    _mm(X, L, Y, False, False)
     c2 = c * c
     for i in range(m):
         for j in range(m):
-            out[i, j] += c2 * 0.5 * (S[i, j] + S[j, i])
+            out[i, j] += c2 * 0.5 * ((G[i, j] + Y[i, j] + Y[j, i])
+                                     + (G[j, i] + Y[j, i] + Y[i, j]))
 
 
 # ---------------------------------------------------------------- Python entry points

@@ -107,7 +107,7 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
             Fl = np.empty((m, m))     # one lane's arrays (QR fallback, masked Itô term)
             Ll = np.empty((m, m))
             Rl = np.empty((m, m))
-            Wl = np.empty((8, m, m))
+            Wl = np.empty((14, m, m))
             ok = np.ones(NL, dtype=np.bool_)
             blew = np.zeros(NL, dtype=np.bool_)
             p = np.zeros(NL, dtype=np.int64)
@@ -157,11 +157,11 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                             for a in range(m):
                                 for b in range(m):
                                     Ll[a, b] = L[a, b, l]
-                                    Wl[6, a, b] = Z[a, b, l]
-                                    Wl[7, a, b] = Gp[a, b, l]
-                            masked_whitened_noise_into(Ll, Wl[6], Wl[7], coef, idx, cnt,
-                                                       Wl[:3], Fl)
-                            masked_ito_correction_into(Ll, coef, idx, cnt, Rl, Wl[:6])
+                                    Wl[0, a, b] = Z[a, b, l]
+                                    Wl[1, a, b] = Gp[a, b, l]
+                            masked_whitened_noise_into(Ll, Wl[0], Wl[1], coef, idx, cnt,
+                                                       Wl[2:5], Fl)
+                            masked_ito_correction_into(Ll, coef, idx, cnt, Rl, Wl[2:14])
                             for a in range(m):
                                 for b in range(m):
                                     W[7, a, b, l] = Fl[a, b]
@@ -253,7 +253,8 @@ def _make_path_kernel(STEP, COEF):
             Gp = np.zeros((m, m))
             bd = np.empty((m, m))
             N = np.empty((m, m))
-            work = np.empty((8, m, m))   # the noise's (3), then the drift's (5)
+            work = np.empty((12, m, m))  # the noise's (3), then the drift's (5); the
+            #                              masked Itô term's (12) after the noise
             S4 = np.empty((4, m, m))     # the SPD step's X, M, E, F
             Z1 = Z.reshape((m, m, 1))    # one-lane views for the shared draw
             Gp1 = Gp.reshape((m, m, 1))
@@ -284,7 +285,7 @@ def _make_path_kernel(STEP, COEF):
                         if COEF == MASKED:
                             masked_whitened_noise_into(L, Z, Gp, coef, idx, cnt, work[:3], N)
                             whitened_drift(L, bd, X, F, E)
-                            masked_ito_correction_into(L, coef, idx, cnt, X, work[:6])
+                            masked_ito_correction_into(L, coef, idx, cnt, X, work)
                             spd_update(L, N, dt, X, S4[1], E, F, Vn)
                         else:
                             whitened_noise_into(L, Z, Gp, coef, work[:3])
