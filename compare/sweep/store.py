@@ -1,6 +1,6 @@
 """Sweeps on Dask: grids of SDE / finite-network cells that survive ``kill -9`` and resume.
 
-``run_sweep(config, STORE)`` computes every cell of a config (:mod:`compare.sweep_config`) on
+``run_sweep(config, STORE)`` computes every cell of a config (:mod:`compare.sweep.config`) on
 a ``dask.distributed`` cluster — a :class:`~distributed.LocalCluster` of processes sized to the
 machine, or an existing scheduler by address — and ``open_sweep(STORE)`` returns the results
 as one ``xarray.Dataset`` indexed by the grid axes.
@@ -34,7 +34,7 @@ cell is finished when its file's sha256 matches the manifest; a file renamed int
 not yet recorded (killed in between) is checked (it opens, its key and config hash match) and
 adopted; a mismatching checksum (corrupt file) or a leftover ``.tmp`` (partial write) means
 the cell is recomputed. A finished cell is never rewritten. Seeds depend only on the root
-seed and the cell's parameter values (:func:`compare.sweep_config.cell_seeds`), so a resumed
+seed and the cell's parameter values (:func:`compare.sweep.config.cell_seeds`), so a resumed
 sweep equals an uninterrupted one, whatever the worker count or scheduling.
 
 Test hook (tests only): the environment variable ``COVSDE_SWEEP_TEST_KILL`` = ``after:N``
@@ -56,7 +56,7 @@ import xarray as xr
 from sde import __version__
 from sde.errors import CovsdeInputError
 
-from .sweep_config import axis_values, canonical_json, cells, config_hash
+from .config import axis_values, canonical_json, cells, config_hash
 
 STORE_FORMAT = "covsde-sweep"
 STORE_VERSION = 1
@@ -96,7 +96,7 @@ def compare_to_sde(finite_ds, sde_ds, stats, t, n_boot, seed, ode_ds=None):
     columns (KS, W1, intervals, floors, …): every numeric column except the quantiles (stored
     per source by the sweep) becomes a variable of dims ``(stat,)`` in the sweep dataset.
     """
-    from .distances import distances
+    from ..distances import distances
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dead fractions are stored beside every distance
@@ -106,7 +106,7 @@ def compare_to_sde(finite_ds, sde_ds, stats, t, n_boot, seed, ode_ds=None):
 
 # ---------------------------------------------------------------- one cell (on a worker)
 def run_cell(spec, threads=1):
-    """Compute one cell (a spec from :func:`compare.sweep_config.cells`).
+    """Compute one cell (a spec from :func:`compare.sweep.config.cells`).
 
     ``threads``: numba / sampler threads for this task (an int, or a dict worker address →
     int as computed by the client); never changes the result. Returns ``(summary,
@@ -226,7 +226,7 @@ def summarise(spec, datasets):
     """
     from sde.schema import dead_fraction_ci
 
-    from .statistics import compute_stat
+    from ..statistics import compute_stat
 
     t = spec["ratio"]
     stats = spec["stats"]
@@ -306,8 +306,8 @@ def boot_replicates(finite_ds, sde_ds, stats, t, n_boot, seeds):
     """(S, B) arrays of KS and W1 between bootstrap resamples of the finite and SDE samples of
     each statistic at ``t`` (:func:`compare.distances.bootstrap_distances`; finite resamples
     from seed ``[boot, 1]``, SDE resample j from ``[sde_boot, j]``)."""
-    from .distances import bootstrap_distances, censoring_bound, usable_paths
-    from .statistics import compute_stat
+    from ..distances import bootstrap_distances, censoring_bound, usable_paths
+    from ..statistics import compute_stat
 
     bound = censoring_bound(finite_ds, sde_ds)
     ia, ib = _time_index(finite_ds, t), _time_index(sde_ds, t)
