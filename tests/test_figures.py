@@ -14,7 +14,7 @@ import pytest
 
 from compare.cli import main
 from compare.figures.gallery import CONV_RATIOS, FIGURES, SIZES, fit_slope
-from compare.sweep.store import open_sweep
+from compare.sweep import open_sweep
 from sde.schema import dead_fraction_ci
 
 STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability")
@@ -166,7 +166,7 @@ def _tree_mtimes(root):
 def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     """Issue 17: the gallery's convergence grid is a resumable sweep: a re-plot runs no cell
     and writes nothing in its STORE; a lost cell is the only one recomputed."""
-    import compare.sweep.store
+    import compare.sweep.schedule
 
     out, _ = gallery
     store = out / "data" / "convergence_sweep"
@@ -178,8 +178,8 @@ def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     shared = [p for p in before if "/shared/" in p]
     assert len(shared) == 1 + len(SIZES["tiny"]["conv_widths"])
     ran = []
-    real = compare.sweep.store.run_cell
-    monkeypatch.setattr(compare.sweep.store, "run_cell", lambda *a, **k: ran.append(a) or real(*a, **k))
+    real = compare.sweep.schedule.run_cell
+    monkeypatch.setattr(compare.sweep.schedule, "run_cell", lambda *a, **k: ran.append(a) or real(*a, **k))
     capsys.readouterr()
     assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "convergence"]) == 0

@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 
 from compare.cli import main
-from compare.sweep.store import open_cell, open_sweep, run_sweep
+from compare.sweep import open_cell, open_sweep, run_sweep
 from compare.sweep.config import EXAMPLE_CONFIG, cells, parse_config
 from compare.figures.sweep import convergence_fits, fit_slope, plot_convergence, plot_stability
 from sde.blowup import blowup_probability

@@ -39,7 +39,7 @@ def add_sweep(sub):
 
 
 def cmd_sweep(args):
-    from ..sweep.store import SweepError, run_sweep
+    from ..sweep.schedule import SweepError, run_sweep
     from ..sweep.config import EXAMPLE_CONFIG, load_config
 
     if args.example:

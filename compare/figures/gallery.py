@@ -267,7 +267,8 @@ class Gallery:
         removed and recomputed. The cells run in this process (``inline``: no Dask)."""
         import shutil
 
-        from ..sweep.store import open_sweep, read_manifest, run_sweep
+        from ..sweep import open_sweep, run_sweep
+        from ..sweep.store import read_manifest
         from ..sweep.config import config_hash
 
         store = os.path.join(self.data_dir, name)
