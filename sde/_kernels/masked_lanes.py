@@ -11,7 +11,43 @@ import math
 
 from numba import njit
 
-from ..coefficients import NL, mlp_drift_lanes
+from ..coefficients import NL, _dot_lanes, _put_lanes, mlp_drift_lanes
+
+
+@njit(cache=True, inline="always")
+def _sum_keys_lanes(X, idx, a, k, out):
+    """``out[l] = Σ_{j < k} X[idx[a, j], l]`` per lane, j ascending from 0.0; running sums in
+    registers (as :func:`sde.coefficients._dot_lanes`). X (m, NL), out (NL,)."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    for j in range(k):
+        e = idx[a, j]
+        a0 += X[e, 0]
+        a1 += X[e, 1]
+        a2 += X[e, 2]
+        a3 += X[e, 3]
+        a4 += X[e, 4]
+        a5 += X[e, 5]
+        a6 += X[e, 6]
+        a7 += X[e, 7]
+    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
+
+
+@njit(cache=True, inline="always")
+def _add_scaled_dot_lanes(c, X, Y, k0, k1, out):
+    """``out[l] += Σ_{k0 ≤ k < k1} (c X[k, l]) Y[k, l]`` per lane, term by term in k order
+    (the per-path ``acc += c * x * y``); running sums in registers."""
+    a0, a1, a2, a3 = out[0], out[1], out[2], out[3]
+    a4, a5, a6, a7 = out[4], out[5], out[6], out[7]
+    for k in range(k0, k1):
+        a0 += c * X[k, 0] * Y[k, 0]
+        a1 += c * X[k, 1] * Y[k, 1]
+        a2 += c * X[k, 2] * Y[k, 2]
+        a3 += c * X[k, 3] * Y[k, 3]
+        a4 += c * X[k, 4] * Y[k, 4]
+        a5 += c * X[k, 5] * Y[k, 5]
+        a6 += c * X[k, 6] * Y[k, 6]
+        a7 += c * X[k, 7] * Y[k, 7]
+    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, inline="always")
@@ -51,14 +87,8 @@ def masked_attention_drift_lanes(V, idx, cnt, scale, out, B, F, W, U, q, r):
         for a in range(m):
             k = cnt[a]
             w = 1.0 / k
-            for l in range(NL):
-                W[c, a, l] = 0.0
-                U[c, a, l] = 0.0
-            for j in range(k):
-                e = idx[a, j]
-                for l in range(NL):
-                    W[c, a, l] += B[c, e, l]
-                    U[c, a, l] += F[c, e, l]
+            _sum_keys_lanes(B[c], idx, a, k, W[c, a])
+            _sum_keys_lanes(F[c], idx, a, k, U[c, a])
             for l in range(NL):
                 W[c, a, l] = w * W[c, a, l]
                 U[c, a, l] = w * U[c, a, l]
@@ -134,11 +164,7 @@ def masked_noise_parts_lanes(L, Z, Gp, coef, idx, cnt, T, F, LG, q, r):
                 zbar[l] = 0.0
             for j in range(k):
                 e = idx[a, j]
-                for l in range(NL):
-                    zh[j, l] = 0.0
-                for t in range(e + 1):
-                    for l in range(NL):
-                        zh[j, l] += LG[a, t, l] * L[e, t, l]
+                _dot_lanes(LG[a], L[e], 0, e + 1, zh[j])
                 for l in range(NL):
                     zbar[l] += zh[j, l]
             for l in range(NL):
@@ -165,14 +191,8 @@ def masked_noise_lanes(L, Z, Gp, coef, idx, cnt, T, F, LG, q, r, out):
     masked_noise_parts_lanes(L, Z, Gp, coef, idx, cnt, T, F, LG, q, r)
     for i in range(m):
         for j in range(i + 1):
-            for l in range(NL):
-                out[i, j, l] = 0.0
-            for k in range(j + 1):
-                for l in range(NL):
-                    out[i, j, l] += T[i, k, l] * L[j, k, l]
+            _dot_lanes(T[i], L[j], 0, j + 1, out[i, j])
             if c != 0.0:
-                for k in range(i + 1):
-                    for l in range(NL):
-                        out[i, j, l] += c * L[i, k, l] * F[j, k, l]
+                _add_scaled_dot_lanes(c, L[i], F[j], 0, i + 1, out[i, j])
             for l in range(NL):
                 out[j, i, l] = out[i, j, l]
