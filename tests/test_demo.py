@@ -9,7 +9,7 @@ from sde.io import read_dataset
 
 def test_demo_small(tmp_path):
     lines = list(run_demo(str(tmp_path), n_paths=300, finite_paths=100, width=40))
-    # issue 18: one multi-panel overlay (shared axes) replaces the per-ratio overlay_dn*.png
+    # one multi-panel overlay (shared axes), not one file per ratio
     for name in ("sde.nc", "ode.nc", "finite.nc", "trajectories.png", "distances.csv",
                  "distances.txt", "overlay.png"):
         assert os.path.getsize(tmp_path / name) > 0, name

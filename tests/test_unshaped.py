@@ -347,7 +347,7 @@ def test_bad_input_one_line_exit_2_no_file(tmp_path, capsys, argv, needle):
 def test_cli_kernel_map_and_realised_time(tmp_path, capsys):
     """``--sampler kernel-map`` writes the one-path width-first map (equal to the schedule);
     a t_end that is not a whole number of layers is sampled at the nearest depth and the CLI
-    says which time was realised; t_end rounding to depth 0 is refused (issue 18)."""
+    says which time was realised; t_end rounding to depth 0 is refused."""
     from compare.cli import main
     from sde.io import read_dataset
 
