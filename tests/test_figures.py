@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from compare.cli import main
-from compare.gallery import CONV_RATIOS, FIGURES, SIZES, fit_slope
+from compare.figures.gallery import CONV_RATIOS, FIGURES, SIZES, fit_slope
 from compare.sweep import open_sweep
 from sde.schema import dead_fraction_ci
 
@@ -145,13 +145,13 @@ def test_replot_reuses_saved_data_and_regenerates_on_change(gallery, capsys):
     data = out / "data"
     mtimes = {p: os.path.getmtime(data / p) for p in os.listdir(data)}
     time.sleep(0.01)
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "stability", "--only", "trajectories"]) == 0
     text = capsys.readouterr().out
     assert "wrote   data" not in text and "reuse" in text
     assert {p: os.path.getmtime(data / p) for p in os.listdir(data)} == mtimes
     # a saved file whose parameters differ from the request is regenerated
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "4",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "4",
                  "--only", "stability"]) == 0
     text = capsys.readouterr().out
     assert "does not match the requested parameters" in text
@@ -166,7 +166,7 @@ def _tree_mtimes(root):
 def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     """The gallery's convergence grid is a resumable sweep: a re-plot runs no cell
     and writes nothing in its STORE; a lost cell is the only one recomputed."""
-    import compare.sweep
+    import compare.sweep.schedule
 
     out, _ = gallery
     store = out / "data" / "convergence_sweep"
@@ -178,10 +178,10 @@ def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     shared = [p for p in before if "/shared/" in p]
     assert len(shared) == 1 + len(SIZES["tiny"]["conv_widths"])
     ran = []
-    real = compare.sweep.run_cell
-    monkeypatch.setattr(compare.sweep, "run_cell", lambda *a, **k: ran.append(a) or real(*a, **k))
+    real = compare.sweep.schedule.run_cell
+    monkeypatch.setattr(compare.sweep.schedule, "run_cell", lambda *a, **k: ran.append(a) or real(*a, **k))
     capsys.readouterr()
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "convergence"]) == 0
     text = capsys.readouterr().out
     assert ran == [] and f"reuse   data/convergence_sweep (sweep STORE, {n_cells} finished" in text
@@ -190,7 +190,7 @@ def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     assert len(table) == n_cells and set(table.time) == set(CONV_RATIOS)
     # a lost cell: only it is recomputed, with the same numbers (seeds from the cell's values)
     os.remove(cell_files[0])
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "convergence"]) == 0
     text = capsys.readouterr().out
     assert len(ran) == 1 and f"1 cells computed, {n_cells - 1} already finished" in text
@@ -247,7 +247,7 @@ def test_quick_mode_finishes_in_three_minutes(tmp_path):
         assert (tmp_path / "q" / f"{stem}.png").exists()
     assert set(FIGURES) == {"distribution", "trajectories", "convergence", "stability",
                             "rank_collapse", "masks_layernorm", "similarity_removal",
-                            "espa_kernel"}
+                            "espa_kernel", "masked_positions", "masked_stability"}
 
 
 # --------------------------------------------------------------------------- drawing details
@@ -255,8 +255,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import scipy.stats  # noqa: E402
 
 import sde  # noqa: E402
-from compare.figures import COLORS, OKABE_ITO, plot_trajectories  # noqa: E402
-from compare.overlay import compare_figure, plot_overlay, reflected_kde  # noqa: E402
+from compare.figures.style import COLORS, OKABE_ITO, plot_trajectories  # noqa: E402
+from compare.figures.overlay import compare_figure, plot_overlay, reflected_kde  # noqa: E402
 from sde.errors import CovsdeInputError  # noqa: E402
 
 
@@ -278,12 +278,12 @@ def test_no_backend_switch_at_import(monkeypatch):
 
     import compare.demo
     import compare.figures
-    import compare.gallery
-    import compare.overlay
+    import compare.figures.gallery
+    import compare.figures.overlay
 
     calls = []
     monkeypatch.setattr(matplotlib, "use", lambda *a, **k: calls.append(a))
-    for mod in (compare.figures, compare.overlay, compare.demo, compare.gallery):
+    for mod in (compare.figures, compare.figures.overlay, compare.demo, compare.figures.gallery):
         importlib.reload(mod)
     assert calls == []
 
@@ -351,7 +351,7 @@ def test_compare_plot_draws_every_stat_in_words(small, tmp_path):
 def test_only_keeps_the_other_captions(gallery, capsys):
     out, _ = gallery
     before = (out / "captions.md").read_text()
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "trajectories"]) == 0
     capsys.readouterr()
     after = (out / "captions.md").read_text()

@@ -16,6 +16,9 @@ tokens, rho0, ratio, width). Its seeds come from
 ``SeedSequence([root_seed, int(sha256(canonical JSON of the key))])``, spawned into one child
 per source and one for the bootstrap, so they depend on the cell's values only — never on its
 position in the grid, the worker count or the order of completion.
+
+Length: the config grammar (every key with its check and its one-line error), the cells
+and their seeds form one specification; the commented example config is part of it.
 """
 import hashlib
 import itertools
@@ -30,8 +33,8 @@ from sde.errors import CovsdeInputError
 from sde.models import MODELS, model_from_params
 from sde.simulate import as_int, as_seed, check_memory, time_grid
 
-from .cli_args import arch_parameters
-from .statistics import parse_stat
+from ..cli.args import arch_parameters
+from ..statistics import parse_stat
 
 EXAMPLE_CONFIG = """\
 # covsde sweep config (TOML). Run:  covsde sweep THIS.toml --out STORE [--workers N]
@@ -314,7 +317,7 @@ def parse_config(cfg):
 
     compare = _table(cfg, "compare") or {}
     _unknown(compare, COMPARE_KEYS, "compare")
-    from .distances import check_n_boot
+    from ..distances import check_n_boot
 
     n_boot = check_n_boot(compare.get("n_boot", DEFAULT_N_BOOT), "compare.n_boot")
     qs = compare.get("quantiles", list(DEFAULT_QUANTILES))

@@ -1,0 +1,174 @@
+"""The figure gallery (``covsde figures``): the docs/theory.md §7 figures the shaped models allow.
+
+Every figure is drawn from datasets SAVED under ``out_dir/data``. A dataset is simulated (or
+sampled) only when its file is missing or its attrs do not match the requested parameters
+(``gallery_request``, plus the native attrs source / arch / model parameters / seed /
+paths / t_end / dt / width); re-plotting never resimulates. Figures (PNG and PDF, parameters
+in the title; a caption per figure in ``captions.md``):
+
+- ``distribution_rho01`` / ``distribution_V00``: histogram + KDE of ρ_01 and V_00 at
+  d/n ∈ {0.25, 0.5, 1, 2}, finite reduced network vs SDE vs ODE (shaped block of the demo).
+- ``trajectories``: median and 10–90 % band of ρ_01 vs t for SDE, ODE and finite network.
+- ``convergence``: KS and W1 (ρ_01) finite-vs-SDE vs width n, log-log, several d/n
+  (arch=mlp, where the finite-n effect is visible: docs/theory.md §6.3), with the noise floor and
+  the slope fitted over all widths with its 95 % bootstrap interval. The grid is a covsde
+  sweep (:meth:`Gallery.convergence_config`, STORE ``data/convergence_sweep``, run in this
+  process, resumed) drawn by :func:`compare.figures.sweep.plot_convergence`, the function
+  of ``covsde figures --sweep``.
+- ``stability``: the SDE's own blow-up probability P(τ ≤ T) over a (γ, τ0) grid
+  (arch=attention, T = 1), converged in dt with the SPD scheme, as a heat map, and
+  ``stability.csv``: a sweep with source ``blowup`` (STORE ``data/stability_sweep``)
+  drawn by :func:`compare.figures.sweep.plot_stability`.
+
+Censoring (everywhere): statistics over the paths alive at each time; dead fractions are
+printed in the legends (alive counts) and in the tables.
+
+Sizes: ``full`` (minutes), ``quick`` (< ~3 min on 2 cores) and ``tiny`` (tests only).
+Seeds: dataset k of a run with seed S uses ``SeedSequence([S, k])`` (k fixed per dataset),
+so every dataset has its own independent stream.
+"""
+import json
+import os
+
+import pandas as pd
+
+from sde.errors import CovsdeInputError
+from sde.initial import equicorrelated
+from sde.models import ShapedBlock
+
+from .gallery_base import GalleryBase, check_out_dir
+from .gallery_block import BlockFigures
+from .gallery_sizes import _SEED_INDEX, CONV_RATIOS, FIGURES, OUTPUTS, SIZES, derived_seed
+from .gallery_sweeps import SweepFigures
+from .style import COLORS
+from .sweep import fit_slope
+
+
+class Gallery(BlockFigures, SweepFigures, GalleryBase):
+    """Builds the datasets (when missing) and the figures under ``out_dir``: one method per
+    name of :data:`FIGURES`."""
+
+    def _collapse(self, name):
+        from .collapse import draw_collapse_figure
+
+        draw_collapse_figure(name, self.size if self.size in ("tiny", "quick") else "full",
+                             self.seed, self._save)
+
+    def rank_collapse(self):
+        self._collapse("rank_collapse")
+
+    def masks_layernorm(self):
+        self._collapse("masks_layernorm")
+
+    def similarity_removal(self):
+        self._collapse("similarity_removal")
+
+    def espa_kernel(self):
+        self._collapse("espa_kernel")
+
+
+    # ---------------------------------------------------------------- masks (§3.5)
+    def masked_positions(self):
+        """ρ_{0,j} and V_jj against token position j: causal vs complete mask, SDE vs the
+        reduced finite network, at d/n = 0.25 and 1."""
+        from .masked import MASKED_BLOCK, plot_masked_positions
+
+        c = self.cfg
+        m, width, dt = c["masked_m"], c["masked_width"], 0.01
+        V0 = equicorrelated(m, MASKED_BLOCK["rho0"])
+        runs = {}
+        for mask in ("complete", "causal"):  # the same seeds for both masks
+            model = ShapedBlock(MASKED_BLOCK["gamma"], MASKED_BLOCK["tau0"], mask=mask)
+            runs[(mask, "SDE")] = self._sde(f"masked_sde_{mask}", model, V0, 1.0, dt,
+                                            c["masked_sde_paths"], _SEED_INDEX["masked_sde"],
+                                            save_every=25)
+            runs[(mask, "finite")] = self._finite(f"masked_finite_{mask}", model, V0, width,
+                                                  1.0, c["masked_fin_paths"],
+                                                  _SEED_INDEX["masked_finite"], width // 4)
+        what = (f"shaped block, γ = {MASKED_BLOCK['gamma']:g}, τ0 = {MASKED_BLOCK['tau0']:g}, "
+                f"m = {m}, ρ0 = {MASKED_BLOCK['rho0']:g}")
+        paths = (f"SDE {c['masked_sde_paths']} paths (dt = {dt:g}), finite n = {width} "
+                 f"{c['masked_fin_paths']} paths (reduced sampler)")
+        fig = plot_masked_positions(runs, title=f"{what}: causal vs complete mask\n{paths}")
+        self._save(fig, "masked_positions",
+                   f"Median and 10–90 % band of ρ_0j (top) and V_jj (bottom, log scale) "
+                   f"against the token position j at d/n = 0.25 and 1, for the causal and the "
+                   f"complete attention mask (docs/theory.md §3.5): covariance SDE (lines, "
+                   f"bands) and finite network (markers, bars). {what}; {paths}. Over paths "
+                   f"alive at each t. Seed {self.seed}.")
+
+    def masked_stability_table(self):
+        """Dead fraction at T = 1 of the shaped-attention SDE (dt = 0.01) over (γ, τ0) for the
+        complete, sliding (w = 1) and causal masks: a table (one row per mask, γ, τ0), saved
+        as ``data/masked_stability.json`` and reused while the parameters match."""
+        from .masked import STABILITY_MASKS, stability_map
+
+        c = self.cfg
+        request = dict(m=c["masked_m"], gammas=list(c["masked_stab_gammas"]),
+                       tau0s=list(c["masked_stab_taus"]), n_paths=c["masked_stab_paths"],
+                       seed=derived_seed(self.seed, _SEED_INDEX["masked_stab"]), t_end=1.0,
+                       dt=0.01, rho0=0.2)
+        path = os.path.join(self.data_dir, "masked_stability.json")
+        if os.path.exists(path):
+            with open(path) as fh:
+                saved = json.load(fh)
+            if saved.get("request") == request:
+                self.log("  reuse   data/masked_stability.json")
+                self.reused.append(path)
+                return pd.DataFrame(saved["rows"])
+        rows = []
+        for label, kw in STABILITY_MASKS.items():
+            dead = stability_map(kw, request["gammas"], request["tau0s"], m=request["m"],
+                                 rho0=request["rho0"], t_end=request["t_end"], dt=request["dt"],
+                                 n_paths=request["n_paths"], seed=request["seed"])
+            rows += [dict(mask=label, gamma=g, tau0=t, T=request["t_end"], dt=request["dt"],
+                          n_paths=request["n_paths"], dead_fraction=float(dead[i, j]))
+                     for i, g in enumerate(request["gammas"])
+                     for j, t in enumerate(request["tau0s"])]
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"request": request, "rows": rows}, fh)
+        os.replace(tmp, path)
+        self.generated.append(path)
+        self.log("  wrote   data/masked_stability.json")
+        return pd.DataFrame(rows)
+
+    def masked_stability(self):
+        from .masked import plot_stability_maps
+
+        c = self.cfg
+        table = self.masked_stability_table()
+        self._csv(table, "masked_stability.csv")
+        for label, rows in table.groupby("mask", sort=False):
+            self.log(f"  mask {label}: dead fraction at T = 1 from "
+                     f"{rows.dead_fraction.min():.2f} to {rows.dead_fraction.max():.2f} over "
+                     f"the (γ, τ0) grid")
+        n = c["masked_stab_paths"]
+        what = (f"shaped attention SDE, m = {c['masked_m']}, ρ0 = 0.2, T = 1, dt = 0.01, {n} "
+                f"paths per cell")
+        fig = plot_stability_maps(table, title=f"{what}: dead fraction (blow-up or cone exit)")
+        self._save(fig, "masked_stability",
+                   f"Dead fraction at T = 1 of the shaped-attention SDE (Euler–Maruyama) over "
+                   f"(γ, τ0) with the complete, sliding (w = 1) and causal masks; {what}. A "
+                   f"dead path blew up or left the PD cone; cone exits shrink with dt, so "
+                   f"these fractions describe the scheme at this step (docs/theory.md §4.4); "
+                   f"the step-converged blow-up probability is the stability figure. Table: "
+                   f"masked_stability.csv. Seed {self.seed}.")
+        return table
+
+
+def make_figures(out_dir, size="quick", seed=0, only=None, log=print):
+    """Build the gallery under ``out_dir`` (its parent must exist); return the files written.
+
+    ``only``: subset of :data:`FIGURES` (default all). ``log``: a callable for progress lines.
+    """
+    only = tuple(FIGURES if only is None else only)
+    for name in only:
+        if name not in FIGURES:
+            raise CovsdeInputError(f"unknown figure {name!r} (choose from {', '.join(FIGURES)})")
+    check_out_dir(out_dir)
+    return Gallery(out_dir, size=size, seed=seed, log=log).run(only)
+
+
+__all__ = ["FIGURES", "OUTPUTS", "SIZES", "CONV_RATIOS", "COLORS", "Gallery", "check_out_dir",
+           "derived_seed", "fit_slope", "make_figures"]
