@@ -131,7 +131,7 @@ def format_table(df, name_a, name_b):
     """A fixed-width text table of the distance frame, with its legend."""
     has_point = "w1_a_to_ode" in df
     head = ["stat", "t", "used A", "used B", "cens A", "cens B", "KS", "p(KS)", "KS floor",
-            "W1", "W1 floor", "p(W1)", "median A-B [95% CI]"]
+            "W1", "W1 floor", "p(W1)", "median A", "median B", "A-B [95% CI]"]
     if has_point:
         head.append("W1(A,ODE)")
     rows = []
@@ -143,6 +143,7 @@ def format_table(df, name_a, name_b):
         else:
             cells += [g3(r["ks"]), f"{r['ks_pvalue']:.2g}", g3(r["ks_noise_floor"]),
                       g3(r["w1"]), g3(r["w1_noise_floor"]), f"{r['w1_pvalue']:.2g}",
+                      g3(r["q50_a"]), g3(r["q50_b"]),
                       f"{g3(r['q50_a_minus_b'])} [{g3(r['q50_a_minus_b_ci95_low'])}, "
                       f"{g3(r['q50_a_minus_b_ci95_high'])}]"]
             if has_point:
@@ -166,6 +167,7 @@ def format_table(df, name_a, name_b):
             for t in df.attrs["missing_times"]))
     lines.append("KS: Kolmogorov–Smirnov statistic, p(KS): its two-sample p-value; W1: "
                  "1-Wasserstein distance, p(W1): permutation p-value; floor: mean distance over "
-                 "permutations (same-law level); median A-B: difference of medians with a "
-                 "percentile-bootstrap 95 % interval; cens: censored fraction. See --help.")
+                 "permutations (same-law level); median A, median B: each side's median, A-B: their "
+                 "difference with a percentile-bootstrap 95 % interval; cens: censored "
+                 "fraction. See --help.")
     return "\n".join(lines)
