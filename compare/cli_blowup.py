@@ -103,8 +103,10 @@ def _cmd_blowup(args):
     last = r.sequence[-1]
     if r.status == CONVERGED:
         lo, hi = last["difference_ci"]
+        llo, lhi = r.limit_ci
         print(f"converged: P(2 dt) - P(dt) in [{lo:+.4f}, {hi:+.4f}], inside the tolerance "
-              f"+-{last['tolerance']:.4f} (also the bias left at dt for a first-order scheme)")
+              f"+-{last['tolerance']:.4f} (also the bias left at dt for a first-order scheme; "
+              f"with it, the dt -> 0 limit is in [{llo:.4f}, {lhi:.4f}])")
     elif r.status == MORE_PATHS:
         print(f"{MORE_PATHS}: the paired 95 % interval of P(2 dt) - P(dt) cannot be "
               f"narrower than the tolerance +-{last['tolerance']:.4f} at {args.paths} paths"

@@ -85,12 +85,27 @@ class BlowupResult:
     status: str = CONVERGED
     paths_needed: int | None = None
 
+    @property
+    def limit_ci(self):
+        """An interval for the dt → 0 limit, [low, high] (None before any halving).
+
+        For a scheme of weak order one P(dt) − P(0) ≈ P(2dt) − P(dt) = Δ, so
+        P(0) ≈ P(dt) − Δ: the estimate's interval shifted by the paired interval of Δ,
+        ``[ci_low − Δ_high, ci_high − Δ_low]`` (clipped to [0, 1]); meaningful once the
+        first-order regime is reached, i.e. for a converged result.
+        """
+        last = self.sequence[-1]
+        if "difference_ci" not in last:
+            return None
+        dlo, dhi = last["difference_ci"]
+        return [max(0.0, self.ci_low - dhi), min(1.0, self.ci_high - dlo)]
+
     def to_dict(self):
         """One JSON-ready object (the ``--json`` output of ``covsde blowup``)."""
         return {"probability": self.probability, "ci_low": self.ci_low,
                 "ci_high": self.ci_high, "dt": self.dt, "converged": self.converged,
                 "status": self.status, "paths_needed": self.paths_needed,
-                "sequence": self.sequence, **self.attrs}
+                "limit_ci": self.limit_ci, "sequence": self.sequence, **self.attrs}
 
     def table(self):
         """The sequence as lines of text (a header and one row per step size)."""

@@ -153,6 +153,14 @@ def test_issue_case_at_2000_paths_does_not_claim_a_wrong_value():
     assert "difference" not in r.sequence[0]
 
 
+def test_masked_models_are_refused_in_one_line():
+    """The supplied-increment kernels have no masked variant: a clear error, not a silent
+    uncoupled estimate."""
+    with pytest.raises(sde.CovsdeInputError, match="complete mask.*causal"):
+        blowup_probability(sde.ShapedAttention(0.5, 1.0, mask="causal"), V3, t_end=1.0,
+                           dt0=0.1, n_paths=10, seed=0, method="euler", progress=False)
+
+
 @pytest.mark.slow
 def test_issue_case_converges_with_enough_paths():
     """The same case at 20 000 paths converges (measured: 1.20 % [1.05, 1.36] at
@@ -160,6 +168,8 @@ def test_issue_case_converges_with_enough_paths():
     r = blowup_probability(ATT, V3, t_end=1.0, dt0=0.1, n_paths=20_000, seed=0,
                            progress=False)
     assert r.converged and r.ci_low <= 0.013 <= r.ci_high
+    lo, hi = r.limit_ci
+    assert lo <= r.ci_low and r.ci_high <= hi and lo <= 0.0131 <= hi
 
 
 def test_lnr_mlp_never_blows_up():
@@ -170,6 +180,7 @@ def test_lnr_mlp_never_blows_up():
     assert len(r.sequence) == 2 and r.dt == 0.05
     assert all(row["n_dead"] == 0 for row in r.sequence)
     assert r.sequence[1]["difference"] == 0.0
+    assert r.limit_ci[0] == 0.0 and r.limit_ci[1] < 0.002
     assert r.attrs["method"] == "spd" and r.attrs["covsde_version"]
     # 2000 paths cannot resolve 0.1 %: said so, not "converged"
     r = blowup_probability(sde.ShapedMLP(), sde.equicorrelated(2, 0.3), t_end=1.0, dt0=0.1,

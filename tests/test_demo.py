@@ -109,8 +109,8 @@ def test_power_table_tells_a_perturbed_gamma_apart():
 def test_demo_controls_rejected_theory_not(tmp_path, seed):
     """The main job at its real sizes: at the chosen seed (0) and two others, the control
     SDE's rows are rejected (p < 0.01/8) and the theory's are not. (Measured, 4000 finite
-    paths: theory's smallest p 0.24 / 0.025 / 0.028 and control's largest 1.3e-5 / 1e-7 /
-    1e-7 at seeds 0 / 1 / 2.)"""
+    paths: theory's smallest p 0.24 / 0.025 / 0.028 and control's largest 1.3e-5 / 6.4e-7 /
+    6.1e-6 at seeds 0 / 1 / 2; about 80 s per seed at load 10.)"""
     lines = list(run_demo(str(tmp_path), seed=seed))
     power = pd.read_csv(tmp_path / "power.csv")
     assert (power[power.comparison == "theory"].verdict == "not rejected").all(), power
