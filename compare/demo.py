@@ -108,7 +108,7 @@ def run_demo(out_dir, n_paths=10_000, seed=0, dt=0.01, width=200,
         over = {**labels, ctl_label: ctl_ds}
         plot_overlay(over, "corr:0,1", list(ratios), axes=axes[0])
         plot_overlay(over, "V:0,0", list(ratios), axes=axes[1], legend=False)
-        fig.suptitle(textwrap.fill(f"{PARAMS_TEXT}; SDE {n_paths} paths, finite n = {width} "
+        fig.suptitle(textwrap.fill(f"{PARAMS_TEXT}; SDE {n_paths} paths, finite n = {width}, "
                                    f"{finite_paths} paths; the control SDE has γ × {factor:g} "
                                    f"(the comparison must reject it: power.csv)", 110),
                      fontsize=9)

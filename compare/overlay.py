@@ -149,8 +149,8 @@ def plot_overlay(datasets, stat, times, axes=None, title=None, xlabel=None, clip
                    else 0.0)
         head = [f"t = d/n = {t:g}", f"paths used: {', '.join(counts)}"]
         if clip is not None:  # in the title: a note inside the axes could cover bars
-            head.append(f"x: pooled {100 * clip[0]:g}–{100 * clip[1]:g} % quantiles at this t "
-                        f"({100 * outside:.2g} % outside)")
+            head.append(f"x: pooled {100 * clip[0]:g}–{100 * clip[1]:g} % quantiles at this t")
+            head.append(f"({100 * outside:.2g} % of the values outside)")
         ax.set_title("\n".join(textwrap.fill(h, 44) for h in head), fontsize=8)
         ax.set_xlim(lim[0], lim[1])
         ax.set_xlabel(xlabel or stat_label(stat))
