@@ -36,6 +36,10 @@ def block_generator(seed, block, level):
         np.random.SeedSequence(seed, spawn_key=(int(block), int(level)))))
 
 
+#: at most this many float64 values of increments in memory at once (per slice of paths).
+MAX_SLICE_VALUES = 2 ** 22
+
+
 def coupled_increments(seed, block, level, n_paths, n_steps0, m, dt0):
     """The Brownian increments of RNG block ``block`` at ``level`` (step ``dt0 / 2**level``).
 
@@ -44,12 +48,19 @@ def coupled_increments(seed, block, level, n_paths, n_steps0, m, dt0):
     X over 2h, the fine ones are ``X/2 ± sqrt(h/2) ξ`` with ξ ~ N(0, 1) independent of X
     (the Brownian bridge at the midpoint).
     """
-    shape = (n_paths, n_steps0, 2, m, m)
-    dW = block_generator(seed, block, 0).standard_normal(shape)
+    gens = [block_generator(seed, block, j) for j in range(level + 1)]
+    return refine_increments(gens, n_paths, n_steps0, m, dt0)
+
+
+def refine_increments(gens, n_paths, n_steps0, m, dt0):
+    """Draw the next ``n_paths`` paths' increments from the level generators ``gens`` (level
+    0's, then one per refinement). The draws are path-major, so successive slices of paths
+    continue the same streams: slicing does not change any value."""
+    dW = gens[0].standard_normal((n_paths, n_steps0, 2, m, m))
     dW *= math.sqrt(dt0)
-    for j in range(1, level + 1):
+    for j in range(1, len(gens)):
         h = dt0 / 2 ** j
-        xi = block_generator(seed, block, j).standard_normal(dW.shape)
+        xi = gens[j].standard_normal(dW.shape)
         xi *= math.sqrt(h / 2.0)
         half = 0.5 * dW
         fine = np.empty((n_paths, 2 * dW.shape[1], 2, m, m))
@@ -71,12 +82,15 @@ def check_coupled(model, m, method):
                                f"{model.attention_mask.describe()}", "mask")
 
 
-def run_level(model, V0, *, t_end, dt0, level, n_paths, seed, method="spd", bound=1e4):
+def run_level(model, V0, *, t_end, dt0, level, n_paths, seed, method="spd", bound=1e4,
+              max_slice_values=MAX_SLICE_VALUES):
     """Integrate ``n_paths`` coupled paths at level ``level``; return (status, death_time).
 
     status (n_paths,) int8: 0 alive at ``t_end``, 1 left the PD cone (Euler only), 2 blew up;
-    death_time (n_paths,) float, +inf for paths alive at ``t_end``. Inputs are assumed
-    validated (:func:`sde.blowup.blowup_probability` validates them).
+    death_time (n_paths,) float, +inf for paths alive at ``t_end``. Each RNG block is run in
+    slices of paths holding at most ``max_slice_values`` increments (memory only: the result
+    does not depend on it). Inputs are assumed validated
+    (:func:`sde.blowup.blowup_probability` validates them).
     """
     kernel = COUPLED_KERNELS[method]
     coef = model.limit()
@@ -85,11 +99,16 @@ def run_level(model, V0, *, t_end, dt0, level, n_paths, seed, method="spd", boun
     dt = dt0 / 2 ** level
     status = np.zeros(n_paths, dtype=np.int8)
     death = np.full(n_paths, np.inf)
-    for c, p0 in enumerate(range(0, n_paths, RNG_BLOCK)):
-        p1 = min(n_paths, p0 + RNG_BLOCK)
-        dW = coupled_increments(seed, c, level, p1 - p0, n_steps0, m, dt0)
-        out_V = np.full((p1 - p0, dW.shape[1] + 1, m, m), np.nan)
-        kernel(V0, coef, dt, dW, bound, out_V, status[p0:p1], death[p0:p1])
+    per_path = n_steps0 * 2 ** level * 2 * m * m
+    step = max(1, min(RNG_BLOCK, max_slice_values // per_path))
+    for c, b0 in enumerate(range(0, n_paths, RNG_BLOCK)):
+        b1 = min(n_paths, b0 + RNG_BLOCK)
+        gens = [block_generator(seed, c, j) for j in range(level + 1)]
+        for p0 in range(b0, b1, step):
+            p1 = min(b1, p0 + step)
+            dW = refine_increments(gens, p1 - p0, n_steps0, m, dt0)
+            out_V = np.full((p1 - p0, dW.shape[1] + 1, m, m), np.nan)
+            kernel(V0, coef, dt, dW, bound, out_V, status[p0:p1], death[p0:p1])
     return status, death
 
 
@@ -141,5 +160,6 @@ def wilson(k, n, z):
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-__all__ = ["COUPLED_KERNELS", "block_generator", "coupled_increments", "check_coupled",
-           "run_level", "paired_difference_ci", "paired_difference_ci_counts", "wilson"]
+__all__ = ["COUPLED_KERNELS", "MAX_SLICE_VALUES", "block_generator", "refine_increments",
+           "coupled_increments", "check_coupled", "run_level", "paired_difference_ci",
+           "paired_difference_ci_counts", "wilson"]

@@ -31,12 +31,13 @@ import sde
 from compare.cli import main
 from sde.blowup import (CONVERGED, MORE_PATHS, STILL_MOVING, blowup_probability, criterion,
                         resolution_floor, stability_grid, verdict)
-from sde.coupled import coupled_increments, paired_difference_ci, paired_difference_ci_counts, \
-    run_level
+from sde.coupled import (coupled_increments, paired_difference_ci, paired_difference_ci_counts,
+                         refine_increments, run_level)
 from sde.limits import LimitCoefficients
 from sde.models import Model
 
 ATT = sde.ShapedAttention(gamma=0.5, tau0=1.0)
+ATT_STRONG = sde.ShapedAttention(gamma=0.6, tau0=0.5)
 V3 = sde.equicorrelated(3, 0.2)
 
 
@@ -57,6 +58,17 @@ def test_coupled_increments_sum_and_law():
         a, b = dW[:, 0::2].ravel(), dW[:, 1::2].ravel()
         if k:
             assert abs(np.corrcoef(a, b)[0, 1]) < 4 / np.sqrt(a.size)
+    # slicing a block's paths (memory) continues the same streams: identical values
+    gens = [np.random.Generator(np.random.PCG64(np.random.SeedSequence(7, spawn_key=(0, j))))
+            for j in range(3)]
+    sliced = np.concatenate([refine_increments(gens, k, n_steps0, m, dt0) for k in (10, 1, 53)])
+    np.testing.assert_array_equal(sliced, levels[2])
+    st, death = run_level(ATT_STRONG, V3, t_end=1.0, dt0=0.1, level=2, n_paths=300, seed=4)
+    st2, death2 = run_level(ATT_STRONG, V3, t_end=1.0, dt0=0.1, level=2, n_paths=300, seed=4,
+                            max_slice_values=5000)
+    np.testing.assert_array_equal(st, st2)
+    np.testing.assert_array_equal(death, death2)
+    assert st.any()  # the comparison is not vacuous
     # deterministic in (seed, block, level): a rerun is identical, another block differs
     np.testing.assert_array_equal(coupled_increments(7, 0, 2, 64, n_steps0, m, dt0), levels[2])
     assert not np.array_equal(coupled_increments(7, 1, 2, 64, n_steps0, m, dt0), levels[2])
@@ -88,9 +100,6 @@ def test_paired_interval_coverage(cells, n):
     first = np.array([1, 1, 0, 0, 1], bool)
     second = np.array([1, 0, 1, 0, 1], bool)
     assert paired_difference_ci(first, second) == paired_difference_ci_counts(2, 1, 1, 1)
-
-
-ATT_STRONG = sde.ShapedAttention(gamma=0.6, tau0=0.5)
 
 
 def test_coupled_difference_mean_and_variance():

@@ -409,9 +409,15 @@ def test_stability_scale_is_fitted_and_convergence_fit_uses_all_widths(gallery):
     out, saved = gallery
     figs = {os.path.basename(p).split(".")[0]: f for f, p in saved}
     stab = figs["stability"].get_axes()[0]
-    df = pd.read_csv(out / "stability.csv")
+    # the figure's own intervals (stability.csv may since have been rewritten by the re-plot
+    # test with another seed): "[low, high]" in % in each cell
+    import re
+
+    highs = [float(m.group(2)) for t in stab.texts
+             for m in [re.search(r"\[([\d.]+), ([\d.]+)\]", t.get_text())] if m]
+    assert len(highs) == len(SIZES["tiny"]["stab_gammas"]) * len(SIZES["tiny"]["stab_taus"])
     vmin, vmax = stab.images[0].get_clim()
-    assert vmin == 0 and 100 * df.ci95_high.max() <= vmax < 100
+    assert vmin == 0 and max(highs) <= vmax < 100
     conv = figs["convergence"].get_axes()[0]
     labels = [t.get_text() for t in conv.get_legend().get_texts()]
     assert any("n^{-1/2}" in t for t in labels)
