@@ -14,7 +14,7 @@ from sde.blowup import (BLOWUP_METHODS, CONVERGED, DEFAULT_ATOL, DEFAULT_MAX_HAL
 from sde.errors import CovsdeInputError
 from sde.simulate import DEFAULT_BOUND, as_int
 
-from .cli_args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
+from .args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
 
 
 def add_blowup(sub):
