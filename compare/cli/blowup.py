@@ -9,12 +9,11 @@ error). ``--json`` prints one JSON object instead. Bad input raises
 import json
 import math
 
-from sde.blowup import (BLOWUP_METHODS, CONVERGED, DEFAULT_ATOL, DEFAULT_MAX_HALVINGS,
-                        DEFAULT_RTOL, MORE_PATHS, blowup_probability)
 from sde.errors import CovsdeInputError
-from sde.simulate import DEFAULT_BOUND, as_int
 
 from .args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
+from .defaults import (BLOWUP_METHODS, DEFAULT_ATOL, DEFAULT_BOUND, DEFAULT_MAX_HALVINGS,
+                       DEFAULT_RTOL)
 
 
 def add_blowup(sub):
@@ -52,8 +51,9 @@ def add_blowup(sub):
                                                "do not depend on it")
     g.add_argument("--json", action="store_true", help="print one JSON object (probability, "
                                                        "ci_low, ci_high, dt, converged, "
-                                                       "status, sequence with difference "
-                                                       "and difference_ci, provenance)")
+                                                       "status, limit_ci, sequence with "
+                                                       "difference and difference_ci, "
+                                                       "provenance)")
     p.set_defaults(func=_cmd_blowup)
 
 
@@ -63,6 +63,9 @@ def _positive(flag, value):
 
 
 def _cmd_blowup(args):
+    from sde.blowup import CONVERGED, MORE_PATHS, blowup_probability
+    from sde.simulate import as_int
+
     model = model_from_args(args)
     if args.method not in BLOWUP_METHODS:
         raise CovsdeInputError(f"--method must be one of {', '.join(BLOWUP_METHODS)}, "
