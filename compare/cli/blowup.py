@@ -33,7 +33,8 @@ def add_blowup(sub):
     g.add_argument("--t-end", type=float, required=True, help="terminal time T > 0, a whole "
                                                               "number of --dt steps")
     g.add_argument("--dt", type=float, required=True, help="first (coarsest) step, 0 < dt <= T")
-    g.add_argument("--paths", type=int, required=True, help="paths per step size, >= 1")
+    g.add_argument("--paths", type=int, required=True,
+                   help="paths, >= 1 (the same Brownian paths at every step size)")
     g.add_argument("--method", default="spd", help=f"one of {', '.join(BLOWUP_METHODS)} "
                                                    f"(default %(default)s)")
     g.add_argument("--max-halvings", type=int, default=DEFAULT_MAX_HALVINGS,
