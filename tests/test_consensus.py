@@ -1,0 +1,103 @@
+"""The consensus distance carried without a floor (finite/consensus.py, docs/theory.md §2.4c).
+
+* Literal sampler, path by path, against an mpmath network with the same weights
+  (tests/consensus_reference.py), at depths 3–5 where log μ/‖X‖ reaches −12 … −140: complete
+  and causal masks (causal with m = 2 and depth 30, where it reaches −21), and the complete
+  mask with LayerNorm. Control: μ computed from V (the floored measure) is NaN or off there.
+* Reduced sampler, path by path against the mpmath reduced recurrence with the same draws at
+  depths ≤ 3 (deeper, that recurrence's Cholesky frame amplifies round-off in the centred part's
+  small singular directions: paths separate, their law does not), and in law at depths 3–5
+  against the literal sampler (two-sample KS, Bonferroni over depths and masks). Control:
+  the reduced values × 1.15 are rejected.
+* Where the float64 measure from V is still accurate (log μ/‖X‖ > −5), the carried value
+  equals it path by path (reduced: to depth 3, as above).
+"""
+import numpy as np
+import pytest
+import scipy.stats
+
+import consensus_reference as ref
+from finite import sample
+from finite.consensus import log_consensus_from_V
+from finite.unshaped import AttentionOnly
+from sde.masks import Mask
+
+ALPHA = 1e-3
+TOL = 1e-9
+
+
+def _run(model, m, n, depth, paths, seed, sampler):
+    return sample(model, np.eye(m), width=n, depth=depth, n_paths=paths, seed=seed,
+                  sampler=sampler, save_every=1, progress=False)
+
+
+@pytest.mark.parametrize("mask,m,depth,deep", [("complete", 4, 5, -50.0),
+                                               ("causal", 2, 30, -15.0)])
+def test_literal_matches_mpmath_path_by_path(mask, m, depth, deep):
+    ds = _run(AttentionOnly(mask=mask), m, 8, depth, 6, 11, "literal")
+    M = None if mask == "complete" else Mask(mask).matrix(m)
+    want = ref.literal(np.eye(m), 8, depth, 6, 11, M, dps=ref.digits_needed(3 * deep))
+    got = ds.log_consensus.values
+    assert np.median(want[:, -1]) < deep                      # far below float64's reach
+    assert np.max(np.abs(got - want)) < TOL
+    floored = log_consensus_from_V(ds.V.values)               # control: the measure from V
+    bad = ~(np.abs(floored - want) < TOL)
+    assert bad[:, -1].all()
+
+
+def test_literal_layernorm_matches_mpmath_path_by_path():
+    ds = _run(AttentionOnly(layernorm=True), 4, 8, 5, 6, 12, "literal")
+    want = ref.literal_ln(np.eye(4), 8, 5, 6, 12, dps=150)
+    assert np.median(want[:, -1]) < -50.0
+    assert np.max(np.abs(ds.log_consensus.values - want)) < TOL
+    assert ~(np.abs(log_consensus_from_V(ds.V.values) - want) < TOL)[:, -1].all()
+
+
+@pytest.mark.parametrize("mask", ["complete", "causal"])
+def test_reduced_matches_mpmath_recurrence_to_depth_3(mask):
+    ds = _run(AttentionOnly(mask=mask), 4, 16, 3, 8, 13, "reduced")
+    M = None if mask == "complete" else Mask(mask).matrix(4)
+    want = ref.reduced(np.eye(4), 16, 3, 8, 13, M, dps=100)
+    got = ds.log_consensus.values
+    assert np.max(np.abs(got - want)) < TOL
+    if mask == "complete":                                    # deep enough to floor V
+        assert np.median(want[:, -1]) < -9.0
+        assert ~(np.abs(log_consensus_from_V(ds.V.values) - want) < TOL)[:, -1].all()
+
+
+@pytest.mark.parametrize("mask,m,depths", [("complete", 4, (3, 4, 5)),
+                                           ("causal", 2, (20, 25, 30))])
+def test_reduced_law_equals_literal_deep(mask, m, depths):
+    model = AttentionOnly(mask=mask)
+    lit = _run(model, m, 8, depths[-1], 600, 21, "literal").log_consensus.values
+    red = _run(model, m, 8, depths[-1], 600, 22, "reduced").log_consensus.values
+    assert np.median(lit[:, depths[0]]) < -12.0               # float64's V has no digit left
+    level = ALPHA / (2 * len(depths))                         # Bonferroni: 2 masks × depths
+    for d in depths:
+        assert scipy.stats.ks_2samp(lit[:, d], red[:, d]).pvalue > level
+    rejected = [scipy.stats.ks_2samp(lit[:, d], 1.15 * red[:, d]).pvalue < level
+                for d in depths]
+    assert all(rejected)                                      # control
+
+
+@pytest.mark.parametrize("sampler", ["literal", "reduced"])
+@pytest.mark.parametrize("kw", [{"mask": "sliding", "window": 1}, {"heads": 2},
+                                {"attention": "value-skipinit", "skip_alpha": 0.3,
+                                 "skip_beta": 0.7}, {"mask": "sparse", "sparse_k": 2}])
+def test_carried_equals_measure_from_V_where_that_is_accurate(kw, sampler):
+    ds = _run(AttentionOnly(**kw), 6, 16, 6, 16, 5, sampler)
+    got, fromV = ds.log_consensus.values, log_consensus_from_V(ds.V.values)
+    ok = fromV > -5.0
+    if sampler == "reduced":      # same path only while the Cholesky frame is well conditioned
+        ok[:, 4:] = False
+    assert ok.sum() >= 40
+    assert np.max(np.abs(got[ok] - fromV[ok])) < 1e-8
+    assert ds.attrs["log_consensus_method"].startswith("carried")
+
+
+def test_archs_without_a_carried_state_use_V_and_censor():
+    from finite.unshaped import PostLN
+    ds = _run(PostLN(), 4, 16, 3, 4, 1, "literal")
+    assert ds.attrs["log_consensus_method"].startswith("from V")
+    assert np.allclose(ds.log_consensus.values, log_consensus_from_V(ds.V.values),
+                       equal_nan=True)
