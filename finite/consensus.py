@@ -45,7 +45,7 @@ def centre_rows(M, axis=-2):
 
 def _exprel(x):
     """``expm1(x)/x`` (1 at 0)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         r = np.expm1(x) / x
     return np.where(x == 0.0, 1.0, r)
 
@@ -67,10 +67,11 @@ def split_softmax(chat, ehat, ell, mask=None):
     Z0 = w.sum(axis=-1, keepdims=True)
     B = w / Z0
     eps = sig * ehat
-    e1 = ehat * _exprel(eps)                             # expm1(ε)/e^{2ℓ}
-    S1 = (w * e1).sum(axis=-1, keepdims=True)
-    Z = Z0 + sig * S1
-    Dhat = w * (e1 * Z0 - S1) / (Z * Z0)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # big: redone below
+        e1 = ehat * _exprel(eps)                         # expm1(ε)/e^{2ℓ}
+        S1 = (w * e1).sum(axis=-1, keepdims=True)
+        Z = Z0 + sig * S1
+        Dhat = w * (e1 * Z0 - S1) / (Z * Z0)
     big = np.abs(np.where(allowed, eps, 0.0)).max(axis=(1, 2, 3)) > DIRECT_EPS
     if big.any():                                        # O(1) corrections: form A directly
         u = np.where(allowed, c + eps, -np.inf)[big]
@@ -245,17 +246,16 @@ class ReducedState:
     def cholesky_frame(self):
         """Q (p, k, m) with orthonormal columns such that ``F Q`` is the Cholesky factor of
         V = F Fᵀ: q_1 ∝ f_1, and q_j spans the part of ``f_j − f_1 = e^ℓ (ĝ_j − ĝ_1)``
-        orthogonal to q_1 … q_{j−1} (a QR of the differences: no cancellation)."""
+        orthogonal to q_1 … q_{j−1}: a Householder QR of ``[f_1/|f_1|, ĝ_2 − ĝ_1, …]`` (no
+        cancellation; Q is orthonormal to round-off even where the centred part's own
+        singular values are far apart and its last directions are ill-determined)."""
         s = np.exp(self.ell)[:, None]
         f1 = self.fbar + s * self.Ghat[:, 0]
         q1 = f1 / np.linalg.norm(f1, axis=-1, keepdims=True)
         D = np.swapaxes(self.Ghat[:, 1:] - self.Ghat[:, :1], -1, -2)       # (p, k, m−1)
-        for _ in range(2):
-            D = D - q1[:, :, None] * np.einsum("pk,pkj->pj", q1, D)[:, None, :]
-        Qr, R = np.linalg.qr(D)
+        Q, R = np.linalg.qr(np.concatenate([q1[:, :, None], D], axis=-1))
         sign = np.sign(np.diagonal(R, axis1=-2, axis2=-1))
-        Qr = Qr * np.where(sign == 0, 1.0, sign)[:, None, :]
-        return np.concatenate([q1[:, :, None], Qr], axis=-1)
+        return Q * np.where(sign == 0, 1.0, sign)[:, None, :]
 
     def log_consensus(self):
         """log ‖P F‖_F / ‖F‖_F (p,)."""

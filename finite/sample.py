@@ -307,8 +307,9 @@ def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes, out_l
         steps_of = [cons.literal_step_of(sub) for sub in cfg.layers]
     if 0 in cfg.save_at:
         out_V[:, cfg.save_at[0]] = lit.gram(X)
-        if cfg.carry:
-            out_lc[:, cfg.save_at[0]] = ell - cons.log_norm(X)
+        if cfg.carry:   # the same number as the reduced sampler's (from L, L Lᵀ = V0)
+            out_lc[:, cfg.save_at[0]] = cons.ReducedState(
+                np.linalg.cholesky(cfg.V0)[None]).log_consensus()[0]
     qs = [min(p, max(1, int(chunk_bytes // (8 * max(1, lit.weight_count(shapes))))))
           for shapes, _ in subs]
     buffers = [[np.empty((q, a, b)) for a, b in shapes] for q, (shapes, _) in zip(qs, subs)]
