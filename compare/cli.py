@@ -26,6 +26,7 @@ from sde.schema import summary_line
 from sde.simulate import DEFAULT_BOUND, METHODS, as_int, simulate
 
 from .cli_blowup import add_blowup
+from .cli_collapse_rate import add_collapse_rate
 from .cli_compare import add_compare
 from .cli_finite import add_finite
 from .cli_figures import add_figures
@@ -136,6 +137,7 @@ def build_parser():
     add_figures(sub)
     add_sweep(sub)
     add_blowup(sub)
+    add_collapse_rate(sub)
     return p
 
 
