@@ -50,7 +50,8 @@ from .sweep_figures import fit_slope  # noqa: E402,F401  (re-exported)
 from .overlay import plot_overlay  # noqa: E402
 
 FIGURES = ("distribution", "trajectories", "convergence", "stability", "rank_collapse",
-           "masks_layernorm", "similarity_removal", "espa_kernel")
+           "masks_layernorm", "similarity_removal", "espa_kernel", "doubly_exponential",
+           "collapse_rate_diameter")
 DIST_RATIOS = (0.25, 0.5, 1.0, 2.0)
 CONV_RATIOS = (0.25, 0.5, 1.0)
 #: SDE step of the convergence reference: 2^-9, finer than 1/n for every width used, and
@@ -475,6 +476,12 @@ class Gallery:
     def espa_kernel(self):
         self._collapse("espa_kernel")
 
+    def doubly_exponential(self):
+        self._collapse("doubly_exponential")
+
+    def collapse_rate_diameter(self):
+        self._collapse("collapse_rate_diameter")
+
     def run(self, only=FIGURES):
         """Draw the figures into a staging directory and move them into ``out_dir`` only
         when all are done (an interrupted run leaves no half-written set; the datasets under
@@ -536,7 +543,8 @@ def read_captions(path):
 
 
 STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability",
-         "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel")
+         "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel",
+         "doubly_exponential", "collapse_rate_diameter")
 
 
 def _pct(x):

@@ -6,7 +6,8 @@
   falls outside that interval, and so does the known rate × 1.15 (a 15 % perturbation).
 * Complete mask: log μ_{d+1} = 3 log μ_d + O(1), so log(−log μ) grows by log 3 per layer
   plus an excess that decays like 3^{−d}: over depths 10–16 the rate's interval lies within
-  1e-4 of log 3; log 3 × 1.15 is excluded (control).
+  1e-4 of log 3; log 3 × 1.15 is excluded (control). The same with LayerNorm after each
+  attention layer.
 * Bad input: one line, exit 2.
 """
 import json
@@ -38,9 +39,10 @@ def test_asymptotic_rate_in_interval_and_early_slope_outside(kw, m, depth):
     assert not late["low"] <= 1.15 * known <= late["high"]       # control: perturbed rate
 
 
-def test_complete_mask_triples_log_mu():
-    ds = sample(AttentionOnly(), np.eye(4), width=16, depth=16, n_paths=300, seed=8,
-                save_every=1, progress=False, sampler="literal")
+@pytest.mark.parametrize("layernorm", [False, True])
+def test_complete_mask_triples_log_mu(layernorm):
+    ds = sample(AttentionOnly(layernorm=layernorm), np.eye(4), width=16, depth=16,
+                n_paths=300, seed=8, save_every=1, progress=False, sampler="literal")
     r = collapse_rate(ds, "loglog-consensus", window=(10, 16), level=LEVEL)
     assert abs(r["low"] - math.log(3)) < 1e-4 and abs(r["high"] - math.log(3)) < 1e-4
     assert not r["low"] <= 1.15 * math.log(3) <= r["high"]
