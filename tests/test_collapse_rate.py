@@ -93,3 +93,31 @@ def test_cli_json(tmp_path, capsys):
 def test_bad_level():
     with pytest.raises(CovsdeInputError, match="level"):
         fit_rate(np.zeros((3, 4)), np.arange(4), level=2.0)
+
+
+def _post_ln_rate(theta, m, n, depth, paths, seed=3, window=None):
+    from finite.unshaped import PostLN
+    ds = sample(PostLN(similarity_removal=theta), np.eye(m), width=n, depth=depth,
+                n_paths=paths, seed=seed, save_every=1, progress=False)
+    return (collapse_rate(ds, "log-dissimilarity", window=window, level=LEVEL),
+            collapse_rate(ds, "log-dissimilarity", window=(0, 4), level=LEVEL)["rate"])
+
+
+def test_post_ln_dissimilarity_halves_per_block():
+    """Zhang & Yu's linear (geometric) rate: 1 − ρ̄ of post-LN blocks shrinks by the factor
+    1/(1 + (1 − θ)²) per block once tokens are nearly equal (docs/theory.md §2.4d): 1/2 at
+    θ = 0. Controls: the depth 0–4 slope and log(1/2) × 1.15 fall outside the interval."""
+    late, early = _post_ln_rate(0.0, 8, 32, 24, 100)
+    want = -math.log(2.0)
+    assert late["low"] <= want <= late["high"]
+    assert not late["low"] <= early <= late["high"]
+    assert not late["low"] <= 1.15 * want <= late["high"]
+
+
+@pytest.mark.slow
+def test_post_ln_dissimilarity_rate_with_removal():
+    """The same at θ = 0.5: log(1/1.25) = −0.223 per block (m = 16, n = 64)."""
+    late, early = _post_ln_rate(0.5, 16, 64, 32, 100)
+    want = -math.log(1.25)
+    assert late["low"] <= want <= late["high"]
+    assert not late["low"] <= 1.15 * want <= late["high"]
