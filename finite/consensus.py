@@ -164,7 +164,7 @@ def attention_split(layer, ehat, chat, ell, index):
 
 
 def softmax_literal_step(layer, X, Yhat, ell, weights, index):
-    """Ŷ, ℓ through a standard attention layer (:class:`finite.unshaped_layers.
+    """Ŷ, ℓ through a standard attention layer (:class:`finite.unshaped.layers.
     FiniteSoftmaxAttention`) with the literal weights it is applied with. X (p, m, n) is the
     layer's input (its mean row x̄ is the rank-one part). Similarity removal multiplies by
     ``I − θ11ᵀ/m``, which P absorbs: it does not change Y'."""

@@ -5,7 +5,7 @@ import json
 from sde.errors import CovsdeInputError
 from sde.io import read_dataset
 
-from .collapse_rate import STATS, collapse_rate, mask_asymptotic_rate
+from ..collapse_rate import STATS, collapse_rate, mask_asymptotic_rate
 
 
 def add_collapse_rate(sub):

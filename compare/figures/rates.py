@@ -19,7 +19,7 @@ from finite import sample
 from finite.unshaped import AttentionOnly
 from sde.masks import Mask
 
-from .collapse_rate import collapse_rate, mask_asymptotic_rate
+from ..collapse_rate import collapse_rate, mask_asymptotic_rate
 
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000"]
 #: log μ/‖X‖ below which float64 has no digit left: from V (μ² cancels against tr V), from X

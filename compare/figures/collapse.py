@@ -21,9 +21,9 @@ import sde
 from finite import sample, spa
 from finite.unshaped import AttentionOnly, PostLN, PreLN, Vanilla
 
-from .collapse import token_similarity
-from .collapse_rate import mask_asymptotic_rate
-from .collapse_rate_figures import RATE_CAPTIONS, draw_rate_figure
+from ..collapse import token_similarity
+from ..collapse_rate import mask_asymptotic_rate
+from .rates import RATE_CAPTIONS, draw_rate_figure
 
 #: Okabe–Ito colour-blind-safe palette
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
