@@ -234,48 +234,72 @@ def layernorm_step(X, Yhat, ell):
 
 # ---------------------------------------------------------------- reduced sampler
 
+def cholesky_frame(fbar, Ghat, ell):
+    """Q (p, k, m) with orthonormal columns such that ``F Q`` is the Cholesky factor of
+    ``F Fᵀ`` for ``F = 1 f̄ᵀ + e^ℓ Ĝ`` (fbar (p, k), Ghat (p, m, k)): q_1 ∝ f_1, and q_j spans
+    the part of ``f_j − f_1 = e^ℓ (ĝ_j − ĝ_1)`` orthogonal to q_1 … q_{j−1}: one Householder QR
+    of ``[f_1/|f_1|, ĝ_2 − ĝ_1, …]`` (no cancellation; Q is orthonormal to round-off even where
+    the centred part's own singular values are far apart and its last directions are
+    ill-determined)."""
+    s = np.exp(ell)[:, None]
+    f1 = fbar + s * Ghat[:, 0]
+    q1 = f1 / np.linalg.norm(f1, axis=-1, keepdims=True)
+    D = np.swapaxes(Ghat[:, 1:] - Ghat[:, :1], -1, -2)                   # (p, k, m−1)
+    Q, R = np.linalg.qr(np.concatenate([q1[:, :, None], D], axis=-1))
+    sign = np.sign(np.diagonal(R, axis1=-2, axis2=-1))
+    return Q * np.where(sign == 0, 1.0, sign)[:, None, :]
+
+
+def psd_root(W):
+    """T with ``T Tᵀ = W`` for PSD W (…, m, m): Cholesky, else eigh (rank-deficient Wishart
+    draws with fewer degrees of freedom than m)."""
+    try:
+        return np.linalg.cholesky(W)
+    except np.linalg.LinAlgError:
+        lam, U = np.linalg.eigh(W)
+        return U * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]
+
+
 class ReducedState:
-    """The reduced sampler's state in split form: ``F = 1 f̄ᵀ + e^ℓ Ĝ`` (p, m, k), V = F Fᵀ.
+    """The reduced sampler's state in split form, per head block: ``F_h = 1 f̄_hᵀ + e^ℓ Ĝ_h``
+    with ``V_h = F_h F_hᵀ`` (the sampler's head-block Grams) and ``V = Σ_h V_h``.
 
-    ``fbar`` (p, k), ``Ghat`` (p, m, k) centred with ‖Ĝ‖_F = 1, ``ell`` (p,)."""
+    ``fbar`` (p, H, k), ``Ghat`` (p, H, m, k) centred over tokens, ‖Ĝ‖_F = 1 over all blocks,
+    ``ell`` (p,). The factor of V is the blocks side by side (p, m, H k)."""
 
-    def __init__(self, L):
-        self.fbar = L.mean(axis=1)
-        self.Ghat, self.ell = start(L - self.fbar[:, None, :])
+    def __init__(self, L, heads=1):
+        F = np.broadcast_to(L[:, None] / math.sqrt(heads), (L.shape[0], heads) + L.shape[1:])
+        self.fbar = F.mean(axis=2)
+        G, self.ell = start(_concat_heads(F - self.fbar[:, :, None, :]))
+        self.Ghat = _heads(G, heads)
 
-    def cholesky_frame(self):
-        """Q (p, k, m) with orthonormal columns such that ``F Q`` is the Cholesky factor of
-        V = F Fᵀ: q_1 ∝ f_1, and q_j spans the part of ``f_j − f_1 = e^ℓ (ĝ_j − ĝ_1)``
-        orthogonal to q_1 … q_{j−1}: a Householder QR of ``[f_1/|f_1|, ĝ_2 − ĝ_1, …]`` (no
-        cancellation; Q is orthonormal to round-off even where the centred part's own
-        singular values are far apart and its last directions are ill-determined)."""
-        s = np.exp(self.ell)[:, None]
-        f1 = self.fbar + s * self.Ghat[:, 0]
-        q1 = f1 / np.linalg.norm(f1, axis=-1, keepdims=True)
-        D = np.swapaxes(self.Ghat[:, 1:] - self.Ghat[:, :1], -1, -2)       # (p, k, m−1)
-        Q, R = np.linalg.qr(np.concatenate([q1[:, :, None], D], axis=-1))
-        sign = np.sign(np.diagonal(R, axis1=-2, axis2=-1))
-        return Q * np.where(sign == 0, 1.0, sign)[:, None, :]
+    def _full(self):
+        return (self.fbar.reshape(self.fbar.shape[0], -1), _concat_heads(self.Ghat))
 
     def log_consensus(self):
         """log ‖P F‖_F / ‖F‖_F (p,)."""
-        s2 = np.exp(2.0 * self.ell)
-        m = self.Ghat.shape[1]
-        tr = m * (self.fbar * self.fbar).sum(axis=-1) + s2
+        fbar, _ = self._full()
+        m = self.Ghat.shape[2]
+        tr = m * (fbar * fbar).sum(axis=-1) + np.exp(2.0 * self.ell)
         with np.errstate(divide="ignore"):
             return self.ell - 0.5 * np.log(tr)
 
-    def kill(self, dead):
-        self.ell[dead] = -np.inf
+    def _frame(self):
+        """(lbar (p, m), Gq (p, m, m), L (p, m, m)): the Cholesky factor L of V, its mean row
+        and its centred part divided by e^ℓ."""
+        fbar, G = self._full()
+        Q = cholesky_frame(fbar, G, self.ell)
+        lbar = np.einsum("pk,pkm->pm", fbar, Q)
+        Gq = G @ Q
+        return lbar, Gq, lbar[:, None, :] + np.exp(self.ell)[:, None, None] * Gq
 
     def softmax_step(self, layer, QK, W, index):
         """Through a reduced standard attention layer with its draws ``G_Q G_Kᵀ`` (p, H, m, m)
         and ``W`` (p, H, m, m) (``V'_h = A_h L W_h Lᵀ A_hᵀ / n``, L the Cholesky factor)."""
-        p, m, k = self.Ghat.shape
-        H, n, nk = layer.heads, layer.width, layer.key_width
-        Q = self.cholesky_frame()
-        lbar = np.einsum("pk,pkm->pm", self.fbar, Q)                    # (p, m)
-        Gq = (self.Ghat @ Q)[:, None]                                    # P L / e^ℓ
+        p, H, m, _ = self.Ghat.shape
+        n, nk = layer.width, layer.key_width
+        lbar, Gq, L = self._frame()
+        Gq = Gq[:, None]
         if layer.spa:
             chat = np.zeros((p, H, m))
             ehat = np.zeros((p, H, m, m))
@@ -284,18 +308,47 @@ class ReducedState:
             chat = chat / math.sqrt(nk)
             ehat = Gq @ QK @ np.swapaxes(Gq, -1, -2) / math.sqrt(nk)
         Z, E, A, off = attention_split(layer, ehat, chat, self.ell, index)
-        T = np.linalg.cholesky(W)                                        # W = T Tᵀ
-        L = lbar[:, None, :] + np.exp(self.ell)[:, None, None] * Gq[:, 0]
+        T = psd_root(W)                                                  # W = T Tᵀ
         abar = A.mean(axis=-2, keepdims=True)                           # (p, H, 1, m)
-        self.fbar = _concat_heads(abar @ L[:, None] @ T)[:, 0] / math.sqrt(n)
+        self.fbar = (abar @ L[:, None] @ T)[:, :, 0] / math.sqrt(n)
         GT = Gq @ T
-        U = _concat_heads(Z @ GT)
-        Vc = _concat_heads(E @ GT)
+        U, Vc = Z @ GT, E @ GT
         if off:
             with np.errstate(over="ignore"):
-                U = U + np.exp(-self.ell)[:, None, None] * _concat_heads(
+                U = U + np.exp(-self.ell)[:, None, None, None] * (
                     Z @ (lbar[:, None, None, :] @ T).repeat(m, axis=2))
-        self.Ghat, self.ell = combine(U, Vc, self.ell, -0.5 * math.log(n))
+        G, self.ell = combine(_concat_heads(U), _concat_heads(Vc), self.ell,
+                              -0.5 * math.log(n))
+        self.Ghat = _heads(G, H)
+
+    def shaped_step(self, layer, QK, M, W):
+        """Through a reduced shaped attention sub-block with its draws (``G_Q G_Kᵀ``, M, W),
+        each (p, H, m, m): per block ``F'_h = [λ L_h + c A_h L M_h | c A_h L T_h]``,
+        ``c = γ/√n``, ``T_h T_hᵀ = W_h``, L_h the Cholesky factor of V_h (docs/theory.md
+        §2.4c); A's rows sum to one and ‖P A‖ is of order one, so P A is formed directly."""
+        from .shaping import residual_lambda, shaped_attention_matrix
+
+        s = layer.spec
+        p, H, m, k = self.Ghat.shape
+        n, nk = layer.width, layer.key_width
+        lam, c = residual_lambda(s.gamma), s.gamma / math.sqrt(n)
+        lbar, Gq, L = self._frame()
+        Qh = cholesky_frame(self.fbar.reshape(p * H, k), self.Ghat.reshape(p * H, m, k),
+                            np.repeat(self.ell, H)).reshape(p, H, k, m)
+        lbar_h = np.einsum("phk,phkm->phm", self.fbar, Qh)
+        Gq_h = self.Ghat @ Qh
+        Lx = L[:, None]
+        A = shaped_attention_matrix(Lx @ QK @ np.swapaxes(Lx, -1, -2), s.tau0, n, nk,
+                                    layer.mask_matrix(m))
+        PA = centre_rows(A)
+        T = psd_root(W)
+        abarL = A.mean(axis=-2, keepdims=True) @ Lx                       # (p, H, 1, m)
+        self.fbar = np.concatenate([lam * lbar_h + c * (abarL @ M)[:, :, 0],
+                                    c * (abarL @ T)[:, :, 0]], axis=-1)
+        PAG = PA @ Gq[:, None]
+        U = np.concatenate([lam * Gq_h + c * (PAG @ M), c * (PAG @ T)], axis=-1)
+        G, self.ell = combine(_concat_heads(U), np.zeros((p, m, H * 2 * m)), self.ell)
+        self.Ghat = _heads(G, H)
 
 
 # ---------------------------------------------------------------- which layers carry it
@@ -318,8 +371,19 @@ def literal_step_of(bound):
 def carried(bound_layers, sampler):
     """Whether the consensus distance is carried for these bound layers and sampler: every
     sub-layer must have a step (literal: standard or shaped attention, LayerNorm; reduced:
-    standard attention)."""
+    standard or shaped attention)."""
+    from sde.models import ShapedAttention
+
     from .unshaped import SoftmaxAttention
     if sampler == "literal":
         return all(literal_step_of(b) is not None for b in bound_layers)
-    return all(isinstance(b.spec, SoftmaxAttention) for b in bound_layers)
+    return all(isinstance(b.spec, (SoftmaxAttention, ShapedAttention)) for b in bound_layers)
+
+
+def reduced_step(state, bound, record, index):
+    """Advance a :class:`ReducedState` through one reduced sub-layer, from the draws it
+    recorded (``record``)."""
+    if "M" in record:
+        state.shaped_step(bound, record["QK"], record["M"], record["W"])
+    else:
+        state.softmax_step(bound, record["QK"], record["W"], index)

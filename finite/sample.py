@@ -257,7 +257,7 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes, out_
     alive = np.ones(p, dtype=bool)
     n_clip = 0
     if cfg.carry:
-        state = cons.ReducedState(np.broadcast_to(np.linalg.cholesky(cfg.V0), (p, m, m)))
+        state = cons.ReducedState(np.broadcast_to(np.linalg.cholesky(cfg.V0), (p, m, m)), H)
     if 0 in cfg.save_at:
         out_V[:, cfg.save_at[0]] = cfg.V0
         if cfg.carry:
@@ -269,7 +269,7 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes, out_
             Vh, f, c = (sub.reduced(Vh, gens, sls, alive, layer, record=rec) if cfg.carry
                         else sub.reduced(Vh, gens, sls, alive, layer))
             if cfg.carry:
-                state.softmax_step(sub, rec["QK"], rec["W"], layer)
+                cons.reduced_step(state, sub, rec, layer)
             failed |= f
             n_clip += c
         failed |= ~np.isfinite(Vh).all(axis=(1, 2, 3))
