@@ -130,7 +130,10 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     ``step`` and ``depth`` = layer. A reduced path whose state cannot be factorised (non-
     finite, or not PSD beyond round-off) is dead from that layer (status 3); a literal path
     that turns non-finite has status 2. ``n_psd_clipped`` counts factorisations that needed
-    negative round-off eigenvalues clipped (harmless).
+    negative round-off eigenvalues clipped (harmless). ``log_consensus(path, time)``: the
+    natural log of μ(X)/‖X‖_F, carried without a round-off floor where every sub-layer allows
+    it (:mod:`finite.consensus`), else from V with NaN below V's floor (attr
+    ``log_consensus_method``).
     """
     check_model(model)
     if sampler is not None and sampler not in SAMPLERS:
