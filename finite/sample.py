@@ -37,6 +37,7 @@ from sde.schema import make_dataset
 
 from . import consensus as cons
 from . import layers
+from .unshaped import layers as unshaped_layers  # noqa: F401  (registers their finite maps)
 from . import literal as lit
 from . import reduced as red
 

@@ -3,9 +3,8 @@
 import json
 
 from sde.errors import CovsdeInputError
-from sde.io import read_dataset
 
-from ..collapse_rate import STATS, collapse_rate, mask_asymptotic_rate
+from .defaults import COLLAPSE_RATE_STATS as STATS
 
 
 def add_collapse_rate(sub):
@@ -30,6 +29,10 @@ def add_collapse_rate(sub):
 
 
 def _cmd_collapse_rate(args):
+    from sde.io import read_dataset
+
+    from ..collapse_rate import collapse_rate, mask_asymptotic_rate
+
     ds = read_dataset(args.data)
     out = collapse_rate(ds, args.stat, args.window, args.level)
     M = ds.attrs.get("mask_matrix")
