@@ -93,7 +93,7 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
                                                   _SEED_INDEX["masked_finite"], width // 4)
         what = (f"shaped block, γ = {MASKED_BLOCK['gamma']:g}, τ0 = {MASKED_BLOCK['tau0']:g}, "
                 f"m = {m}, ρ0 = {MASKED_BLOCK['rho0']:g}")
-        paths = (f"SDE {c['masked_sde_paths']} paths (dt = {dt:g}), finite n = {width} "
+        paths = (f"SDE {c['masked_sde_paths']} paths (dt = {dt:g}), finite n = {width}, "
                  f"{c['masked_fin_paths']} paths (reduced sampler)")
         fig = plot_masked_positions(runs, title=f"{what}: causal vs complete mask\n{paths}")
         self._save(fig, "masked_positions",
