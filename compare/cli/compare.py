@@ -45,7 +45,8 @@ def add_compare(sub):
     p.add_argument("a", help="first dataset (.nc), e.g. a finite-network sample")
     p.add_argument("b", help="second dataset (.nc), e.g. the SDE")
     p.add_argument("--stat", action="append",
-                   help="corr:a,b | V:a,b | mineig | effrank | tokensim | consensus "
+                   help="corr:a,b | V:a,b | mineig | effrank | tokensim | consensus | "
+                        "log-consensus "
                         "(repeatable; default corr:0,1)")
     p.add_argument("--time", action="append", type=float,
                    help="time to compare (repeatable; default: every common saved time)")

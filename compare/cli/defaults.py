@@ -17,6 +17,8 @@ DEFAULT_ATOL = 1e-3
 DEFAULT_N_BOOT = 200
 MIN_N_BOOT = 40
 WARN_N_BOOT = 200
+#: ``compare.collapse_rate.STATS``
+COLLAPSE_RATE_STATS = ("log-consensus", "loglog-consensus", "log-dissimilarity")
 
 #: (library module, its name, the name here)
 SOURCES = (("sde.simulate", "METHODS", "SIMULATE_METHODS"),
@@ -28,4 +30,5 @@ SOURCES = (("sde.simulate", "METHODS", "SIMULATE_METHODS"),
            ("sde.blowup", "DEFAULT_ATOL", "DEFAULT_ATOL"),
            ("compare.distances", "DEFAULT_N_BOOT", "DEFAULT_N_BOOT"),
            ("compare.distances", "MIN_N_BOOT", "MIN_N_BOOT"),
-           ("compare.distances", "WARN_N_BOOT", "WARN_N_BOOT"))
+           ("compare.distances", "WARN_N_BOOT", "WARN_N_BOOT"),
+           ("compare.collapse_rate", "STATS", "COLLAPSE_RATE_STATS"))

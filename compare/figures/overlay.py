@@ -53,7 +53,7 @@ def reflected_kde(x, grid, low=None, high=None):
 def _values(datasets, stat, t):
     out = {}
     for label, ds in datasets.items():
-        x = compute_stat(ds["V"], stat).values[:, time_index(ds, t, label)]
+        x = compute_stat(ds, stat).values[:, time_index(ds, t, label)]
         out[label] = x[np.isfinite(x)]
     return out
 
