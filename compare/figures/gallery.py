@@ -66,6 +66,12 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
     def espa_kernel(self):
         self._collapse("espa_kernel")
 
+    def doubly_exponential(self):
+        self._collapse("doubly_exponential")
+
+    def collapse_rate_diameter(self):
+        self._collapse("collapse_rate_diameter")
+
 
     # ---------------------------------------------------------------- masks (§3.5)
     def masked_positions(self):
