@@ -9,7 +9,7 @@ is timed ``--repeats`` times in interleaved order and the best time is kept (the
 shared). Rates per second of wall time and per CPU-second (all threads summed: less
 sensitive to other load). The complete mask also runs on the per-path loop
 ``simulate_blocks_per_path`` (same results). Goal: every masked run ≥ 0.75 of the complete
-mask's speed (lanes, per CPU-second), at every m.
+mask's speed (lanes, per CPU-second), at every m. Results: docs/benchmarks.md.
 """
 import argparse
 import math

@@ -1,7 +1,7 @@
 """The masked lane kernels: the same bits as the per-path masked kernels, and SPD with a mask.
 
 * The masked drift and noise on lanes (:mod:`sde._kernels.masked_lanes`) equal their
-  per-path twins in :mod:`sde.masked` bit for bit on NL random states.
+  per-path twins in :mod:`sde.masked_coefficients` bit for bit on NL random states.
 * Masked lanes = the per-path masked kernel bit for bit (V, status, death time), Euler with
   deaths of both kinds, and SPD; the recorded masked fingerprints
   (tests/test_masked_fingerprints.py) pin both to the masked kernel as it was.
@@ -23,7 +23,7 @@ import scipy.stats
 import sde
 from conftest import random_spd
 from sde import _kernels as K
-from sde import masked
+from sde import masked_coefficients as masked
 from sde._kernels.masked_lanes import masked_drift_lanes, masked_noise_lanes
 from sde.coefficients import NL
 from sde.masks import row_lists

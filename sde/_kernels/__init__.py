@@ -5,7 +5,7 @@
 * :mod:`.noise_sources` — the inlined PCG64 draw and supplied increments;
 * :mod:`.steps` — Euler–Maruyama and the SPD-preserving step, per path and on lanes;
 * :mod:`.masked_lanes` — the masked drift and noise on lanes (the complete-mask ones are in
-  :mod:`sde.coefficients`, the per-path masked ones in :mod:`sde.masked`);
+  :mod:`sde.coefficients`, the per-path masked ones in :mod:`sde.masked_coefficients`);
 * :mod:`.loops` — the lane loop and the per-path loop, built from compile-time choices;
 * :mod:`.ode` — RK4 for ``method="ode"``.
 

@@ -27,7 +27,7 @@ from numba import njit, prange
 from ..coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
                             ito_correction_into, ito_correction_lanes, noise_into, noise_lanes,
                             whitened_noise_into, whitened_noise_lanes)
-from ..masked import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
+from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
                       masked_whitened_noise_into)
 from .masked_lanes import masked_drift_lanes, masked_noise_lanes
 from .noise_sources import draw_lane, supplied_lane

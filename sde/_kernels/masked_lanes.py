@@ -1,4 +1,4 @@
-"""The masked formulas of :mod:`sde.masked` on lanes (path axis last), beside the complete-mask
+"""The masked formulas of :mod:`sde.masked_coefficients` on lanes (path axis last), beside the complete-mask
 lane formulas of :mod:`sde.coefficients`.
 
 Every (m, m) array of the scalar function is an (m, m, NL) slot here; each lane performs the
@@ -52,7 +52,7 @@ def _add_scaled_dot_lanes(c, X, Y, k0, k1, out):
 
 @njit(cache=True, inline="always")
 def masked_attention_drift_lanes(V, idx, cnt, scale, out, B, F, W, U, q, r):
-    """:func:`sde.masked.masked_attention_drift_work` on lanes: adds to ``out`` (m, m, NL).
+    """:func:`sde.masked_coefficients.masked_attention_drift_work` on lanes: adds to ``out`` (m, m, NL).
 
     B, F, W, U (m, m, NL) are the scalar function's work arrays; ``q`` (≥ 1, m, NL) holds
     ``C v`` in row 0; ``r`` (≥ 2, ≥ 2, NL) holds two per-lane scalars."""
@@ -116,7 +116,7 @@ def masked_attention_drift_lanes(V, idx, cnt, scale, out, B, F, W, U, q, r):
 
 @njit(cache=True, inline="always")
 def masked_drift_lanes(V, coef, idx, cnt, out, B, F, W, U, q, r):
-    """:func:`sde.masked.masked_drift_work` on lanes (work as
+    """:func:`sde.masked_coefficients.masked_drift_work` on lanes (work as
     :func:`masked_attention_drift_lanes`)."""
     m = V.shape[0]
     for a in range(m):
@@ -131,7 +131,7 @@ def masked_drift_lanes(V, coef, idx, cnt, out, B, F, W, U, q, r):
 
 @njit(cache=True, inline="always")
 def masked_noise_parts_lanes(L, Z, Gp, coef, idx, cnt, T, F, LG, q, r):
-    """The two parts of the masked noise on lanes (:func:`sde.masked.masked_noise_parts`):
+    """The two parts of the masked noise on lanes (:func:`sde.masked_coefficients.masked_noise_parts`):
     ``T = sqrt(a_lin) L Z + c Δ L`` and ``F = Δ L`` (when ``c = att_noise ≠ 0``).
 
     LG (m, m, NL) is work; ``q`` (≥ 2, m, NL) holds Ẑ's allowed entries of a row in row 1;
@@ -184,7 +184,7 @@ def masked_noise_parts_lanes(L, Z, Gp, coef, idx, cnt, T, F, LG, q, r):
 
 @njit(cache=True, inline="always")
 def masked_noise_lanes(L, Z, Gp, coef, idx, cnt, T, F, LG, q, r, out):
-    """:func:`sde.masked.masked_noise_into` on lanes: ``out = T Lᵀ + c L Fᵀ`` (m, m, NL)
+    """:func:`sde.masked_coefficients.masked_noise_into` on lanes: ``out = T Lᵀ + c L Fᵀ`` (m, m, NL)
     from :func:`masked_noise_parts_lanes` (T, F, LG, q, r as there)."""
     m = L.shape[0]
     c = coef.att_noise

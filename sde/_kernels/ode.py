@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 from ..coefficients import drift_into
-from ..masked import masked_drift_work
+from ..masked_coefficients import masked_drift_work
 from .state import ALIVE, check_state
 
 

@@ -1,5 +1,5 @@
 """The two steps, Euler–Maruyama and the SPD-preserving congruence, given a step's drift and
-noise (from :mod:`sde.coefficients` or :mod:`sde.masked`, chosen by the loop).
+noise (from :mod:`sde.coefficients` or :mod:`sde.masked_coefficients`, chosen by the loop).
 
 Euler–Maruyama: ``V' = V + b(V) Δt + noise``, symmetrised.
 
