@@ -94,6 +94,9 @@ class FiniteLayer:
 
     #: the run's seed (set by :func:`bind`; draws a sparse mask's graph)
     seed = None
+    #: whether the layer's law commutes with rotations of each head block of features (then
+    #: a network's law depends on X0 only through V0; docs/theory.md §2.4d)
+    rotation_invariant = True
 
     def __init__(self, spec, width, heads, key_width, depth=None):
         self.spec, self.width, self.heads, self.key_width = spec, width, heads, key_width

@@ -38,6 +38,7 @@ from sde.schema import make_dataset
 from . import layers
 from . import literal as lit
 from . import reduced as red
+from . import weight_init as wi
 
 SAMPLERS = ("literal", "reduced")
 #: RNG blocks per reduced-sampler task (vectorisation width); not part of the result.
@@ -96,7 +97,7 @@ def literal_estimate(bound_layers, m, depth, n_paths):
 
 def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=None,
            key_width=None, save_every=None, progress=None, threads=None,
-           memory_limit=DEFAULT_MEMORY_LIMIT):
+           memory_limit=DEFAULT_MEMORY_LIMIT, initial_x=None):
     """Sample covariance paths of the finite network of ``model`` at width ``width``.
 
     Parameters
@@ -115,6 +116,10 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     progress : bool, tqdm bar (default: on for long runs).
     threads : worker threads (default: the machine's cores); never changes the result.
     memory_limit : bytes allowed for the output V array.
+    initial_x : ``"haar"`` (a fresh Haar-random orthonormal frame E per path, inside each head
+        block) or ``"aligned"`` (E = the even spread of coordinate vectors), X0 = √n L E
+        (:mod:`finite.weight_init`). Default: ``"haar"`` where the law depends on X0 beyond
+        V0 (LayerNorm, fixed weight matrices), else ``"aligned"`` (the two agree in law).
 
     Returns
     -------
@@ -157,6 +162,12 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     elif sampler == "reduced" and not all(b.has_reduced for b in bound_layers):
         raise CovsdeInputError(f"sampler reduced is not available for arch {model.arch} (no "
                                f"exact reduction, docs/theory.md §5.8): use sampler literal")
+    invariant = all(getattr(b, "rotation_invariant", True) for b in bound_layers)
+    if initial_x is None:
+        initial_x = "aligned" if invariant else "haar"
+    elif initial_x not in wi.INITIAL_X:
+        raise CovsdeInputError(f"initial_x must be one of {', '.join(wi.INITIAL_X)}, got "
+                               f"{initial_x!r}", "initial_x")
     for b in bound_layers:
         b.prepare(m)
     if sampler == "literal":
@@ -180,6 +191,7 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     gens = block_generators(seed, n_paths)
     sizes = [min(RNG_BLOCK, n_paths - k * RNG_BLOCK) for k in range(len(gens))]
     cfg = _Config(bound_layers, V0, width, heads, depth, steps)
+    cfg.haar = initial_x == "haar" and sampler == "literal"
     per_task = REDUCED_CHUNK_BLOCKS if sampler == "reduced" else 1
     tasks = []
     for b0 in range(0, len(gens), per_task):
@@ -211,9 +223,26 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
         t_end=depth / width, n_steps=depth, steps=steps, V0=V0, wall=wall,
         sampler=sampler, width=width, key_width=key_width, heads=heads, depth_layers=depth,
         t_end_requested=None if t_end is None else float(t_end),
-        initial_X="X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks",
+        initial_x=initial_x,
+        initial_X=("X0 = L E sqrt(n), L L^T = V0, E a fresh Haar-random orthonormal frame per "
+                   "path inside each head block" if initial_x == "haar" else
+                   "X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks")
+        + ("" if invariant else "; the law depends on this choice (LayerNorm or fixed weights)"),
+        **_init_attrs(model),
         n_psd_clipped=int(clipped[0]), psd_tol=red.PSD_TOL, **mask_attrs)
     return make_dataset(out_V, status, death, steps, 1.0 / width, attrs, depth=steps)
+
+
+def _init_attrs(model):
+    """sha256 digests of the .npy weight files a model reads (provenance)."""
+    out = {}
+    for sub in model.sublayers():
+        sub = getattr(sub, "inner", sub)
+        for name in ("value_init", "query_init", "key_init"):
+            init = getattr(sub, name, "gaussian")
+            if wi.is_file_init(init):
+                out[f"{name}_sha256"] = wi.file_digest(init)
+    return out
 
 
 class _Config:
@@ -269,7 +298,11 @@ def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes):
     """Run one RNG block through all layers with explicit weights."""
     (gen,), (p,) = gens, sizes
     m, H, n = cfg.m, cfg.heads, cfg.width
-    X = np.broadcast_to(lit.initial_X(cfg.V0, n, H), (p, m, n)).copy()
+    if cfg.haar:
+        L0 = np.linalg.cholesky(cfg.V0)
+        X = (L0 @ wi.haar_frames(gen, p, m, n, H)) * math.sqrt(n)
+    else:
+        X = np.broadcast_to(lit.initial_X(cfg.V0, n, H), (p, m, n)).copy()
     subs = [(sub.literal_shapes(), sub.literal) for sub in cfg.layers]
     alive = np.ones(p, dtype=bool)
     if 0 in cfg.save_at:

@@ -26,6 +26,8 @@ from sde.models import (PARAMETER_HELP, Model, Serial, _check_mask_given, _mask_
                         _mask_params, _normalise_mask, register_model)
 from sde.validation import check_finite_real, check_positive_int, is_real
 
+from . import weight_init
+
 ATTENTIONS = ("softmax", "value-skipinit", "e-spa", "u-spa")
 #: default final kernel parameter: γ_L for E-SPA, ρ_L for U-SPA
 SPA_FINAL_DEFAULT = {"e-spa": 0.005, "u-spa": 0.8}
@@ -41,7 +43,21 @@ PARAMETER_HELP.update({
                           "(Zhang & Yu; post-ln)",
     "mlp_slope": "leaky ReLU slope s of the He-scaled MLP (0 = ReLU)",
     "layernorm": "attention-only: LayerNorm after each layer",
+    "value_init": "value weights: gaussian, orthogonal (W^V/sqrt(n) Haar), identity "
+                  "(W^V/sqrt(n) = I, attn(X) = A X) or PATH.npy (fixed n x n matrix W^V/sqrt(n))",
+    "query_init": "query weights: gaussian or PATH.npy (fixed n x H*n_k matrix W^Q)",
+    "key_init": "key weights: gaussian or PATH.npy (fixed n x H*n_k matrix W^K)",
 })
+
+
+def _check_inits(obj):
+    """value_init / query_init / key_init (:mod:`finite.weight_init`)."""
+    weight_init.check_init("value_init", obj.value_init, weight_init.VALUE_INITS)
+    for name in ("query_init", "key_init"):
+        weight_init.check_init(name, getattr(obj, name), weight_init.QK_INITS)
+        if obj.attention in SPA_FINAL_DEFAULT and getattr(obj, name) != "gaussian":
+            raise CovsdeInputError(f"{name} does not apply to attention {obj.attention} "
+                                   f"(W^Q = 0, logits = bias)", name)
 
 
 def _no_limit(arch):
@@ -70,6 +86,9 @@ class SoftmaxAttention(_FiniteOnly, Model):
     mask: str = "complete"
     window: int = 0
     sparse_k: int = 0
+    value_init: str = "gaussian"
+    query_init: str = "gaussian"
+    key_init: str = "gaussian"
     arch = "softmax-attention"
     summary = "standard softmax attention sub-layer"
 
@@ -99,6 +118,7 @@ class SoftmaxAttention(_FiniteOnly, Model):
         if self.attention != "value-skipinit" and (self.skip_alpha, self.skip_beta) != (1.0, 0.0):
             raise CovsdeInputError("skip_alpha/skip_beta apply only to attention value-skipinit",
                                    "skip_alpha")
+        _check_inits(self)
         if self.attention in SPA_FINAL_DEFAULT and self.mask_spec.name != "complete":
             raise CovsdeInputError(f"mask applies only to attention softmax or value-skipinit: "
                                    f"{self.attention} builds its own causal matrices", "mask")
@@ -190,6 +210,9 @@ class _Block(_FiniteOnly, Serial):
     mask: str = "complete"
     window: int = 0
     sparse_k: int = 0
+    value_init: str = "gaussian"
+    query_init: str = "gaussian"
+    key_init: str = "gaussian"
 
     def __post_init__(self):
         _normalise_mask(self)
@@ -198,7 +221,8 @@ class _Block(_FiniteOnly, Serial):
     def _attn(self, **extra):
         return SoftmaxAttention(self.heads, self.attention, self.skip_alpha, self.skip_beta,
                                 self.spa_final, mask=self.mask, window=self.window,
-                                sparse_k=self.sparse_k, **extra)
+                                sparse_k=self.sparse_k, value_init=self.value_init,
+                                query_init=self.query_init, key_init=self.key_init, **extra)
 
     @property
     def mask_spec(self):
