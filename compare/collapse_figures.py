@@ -209,12 +209,19 @@ CAPTIONS = {
 }
 
 
-FIGURES = tuple(CAPTIONS)
+#: figures drawn by their own modules (name → module.draw function), captions from their data
+EXTRA = {"ln_equilibria": "ln_equilibria_figure.draw_ln_equilibria"}
+FIGURES = tuple(CAPTIONS) + tuple(EXTRA)
 
 
 def draw_collapse_figure(name, size, seed, save):
     """Compute the runs of figure ``name`` (one of :data:`FIGURES`) and hand the Figure to
     ``save(fig, stem, caption)``."""
+    if name in EXTRA:
+        import importlib
+
+        mod, fn = EXTRA[name].rsplit(".", 1)
+        return getattr(importlib.import_module(f"compare.{mod}"), fn)(size, seed, save)
     cfg = SIZES[size]
     m, depth, paths, widths = cfg["m"], cfg["depth"], cfg["paths"], cfg["widths"]
     V0 = np.eye(m)

@@ -50,7 +50,7 @@ from .sweep_figures import fit_slope  # noqa: E402,F401  (re-exported)
 from .overlay import plot_overlay  # noqa: E402
 
 FIGURES = ("distribution", "trajectories", "convergence", "stability", "rank_collapse",
-           "masks_layernorm", "similarity_removal", "espa_kernel")
+           "masks_layernorm", "similarity_removal", "espa_kernel", "ln_equilibria")
 DIST_RATIOS = (0.25, 0.5, 1.0, 2.0)
 CONV_RATIOS = (0.25, 0.5, 1.0)
 #: SDE step of the convergence reference: 2^-9, finer than 1/n for every width used, and
@@ -472,6 +472,9 @@ class Gallery:
     def similarity_removal(self):
         self._collapse("similarity_removal")
 
+    def ln_equilibria(self):
+        self._collapse("ln_equilibria")
+
     def espa_kernel(self):
         self._collapse("espa_kernel")
 
@@ -536,7 +539,8 @@ def read_captions(path):
 
 
 STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability",
-         "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel")
+         "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel",
+         "ln_equilibria")
 
 
 def _pct(x):

@@ -247,7 +247,7 @@ def test_quick_mode_finishes_in_three_minutes(tmp_path):
         assert (tmp_path / "q" / f"{stem}.png").exists()
     assert set(FIGURES) == {"distribution", "trajectories", "convergence", "stability",
                             "rank_collapse", "masks_layernorm", "similarity_removal",
-                            "espa_kernel"}
+                            "espa_kernel", "ln_equilibria"}
 
 
 # --------------------------------------------------------------------------- issue 18
