@@ -105,6 +105,10 @@ class FiniteLayer:
     def prepare(self, m):
         """Precompute what depends on the number of tokens m (called once per run)."""
 
+    def run_attrs(self):
+        """Values this layer resolved for the run (recorded in the output attrs)."""
+        return {}
+
     def kernel_step(self, V, layer):
         """The width-first (n → ∞ first) map of V where it is exact and deterministic, else
         None (see :func:`finite.kernel_map.kernel_map`)."""

@@ -228,7 +228,7 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
                    "path inside each head block" if initial_x == "haar" else
                    "X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks")
         + ("" if invariant else "; the law depends on this choice (LayerNorm or fixed weights)"),
-        **_init_attrs(model),
+        **_init_attrs(model), **{k: v for b in bound_layers for k, v in b.run_attrs().items()},
         n_psd_clipped=int(clipped[0]), psd_tol=red.PSD_TOL, **mask_attrs)
     return make_dataset(out_V, status, death, steps, 1.0 / width, attrs, depth=steps)
 

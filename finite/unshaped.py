@@ -29,8 +29,9 @@ from sde.validation import check_finite_real, check_positive_int, is_real
 from . import weight_init
 
 ATTENTIONS = ("softmax", "value-skipinit", "e-spa", "u-spa")
-#: default final kernel parameter: γ_L for E-SPA, ρ_L for U-SPA
-SPA_FINAL_DEFAULT = {"e-spa": 0.005, "u-spa": 0.8}
+#: the attentions with a target kernel schedule (default end values:
+#: :func:`finite.spa_vanilla.default_final`, E-SPA's depends on m)
+SPA_FINAL_DEFAULT = {"e-spa": None, "u-spa": 0.8}
 
 PARAMETER_HELP.update({
     "attention": "attention variant: softmax, value-skipinit (A ← αI + βA), e-spa or u-spa "
@@ -38,10 +39,12 @@ PARAMETER_HELP.update({
     "skip_alpha": "Value-SkipInit α (A ← αI + βA), finite",
     "skip_beta": "Value-SkipInit β (A ← αI + βA), finite",
     "spa_final": "final kernel parameter of the E-SPA/U-SPA schedule at the run's depth: γ_L > 0 "
-                 "(e-spa, default 0.005) or ρ_L in [0, 1) (u-spa, default 0.8)",
+                 "(e-spa; default: the γ_L whose target has mean token correlation 0.8 at the "
+                 "run's m) or ρ_L in [0, 1) (u-spa, default 0.8)",
     "similarity_removal": "θ in [0, 1]: attention output loses θ × its mean token "
                           "(Zhang & Yu; post-ln)",
-    "mlp_slope": "leaky ReLU slope s of the He-scaled MLP (0 = ReLU)",
+    "mlp_slope": "leaky ReLU slope s of the He-scaled MLP (0 = ReLU; default 0, and for vanilla "
+                 "e-spa/u-spa the shaped slope that keeps the block's kernel on the schedule)",
     "layernorm": "attention-only: LayerNorm after each layer",
     "value_init": "value weights: gaussian, orthogonal (W^V/sqrt(n) Haar), identity "
                   "(W^V/sqrt(n) = I, attn(X) = A X) or PATH.npy (fixed n x n matrix W^V/sqrt(n))",
@@ -89,6 +92,10 @@ class SoftmaxAttention(_FiniteOnly, Model):
     value_init: str = "gaussian"
     query_init: str = "gaussian"
     key_init: str = "gaussian"
+    #: E-SPA/U-SPA inside a vanilla block: aim at the pre-image of the schedule under the
+    #: following MLP of slope ``mlp_slope`` (None: the shaped slope); docs/theory.md §2.4e
+    followed_by_mlp: bool = False
+    mlp_slope: float | None = None
     arch = "softmax-attention"
     summary = "standard softmax attention sub-layer"
 
@@ -119,6 +126,11 @@ class SoftmaxAttention(_FiniteOnly, Model):
             raise CovsdeInputError("skip_alpha/skip_beta apply only to attention value-skipinit",
                                    "skip_alpha")
         _check_inits(self)
+        if self.followed_by_mlp and self.attention not in SPA_FINAL_DEFAULT:
+            raise CovsdeInputError("followed_by_mlp applies only to attention e-spa or u-spa",
+                                   "followed_by_mlp")
+        if self.mlp_slope is not None:
+            check_finite_real("mlp_slope", self.mlp_slope)
         if self.attention in SPA_FINAL_DEFAULT and self.mask_spec.name != "complete":
             raise CovsdeInputError(f"mask applies only to attention softmax or value-skipinit: "
                                    f"{self.attention} builds its own causal matrices", "mask")
@@ -131,23 +143,35 @@ class SoftmaxAttention(_FiniteOnly, Model):
     def params(self):
         return _mask_params(self, Model.params(self))
 
-    @property
-    def spa_final_value(self):
-        """spa_final, or the variant's default."""
+    def spa_final_at(self, m):
+        """spa_final, or the variant's default at m tokens (None without a schedule)."""
+        if self.attention not in SPA_FINAL_DEFAULT:
+            return None
+        from .spa_vanilla import default_final
+
         return self.spa_final if self.spa_final is not None else \
-            SPA_FINAL_DEFAULT.get(self.attention)
+            default_final(self.attention, m)
 
 
 @dataclasses.dataclass(frozen=True)
 class ReLUMLP(_FiniteOnly, Model):
-    """He-scaled leaky ReLU MLP, no skip: ``sqrt(2/(1+s²)) φ_s(X W¹/√n) W²/√n``."""
+    """He-scaled leaky ReLU MLP, no skip: ``sqrt(2/(1+s²)) φ_s(X W¹/√n) W²/√n``. With
+    ``mlp_slope=None`` the slope is the shaped one of the E-SPA/U-SPA schedule ``spa`` (final
+    value ``spa_final``) it follows in a vanilla block (docs/theory.md §2.4e)."""
 
-    mlp_slope: float = 0.0
+    mlp_slope: float | None = 0.0
+    spa: str = ""
+    spa_final: float | None = None
     arch = "relu-mlp"
     summary = "He-scaled leaky ReLU MLP sub-layer"
 
     def __post_init__(self):
-        check_finite_real("mlp_slope", self.mlp_slope)
+        if self.mlp_slope is None:
+            if self.spa not in SPA_FINAL_DEFAULT:
+                raise CovsdeInputError("mlp_slope None (shaped) needs spa e-spa or u-spa",
+                                       "mlp_slope")
+        else:
+            check_finite_real("mlp_slope", self.mlp_slope)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,9 +315,12 @@ class AttentionOnly(_Block):
 class Vanilla(_Block):
     """He et al.'s vanilla block, no skips and no LN: ``X ← attn(X)``, then ``X ← mlp(X)``."""
 
-    mlp_slope: float = 0.0
+    mlp_slope: float | None = None
     arch = "vanilla"
     summary = "vanilla Transformer block (no skips, no LN; He et al.)"
 
     def _parts(self):
-        return (self._attn(), ReLUMLP(self.mlp_slope))
+        if self.attention in SPA_FINAL_DEFAULT:     # the block keeps the schedule (§2.4e)
+            return (self._attn(followed_by_mlp=True, mlp_slope=self.mlp_slope),
+                    ReLUMLP(self.mlp_slope, spa=self.attention, spa_final=self.spa_final))
+        return (self._attn(), ReLUMLP(0.0 if self.mlp_slope is None else self.mlp_slope))

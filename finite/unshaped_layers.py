@@ -18,6 +18,7 @@ import numpy as np
 
 from . import reduced as red
 from . import spa
+from . import spa_vanilla
 from . import weight_init as wi
 from .layers import FiniteLayer, bind, concat, count_clipped, register
 from .shaping import masked_softmax_rows, softmax_rows
@@ -64,8 +65,17 @@ class FiniteSoftmaxAttention(FiniteLayer):
 
     def prepare(self, m):
         if self.spa:
-            A = spa.attention_matrices(self.spec.attention, self.spec.spa_final_value, m,
-                                       self.depth)
+            kind, final = self.spec.attention, self.spec.spa_final_at(m)
+            self.spa_final_used = final
+            if self.spec.followed_by_mlp:
+                slope = self.spec.mlp_slope
+                if slope is None:
+                    slope = spa_vanilla.shaped_slope(kind, final, m, self.depth)
+                A = spa_vanilla.attention_matrices(kind, final, m, self.depth, slope)
+                self.schedule_error = spa_vanilla.schedule_error(kind, final, m, self.depth,
+                                                                 slope)
+            else:
+                A = spa.attention_matrices(kind, final, m, self.depth)
             B, D = spa.bias_and_scale(A)
             # the layer's matrix as the network computes it: D ⊙ softmax(B)
             self.spa_A = D[..., None] * softmax_rows(B)
@@ -175,6 +185,12 @@ class FiniteSoftmaxAttention(FiniteLayer):
             A = (np.eye(m) - s.similarity_removal / m) @ A
         return A @ V @ A.T
 
+    def run_attrs(self):
+        out = {} if not self.spa else {"spa_final_used": float(self.spa_final_used)}
+        if self.spa and self.spec.followed_by_mlp:
+            out["schedule_error"] = float(self.schedule_error)
+        return out
+
     def literal_cost(self, m):
         n, H, nk = self.width, self.heads, self.key_width
         normals = sum(a * b for a, b in self.literal_shapes())
@@ -185,12 +201,31 @@ class FiniteSoftmaxAttention(FiniteLayer):
 class FiniteReLUMLP(FiniteLayer):
     """``sqrt(2/(1+s²)) φ_s(X W¹/√n) W²/√n``, φ_s the leaky ReLU of slope s."""
 
+    def __init__(self, spec, width, heads, key_width, depth=None):
+        super().__init__(spec, width, heads, key_width, depth)
+        self.slope = spec.mlp_slope
+
+    def prepare(self, m):
+        if self.spec.mlp_slope is None:      # shaped for the schedule it follows (§2.4e)
+            from .unshaped import SoftmaxAttention
+
+            final = SoftmaxAttention(attention=self.spec.spa,
+                                     spa_final=self.spec.spa_final).spa_final_at(m)
+            self.slope = spa_vanilla.shaped_slope(self.spec.spa, final, m, self.depth)
+
+    def run_attrs(self):
+        return {"mlp_slope_used": float(self.slope)}
+
+    def kernel_step(self, V, layer):
+        """Width first the MLP maps V entrywise: ``sqrt(V_aa V_bb) κ_s(ρ_ab)`` (§2.4e)."""
+        return spa_vanilla.mlp_map(V, self.slope)
+
     def literal_shapes(self):
         return [(self.width, self.width), (self.width, self.width)]
 
     def literal(self, X, weights, layer=0):
         W1, W2 = weights
-        n, s = self.width, self.spec.mlp_slope
+        n, s = self.width, self.slope
         H = X @ W1 / math.sqrt(n)
         act = np.maximum(H, 0.0) + s * np.minimum(H, 0.0)
         return math.sqrt(2.0 / (1.0 + s * s)) * (act @ W2) / math.sqrt(n)
@@ -203,7 +238,7 @@ class FiniteReLUMLP(FiniteLayer):
 
     def reduced(self, Vh, gens, slices, alive, layer=0):
         p, H, m, _ = Vh.shape
-        n, s = self.width, self.spec.mlp_slope
+        n, s = self.width, self.slope
         L, fL = red.psd_factor(Vh.sum(axis=1))
 
         def phi(x):
