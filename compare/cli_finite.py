@@ -47,8 +47,8 @@ def add_finite(sub):
                    help=f"one of {', '.join(SAMPLERS)} (default: reduced where an exact reduced "
                         f"sampler exists, else literal; LayerNorm archs are literal only), or "
                         f"kernel-map: the deterministic width-first kernel map Σ ← A Σ Aᵀ as a "
-                        f"one-path dataset, where exact (attention-only E-SPA/U-SPA, "
-                        f"Value-SkipInit with β = 0; --paths is then ignored)")
+                        f"one-path dataset, where exact (E-SPA/U-SPA and Value-SkipInit with "
+                        f"β = 0, attention-only or vanilla; --paths is then ignored)")
     g.add_argument("--initial-x", choices=("haar", "aligned"),
                    help="initial frame E of X0 = sqrt(n) L E: haar (fresh Haar-random per path, "
                         "inside each head block) or aligned (coordinate vectors); default haar "
