@@ -19,7 +19,7 @@ from finite import sample
 from finite.ln_equilibria import numerical_rank, write_weights
 from finite.unshaped import AttentionOnly
 
-from .collapse import consensus_distance
+from ..collapse import consensus_distance
 
 #: m tokens, H heads, width n, sharpness β of the construction
 SETUP = dict(m=3, heads=3, width=24, beta=4.0)

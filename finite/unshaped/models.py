@@ -26,7 +26,7 @@ from sde.models import (PARAMETER_HELP, Model, Serial, _check_mask_given, _mask_
                         _mask_params, _normalise_mask, register_model)
 from sde.validation import check_finite_real, check_positive_int, is_real
 
-from . import weight_init
+from .. import weight_init
 
 ATTENTIONS = ("softmax", "value-skipinit", "e-spa", "u-spa")
 #: the attentions with a target kernel schedule (default end values:
@@ -147,7 +147,7 @@ class SoftmaxAttention(_FiniteOnly, Model):
         """spa_final, or the variant's default at m tokens (None without a schedule)."""
         if self.attention not in SPA_FINAL_DEFAULT:
             return None
-        from .spa_vanilla import default_final
+        from ..spa_vanilla import default_final
 
         return self.spa_final if self.spa_final is not None else \
             default_final(self.attention, m)

@@ -16,13 +16,13 @@ import math
 
 import numpy as np
 
-from . import reduced as red
-from . import spa
-from . import spa_vanilla
-from . import weight_init as wi
-from .layers import FiniteLayer, bind, concat, count_clipped, register
-from .shaping import masked_softmax_rows, softmax_rows
-from .unshaped import LayerNorm, PreNorm, ReLUMLP, Residual, SoftmaxAttention
+from .. import reduced as red
+from .. import spa
+from .. import spa_vanilla
+from .. import weight_init as wi
+from ..layers import FiniteLayer, bind, concat, count_clipped, register
+from ..shaping import masked_softmax_rows, softmax_rows
+from .models import LayerNorm, PreNorm, ReLUMLP, Residual, SoftmaxAttention
 
 
 def layer_norm(X):
@@ -207,7 +207,7 @@ class FiniteReLUMLP(FiniteLayer):
 
     def prepare(self, m):
         if self.spec.mlp_slope is None:      # shaped for the schedule it follows (§2.4e)
-            from .unshaped import SoftmaxAttention
+            from .models import SoftmaxAttention
 
             final = SoftmaxAttention(attention=self.spec.spa,
                                      spa_final=self.spec.spa_final).spa_final_at(m)

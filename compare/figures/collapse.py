@@ -5,8 +5,8 @@
   shaped block, at two widths, same m and depth;
 * ``similarity_removal``: token similarity vs depth for post-LN with θ ∈ {0, 0.5, 1}, with the
   bound B_d of §2.4b;
-* ``espa_kernel`` (:mod:`compare.espa_figure`): E-SPA against its target kernel;
-* ``ln_equilibria`` (:mod:`compare.ln_equilibria_figure`): attention + LN equilibria of every
+* ``espa_kernel`` (:mod:`compare.figures.espa`): E-SPA against its target kernel;
+* ``ln_equilibria`` (:mod:`compare.figures.ln_equilibria`): attention + LN equilibria of every
   rank.
 
 Plot functions take optional axes and return the Figure; they never choose the backend.
@@ -21,7 +21,7 @@ import sde
 from finite import sample
 from finite.unshaped import AttentionOnly, PostLN, PreLN, Vanilla
 
-from .collapse import consensus_distance, token_similarity
+from ..collapse import consensus_distance, token_similarity
 
 #: Okabe–Ito colour-blind-safe palette
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
@@ -168,8 +168,8 @@ CAPTIONS = {
 
 
 #: figures drawn by their own modules (name → module.draw function), captions from their data
-EXTRA = {"espa_kernel": "espa_figure.draw_espa_kernel",
-         "ln_equilibria": "ln_equilibria_figure.draw_ln_equilibria"}
+EXTRA = {"espa_kernel": "espa.draw_espa_kernel",
+         "ln_equilibria": "ln_equilibria.draw_ln_equilibria"}
 FIGURES = tuple(CAPTIONS) + tuple(EXTRA)
 
 
@@ -180,7 +180,7 @@ def draw_collapse_figure(name, size, seed, save):
         import importlib
 
         mod, fn = EXTRA[name].rsplit(".", 1)
-        return getattr(importlib.import_module(f"compare.{mod}"), fn)(size, seed, save)
+        return getattr(importlib.import_module(f"compare.figures.{mod}"), fn)(size, seed, save)
     cfg = SIZES[size]
     m, depth, paths, widths = cfg["m"], cfg["depth"], cfg["paths"], cfg["widths"]
     V0 = np.eye(m)
