@@ -34,6 +34,10 @@ times. The censored fraction of each side is reported beside every distance, wit
 
 A one-path dataset (an ODE run) is not a distribution: it is refused as side ``a`` or ``b``
 and enters only as ``point``, giving ``w1_a_to_ode = W1(a, δ_ODE) = mean |x − x_ODE|``.
+
+Length: the distances, their permutation floors and bootstrap intervals share one censoring
+rule, one time matching and one resampling discipline (batched numba kernels), kept in one
+module so that every number of a row is computed the same way.
 """
 import math
 import numbers

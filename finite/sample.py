@@ -36,6 +36,7 @@ from sde.initial import validate_V0
 from sde.schema import make_dataset
 
 from . import layers
+from .unshaped import layers as unshaped_layers  # noqa: F401  (registers their finite maps)
 from . import literal as lit
 from . import reduced as red
 from . import weight_init as wi

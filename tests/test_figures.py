@@ -145,13 +145,13 @@ def test_replot_reuses_saved_data_and_regenerates_on_change(gallery, capsys):
     data = out / "data"
     mtimes = {p: os.path.getmtime(data / p) for p in os.listdir(data)}
     time.sleep(0.01)
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "stability", "--only", "trajectories"]) == 0
     text = capsys.readouterr().out
     assert "wrote   data" not in text and "reuse" in text
     assert {p: os.path.getmtime(data / p) for p in os.listdir(data)} == mtimes
     # a saved file whose parameters differ from the request is regenerated
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "4",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "4",
                  "--only", "stability"]) == 0
     text = capsys.readouterr().out
     assert "does not match the requested parameters" in text
@@ -181,7 +181,7 @@ def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     real = compare.sweep.schedule.run_cell
     monkeypatch.setattr(compare.sweep.schedule, "run_cell", lambda *a, **k: ran.append(a) or real(*a, **k))
     capsys.readouterr()
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "convergence"]) == 0
     text = capsys.readouterr().out
     assert ran == [] and f"reuse   data/convergence_sweep (sweep STORE, {n_cells} finished" in text
@@ -190,7 +190,7 @@ def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     assert len(table) == n_cells and set(table.time) == set(CONV_RATIOS)
     # a lost cell: only it is recomputed, with the same numbers (seeds from the cell's values)
     os.remove(cell_files[0])
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "convergence"]) == 0
     text = capsys.readouterr().out
     assert len(ran) == 1 and f"1 cells computed, {n_cells - 1} already finished" in text
@@ -247,7 +247,8 @@ def test_quick_mode_finishes_in_three_minutes(tmp_path):
         assert (tmp_path / "q" / f"{stem}.png").exists()
     assert set(FIGURES) == {"distribution", "trajectories", "convergence", "stability",
                             "rank_collapse", "masks_layernorm", "similarity_removal",
-                            "espa_kernel", "ln_equilibria"}
+                            "espa_kernel", "ln_equilibria", "masked_positions",
+                            "masked_stability"}
 
 
 # --------------------------------------------------------------------------- issue 18
@@ -351,7 +352,7 @@ def test_compare_plot_draws_every_stat_in_words(small, tmp_path):
 def test_only_keeps_the_other_captions(gallery, capsys):
     out, _ = gallery
     before = (out / "captions.md").read_text()
-    assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
+    assert main(["figures", "--force", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "trajectories"]) == 0
     capsys.readouterr()
     after = (out / "captions.md").read_text()

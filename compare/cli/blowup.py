@@ -8,12 +8,10 @@ a result, not an error). ``--json`` prints one JSON object instead. Bad input ra
 import json
 import math
 
-from sde.blowup import (BLOWUP_METHODS, DEFAULT_MAX_HALVINGS, DEFAULT_STABLE_PAIRS,
-                        blowup_probability)
 from sde.errors import CovsdeInputError
-from sde.simulate import DEFAULT_BOUND, as_int
 
 from .args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
+from .defaults import BLOWUP_METHODS, DEFAULT_BOUND, DEFAULT_MAX_HALVINGS, DEFAULT_STABLE_PAIRS
 
 
 def add_blowup(sub):
@@ -57,6 +55,9 @@ def _positive(flag, value):
 
 
 def _cmd_blowup(args):
+    from sde.blowup import blowup_probability
+    from sde.simulate import as_int
+
     model = model_from_args(args)
     if args.method not in BLOWUP_METHODS:
         raise CovsdeInputError(f"--method must be one of {', '.join(BLOWUP_METHODS)}, "

@@ -16,6 +16,9 @@ tokens, rho0, ratio, width). Its seeds come from
 ``SeedSequence([root_seed, int(sha256(canonical JSON of the key))])``, spawned into one child
 per source and one for the bootstrap, so they depend on the cell's values only — never on its
 position in the grid, the worker count or the order of completion.
+
+Length: the config grammar (every key with its check and its one-line error), the cells
+and their seeds form one specification; the commented example config is part of it.
 """
 import hashlib
 import itertools

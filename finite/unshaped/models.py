@@ -22,8 +22,8 @@ import dataclasses
 import math
 
 from sde.errors import CovsdeInputError
-from sde.models import (PARAMETER_HELP, Model, Serial, _check_mask_given, _mask_of,
-                        _mask_params, _normalise_mask, register_model)
+from sde.models import Model, Serial, check_mask_given, mask_of, mask_params, normalise_mask
+from sde.parameters import parameter, shared
 from sde.validation import check_finite_real, check_positive_int, is_real
 
 from .. import weight_init
@@ -33,24 +33,45 @@ ATTENTIONS = ("softmax", "value-skipinit", "e-spa", "u-spa")
 #: :func:`finite.spa_vanilla.default_final`, E-SPA's depends on m)
 SPA_FINAL_DEFAULT = {"e-spa": None, "u-spa": 0.8}
 
-PARAMETER_HELP.update({
-    "attention": "attention variant: softmax, value-skipinit (A ← αI + βA), e-spa or u-spa "
-                 "(fixed bias giving a target kernel schedule; He et al.)",
-    "skip_alpha": "Value-SkipInit α (A ← αI + βA), finite",
-    "skip_beta": "Value-SkipInit β (A ← αI + βA), finite",
-    "spa_final": "final kernel parameter of the E-SPA/U-SPA schedule at the run's depth: γ_L > 0 "
-                 "(e-spa; default: the γ_L whose target has mean token correlation 0.8 at the "
-                 "run's m) or ρ_L in [0, 1) (u-spa, default 0.8)",
-    "similarity_removal": "θ in [0, 1]: attention output loses θ × its mean token "
-                          "(Zhang & Yu; post-ln)",
-    "mlp_slope": "leaky ReLU slope s of the He-scaled MLP (0 = ReLU; default 0, and for vanilla "
-                 "e-spa/u-spa the shaped slope that keeps the block's kernel on the schedule)",
-    "layernorm": "attention-only: LayerNorm after each layer",
-    "value_init": "value weights: gaussian, orthogonal (W^V/sqrt(n) Haar), identity "
-                  "(W^V/sqrt(n) = I, attn(X) = A X) or PATH.npy (fixed n x n matrix W^V/sqrt(n))",
-    "query_init": "query weights: gaussian or PATH.npy (fixed n x H*n_k matrix W^Q)",
-    "key_init": "key weights: gaussian or PATH.npy (fixed n x H*n_k matrix W^K)",
-})
+def _attention(default="softmax"):
+    return parameter(default, help="attention variant: softmax, value-skipinit (A ← αI + βA), "
+                     "e-spa or u-spa (fixed bias giving a target kernel schedule; He et al.)",
+                     range="softmax, value-skipinit, e-spa or u-spa")
+
+
+def _skip(which, default):
+    return parameter(default, help=f"Value-SkipInit {which} (A ← αI + βA), finite networks "
+                     f"only", range="finite")
+
+
+def _spa_final():
+    return parameter(None, help="final kernel parameter of the E-SPA/U-SPA schedule at the "
+                     "run's depth: γ_L (e-spa; default: the γ_L whose target has mean token "
+                     "correlation 0.8 at the run's m) or ρ_L (u-spa, default 0.8)",
+                     range="γ_L > 0 or ρ_L in [0, 1)")
+
+
+def _similarity_removal():
+    return parameter(0.0, help="θ: the attention output loses θ × its mean token (Zhang & Yu; "
+                     "post-ln)", range="in [0, 1]")
+
+
+def _mlp_slope(default=0.0):
+    return parameter(default, help="leaky ReLU slope s of the He-scaled MLP (0 = ReLU; vanilla "
+                     "e-spa/u-spa default: the shaped slope that keeps the block's kernel on "
+                     "the schedule, docs/theory.md §2.4e)", range="finite")
+
+
+def _inits():
+    """value_init, query_init, key_init fields (docs/theory.md §2.4c)."""
+    return (parameter("gaussian", help="value weights W^V: gaussian, orthogonal (W^V/sqrt(n) "
+                      "Haar), identity (W^V/sqrt(n) = I, attn(X) = A X) or a .npy file holding "
+                      "W^V/sqrt(n) (n x n, the same in every layer)",
+                      range="gaussian, orthogonal, identity or PATH.npy"),
+            parameter("gaussian", help="query weights W^Q: gaussian or a .npy file (n x H n_k, "
+                      "the same in every layer)", range="gaussian or PATH.npy"),
+            parameter("gaussian", help="key weights W^K: gaussian or a .npy file (n x H n_k, "
+                      "the same in every layer)", range="gaussian or PATH.npy"))
 
 
 def _check_inits(obj):
@@ -79,29 +100,30 @@ class _FiniteOnly:
 class SoftmaxAttention(_FiniteOnly, Model):
     """Standard (unshaped) multi-head softmax attention, no skip (docs/theory.md §2.4)."""
 
-    heads: int = 1
-    attention: str = "softmax"
-    skip_alpha: float = 1.0
-    skip_beta: float = 0.0
-    spa_final: float | None = None
-    similarity_removal: float = 0.0
+    heads: int = shared("heads", 1)
+    attention: str = _attention()
+    skip_alpha: float = _skip("α", 1.0)
+    skip_beta: float = _skip("β", 0.0)
+    spa_final: float | None = _spa_final()
+    similarity_removal: float = _similarity_removal()
     #: a name of :data:`sde.masks.MASKS`, or (Python only) a 0/1 matrix with unit diagonal
-    mask: str = "complete"
-    window: int = 0
-    sparse_k: int = 0
-    value_init: str = "gaussian"
-    query_init: str = "gaussian"
-    key_init: str = "gaussian"
+    mask: str = shared("mask", "complete")
+    window: int = shared("window", 0)
+    sparse_k: int = shared("sparse_k", 0)
+    value_init: str = _inits()[0]
+    query_init: str = _inits()[1]
+    key_init: str = _inits()[2]
     #: E-SPA/U-SPA inside a vanilla block: aim at the pre-image of the schedule under the
     #: following MLP of slope ``mlp_slope`` (None: the shaped slope); docs/theory.md §2.4e
-    followed_by_mlp: bool = False
-    mlp_slope: float | None = None
+    followed_by_mlp: bool = parameter(False, help="E-SPA/U-SPA followed by an MLP in a vanilla "
+                                      "block: aim at the MLP's pre-image of the schedule")
+    mlp_slope: float | None = _mlp_slope(None)
     arch = "softmax-attention"
     summary = "standard softmax attention sub-layer"
 
     def __post_init__(self):
         check_positive_int("heads", self.heads)
-        _normalise_mask(self)
+        normalise_mask(self)
         if self.attention not in ATTENTIONS:
             raise CovsdeInputError(f"attention must be one of {', '.join(ATTENTIONS)}, got "
                                    f"{self.attention!r}", "attention")
@@ -138,10 +160,10 @@ class SoftmaxAttention(_FiniteOnly, Model):
     @property
     def mask_spec(self):
         """The attention mask (docs/theory.md §2.4)."""
-        return _mask_of(self)
+        return mask_of(self)
 
     def params(self):
-        return _mask_params(self, Model.params(self))
+        return mask_params(self, Model.params(self))
 
     def spa_final_at(self, m):
         """spa_final, or the variant's default at m tokens (None without a schedule)."""
@@ -159,9 +181,10 @@ class ReLUMLP(_FiniteOnly, Model):
     ``mlp_slope=None`` the slope is the shaped one of the E-SPA/U-SPA schedule ``spa`` (final
     value ``spa_final``) it follows in a vanilla block (docs/theory.md §2.4e)."""
 
-    mlp_slope: float | None = 0.0
-    spa: str = ""
-    spa_final: float | None = None
+    mlp_slope: float | None = _mlp_slope()
+    spa: str = parameter("", help="the E-SPA/U-SPA schedule this MLP follows in a vanilla block "
+                         "(for the shaped slope, mlp_slope None)")
+    spa_final: float | None = _spa_final()
     arch = "relu-mlp"
     summary = "He-scaled leaky ReLU MLP sub-layer"
 
@@ -226,20 +249,20 @@ class PreNorm(_Wrapper):
 
 @dataclasses.dataclass(frozen=True)
 class _Block(_FiniteOnly, Serial):
-    heads: int = 1
-    attention: str = "softmax"
-    skip_alpha: float = 1.0
-    skip_beta: float = 0.0
-    spa_final: float | None = None
-    mask: str = "complete"
-    window: int = 0
-    sparse_k: int = 0
-    value_init: str = "gaussian"
-    query_init: str = "gaussian"
-    key_init: str = "gaussian"
+    heads: int = shared("heads", 1)
+    attention: str = _attention()
+    skip_alpha: float = _skip("α", 1.0)
+    skip_beta: float = _skip("β", 0.0)
+    spa_final: float | None = _spa_final()
+    mask: str = shared("mask", "complete")
+    window: int = shared("window", 0)
+    sparse_k: int = shared("sparse_k", 0)
+    value_init: str = _inits()[0]
+    query_init: str = _inits()[1]
+    key_init: str = _inits()[2]
 
     def __post_init__(self):
-        _normalise_mask(self)
+        normalise_mask(self)
         Serial.__init__(self, *self._parts())
 
     def _attn(self, **extra):
@@ -250,16 +273,16 @@ class _Block(_FiniteOnly, Serial):
 
     @property
     def mask_spec(self):
-        return _mask_of(self)
+        return mask_of(self)
 
     def params(self):
-        return _mask_params(self, Model.params(self))
+        return mask_params(self, Model.params(self))
 
     replace = Model.replace
 
     @classmethod
     def check_given(cls, given, show=str):
-        _check_mask_given(given, show)
+        check_mask_given(given, show)
         att = given.get("attention") or "softmax"
         if att != "value-skipinit" and {"skip_alpha", "skip_beta"} & set(given):
             raise CovsdeInputError(f"{show('skip_alpha')}/{show('skip_beta')} apply only to "
@@ -269,13 +292,12 @@ class _Block(_FiniteOnly, Serial):
                                    f"e-spa or u-spa")
 
 
-@register_model
 @dataclasses.dataclass(frozen=True, eq=True)
 class PostLN(_Block):
     """Post-LN block: ``X ← LN(X + attn(X))``, then ``X ← LN(X + mlp(X))``."""
 
-    similarity_removal: float = 0.0
-    mlp_slope: float = 0.0
+    similarity_removal: float = _similarity_removal()
+    mlp_slope: float = _mlp_slope()
     arch = "post-ln"
     summary = "post-LN Transformer block (standard attention)"
 
@@ -284,12 +306,11 @@ class PostLN(_Block):
                 Residual(ReLUMLP(self.mlp_slope)), LayerNorm())
 
 
-@register_model
 @dataclasses.dataclass(frozen=True, eq=True)
 class PreLN(_Block):
     """Pre-LN block: ``X ← X + attn(LN(X))``, then ``X ← X + mlp(LN(X))``."""
 
-    mlp_slope: float = 0.0
+    mlp_slope: float = _mlp_slope()
     arch = "pre-ln"
     summary = "pre-LN Transformer block (standard attention)"
 
@@ -297,12 +318,11 @@ class PreLN(_Block):
         return (PreNorm(self._attn()), PreNorm(ReLUMLP(self.mlp_slope)))
 
 
-@register_model
 @dataclasses.dataclass(frozen=True, eq=True)
 class AttentionOnly(_Block):
     """Attention-only stack: ``X ← attn(X)`` (no skip, no MLP), LN after it if ``layernorm``."""
 
-    layernorm: bool = False
+    layernorm: bool = parameter(False, help="attention-only: LayerNorm after each layer")
     arch = "attention-only"
     summary = "attention-only stack (standard attention, no skip; --layernorm adds LN)"
 
@@ -310,12 +330,11 @@ class AttentionOnly(_Block):
         return (self._attn(), LayerNorm()) if self.layernorm else (self._attn(),)
 
 
-@register_model
 @dataclasses.dataclass(frozen=True, eq=True)
 class Vanilla(_Block):
     """He et al.'s vanilla block, no skips and no LN: ``X ← attn(X)``, then ``X ← mlp(X)``."""
 
-    mlp_slope: float | None = None
+    mlp_slope: float | None = _mlp_slope(None)
     arch = "vanilla"
     summary = "vanilla Transformer block (no skips, no LN; He et al.)"
 
@@ -324,3 +343,8 @@ class Vanilla(_Block):
             return (self._attn(followed_by_mlp=True, mlp_slope=self.mlp_slope),
                     ReLUMLP(self.mlp_slope, spa=self.attention, spa_final=self.spa_final))
         return (self._attn(), ReLUMLP(0.0 if self.mlp_slope is None else self.mlp_slope))
+
+
+#: the named stacks, by ``arch`` in :data:`sde.models.MODELS`: declared to the registry by the
+#: entry point ``covsde.models`` (pyproject.toml), so that no import registers anything.
+MODELS = (PostLN, PreLN, AttentionOnly, Vanilla)
