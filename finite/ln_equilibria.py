@@ -1,9 +1,9 @@
-"""Attention + LayerNorm stacks with equilibria of every rank (docs/theory.md §2.4c).
+"""Attention + LayerNorm stacks with equilibria of every rank (docs/theory.md §2.4e).
 
 Wu et al. show that with suitable value matrices, attention followed by LayerNorm need not
 collapse to the rank-one consensus set, and has equilibria of every rank 1 … m. This module
 builds one such network in covsde's parametrisation (this project's construction, stated in
-docs/theory.md §2.4c): an attention-only stack with LN after each layer, H heads of width
+docs/theory.md §2.4e): an attention-only stack with LN after each layer, H heads of width
 b = n/H, and fixed weights
 
 * values ``M = W^V/√n`` block diagonal, head h's block the rank-one projector ``u_h u_hᵀ`` onto

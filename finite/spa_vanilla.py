@@ -1,5 +1,5 @@
 """He et al.'s vanilla blocks as a whole: the E-SPA/U-SPA schedule kept by attention + MLP
-together (docs/theory.md §2.4e).
+together (docs/theory.md §2.4g).
 
 A vanilla block is ``X ← attn(X)``, then ``X ← mlp(X)`` (no skips, no LN). Width first, the MLP
 with the He-scaled leaky ReLU of slope s maps a kernel with unit diagonal entrywise,

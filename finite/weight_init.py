@@ -1,5 +1,5 @@
 """Non-Gaussian weights of standard attention and the initial frame of finite networks
-(docs/theory.md §2.4c, §2.4d).
+(docs/theory.md §2.4e, §2.4f).
 
 Weight initialisations of :class:`finite.unshaped.SoftmaxAttention` (parameters
 ``value_init``, ``query_init``, ``key_init``):

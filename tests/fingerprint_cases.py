@@ -39,7 +39,7 @@ def cases():
     out["finite-reduced-attention-nk"] = ("finite", MODELS["attention"], dict(
         V0=V3, width=16, depth=6, n_paths=40, seed=5, sampler="reduced", key_width=2))
     # unshaped networks: LayerNorm archs start from Haar-random frames (initial_x="haar"),
-    # the others from the aligned frame (docs/theory.md §2.4d)
+    # the others from the aligned frame (docs/theory.md §2.4f)
     from finite.unshaped import AttentionOnly, PostLN, Vanilla
 
     for name, model in (("post-ln", PostLN(mask="causal", heads=2)),

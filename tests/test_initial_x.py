@@ -1,4 +1,4 @@
-"""The initial frame of finite networks, ``initial_x`` haar / aligned (docs/theory.md §2.4d).
+"""The initial frame of finite networks, ``initial_x`` haar / aligned (docs/theory.md §2.4f).
 
 LayerNorm centres each token over its n features, which does not commute with rotations of
 feature space, so a post-LN network's law depends on the frame E of X0 = √n L E at order 1/n;

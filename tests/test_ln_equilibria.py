@@ -1,4 +1,4 @@
-"""Attention + LayerNorm equilibria of every rank (Wu et al.; docs/theory.md §2.4c).
+"""Attention + LayerNorm equilibria of every rank (Wu et al.; docs/theory.md §2.4e).
 
 The construction of :mod:`finite.ln_equilibria` (rank-one value projectors per head, sharp
 block-diagonal queries/keys), m = 3 tokens, H = 3 heads, n = 24, causal mask, β = 4, sampled

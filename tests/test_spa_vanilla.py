@@ -1,4 +1,4 @@
-"""He et al.'s vanilla E-SPA/U-SPA blocks as a whole (docs/theory.md §2.4e).
+"""He et al.'s vanilla E-SPA/U-SPA blocks as a whole (docs/theory.md §2.4g).
 
 * κ_s, the leaky-ReLU kernel map: κ_1(ρ) = ρ, κ_0 the ReLU arc-cosine kernel, and κ_0.3 against
   a Monte-Carlo estimate (z-scores, Bonferroni over the ρ grid); the kernel of slope 0.36 (20 %

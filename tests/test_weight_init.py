@@ -1,4 +1,4 @@
-"""Value / query / key initialisations of standard attention (docs/theory.md §2.4c).
+"""Value / query / key initialisations of standard attention (docs/theory.md §2.4e).
 
 * identity values (``W^V/√n = I``): the literal layer maps V to exactly ``A V Aᵀ`` (per head
   block ``A_h V_h A_hᵀ``), layer by layer, with A the attention matrix the layer used; the

@@ -13,6 +13,7 @@ from sde.errors import CovsdeInputError
 
 from .args import Parser
 from .blowup import add_blowup
+from .collapse_rate import add_collapse_rate
 from .compare import add_compare
 from .demo import add_demo
 from .figures import add_figures
@@ -22,7 +23,7 @@ from .sweep import add_sweep
 
 #: the subcommands, in ``--help`` order
 SUBCOMMANDS = (add_simulate, add_demo, add_compare, add_finite, add_figures, add_sweep,
-               add_blowup)
+               add_blowup, add_collapse_rate)
 
 
 def build_parser():

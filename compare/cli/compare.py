@@ -45,7 +45,8 @@ def add_compare(sub):
     p.add_argument("a", help="first dataset (.nc), e.g. a finite-network sample")
     p.add_argument("b", help="second dataset (.nc), e.g. the SDE")
     p.add_argument("--stat", action="append",
-                   help="corr:a,b | V:a,b | mineig | effrank | tokensim | consensus "
+                   help="corr:a,b | V:a,b | mineig | effrank | tokensim | consensus | "
+                        "log-consensus "
                         "(repeatable; default corr:0,1)")
     p.add_argument("--time", action="append", type=float,
                    help="time to compare (repeatable; default: every common saved time)")
@@ -154,7 +155,7 @@ def format_table(df, name_a, name_b):
 
     has_point = "w1_a_to_ode" in df
     head = ["stat", "t", "used A", "used B", "cens A", "cens B", "KS", "p(KS)", "KS floor",
-            "W1", "W1 floor", "p(W1)", "median A-B [95% CI]"]
+            "W1", "W1 floor", "p(W1)", "median A", "median B", "A-B [95% CI]"]
     if has_point:
         head.append("W1(A,ODE)")
     rows = []
@@ -166,6 +167,7 @@ def format_table(df, name_a, name_b):
         else:
             cells += [g3(r["ks"]), f"{r['ks_pvalue']:.2g}", g3(r["ks_noise_floor"]),
                       g3(r["w1"]), g3(r["w1_noise_floor"]), f"{r['w1_pvalue']:.2g}",
+                      g3(r["q50_a"]), g3(r["q50_b"]),
                       f"{g3(r['q50_a_minus_b'])} [{g3(r['q50_a_minus_b_ci95_low'])}, "
                       f"{g3(r['q50_a_minus_b_ci95_high'])}]"]
             if has_point:
@@ -189,6 +191,7 @@ def format_table(df, name_a, name_b):
             for t in df.attrs["missing_times"]))
     lines.append("KS: Kolmogorov–Smirnov statistic, p(KS): its two-sample p-value; W1: "
                  "1-Wasserstein distance, p(W1): permutation p-value; floor: mean distance over "
-                 "permutations (same-law level); median A-B: difference of medians with a "
-                 "percentile-bootstrap 95 % interval; cens: censored fraction. See --help.")
+                 "permutations (same-law level); median A, median B: each side's median, A-B: their "
+                 "difference with a percentile-bootstrap 95 % interval; cens: censored "
+                 "fraction. See --help.")
     return "\n".join(lines)

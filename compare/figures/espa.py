@@ -1,5 +1,5 @@
 """The ``espa_kernel`` figure: E-SPA (He et al.) through finite networks, against its target
-kernel (docs/theory.md §2.4, §2.4e).
+kernel (docs/theory.md §2.4, §2.4g).
 
 Runs (from V0 = I, E-SPA with the default γ_L of the run's m): an attention-only stack and a
 vanilla stack (attention + shaped MLP) at width n and depth L = n/2, and attention-only stacks

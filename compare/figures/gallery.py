@@ -66,6 +66,12 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
     def espa_kernel(self):
         self._collapse("espa_kernel")
 
+    def doubly_exponential(self):
+        self._collapse("doubly_exponential")
+
+    def collapse_rate_diameter(self):
+        self._collapse("collapse_rate_diameter")
+
     def ln_equilibria(self):
         self._collapse("ln_equilibria")
 
@@ -90,7 +96,7 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
                                                   _SEED_INDEX["masked_finite"], width // 4)
         what = (f"shaped block, γ = {MASKED_BLOCK['gamma']:g}, τ0 = {MASKED_BLOCK['tau0']:g}, "
                 f"m = {m}, ρ0 = {MASKED_BLOCK['rho0']:g}")
-        paths = (f"SDE {c['masked_sde_paths']} paths (dt = {dt:g}), finite n = {width} "
+        paths = (f"SDE {c['masked_sde_paths']} paths (dt = {dt:g}), finite n = {width}, "
                  f"{c['masked_fin_paths']} paths (reduced sampler)")
         fig = plot_masked_positions(runs, title=f"{what}: causal vs complete mask\n{paths}")
         self._save(fig, "masked_positions",

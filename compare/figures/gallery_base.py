@@ -187,8 +187,9 @@ def read_captions(path):
 
 
 STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability",
-         "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel", "ln_equilibria",
-         "masked_positions", "masked_stability")
+         "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel",
+         "doubly_exponential", "collapse_rate_diameter", "ln_equilibria", "masked_positions",
+         "masked_stability")
 
 
 def _pct(x):

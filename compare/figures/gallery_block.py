@@ -41,17 +41,21 @@ class BlockFigures:
             title = _nb(f"{name}: {block_text()}\n{paths}; SDE dead: {dead_text}")
             fig = plot_overlay(labels, stat, list(DIST_RATIOS), title=title)
             cut = ("" if stat.startswith("corr") else
-                   " The x axis shows the pooled 0.5–99.5 % quantile range (V_00 is heavy-"
-                   "tailed: SDE paths can blow up); densities stay normalised over all alive "
-                   "paths and each panel states the share outside.")
+                   " Each panel's x axis shows that time's pooled 0.5–99.5 % quantile range "
+                   "(V_00 is heavy-tailed and its tail grows with t: SDE paths can blow up); "
+                   "densities stay normalised over all alive paths and each panel's title "
+                   "states the share outside.")
             kde = ("Gaussian KDE reflected at ρ = ±1 (no boundary drop)" if stat.startswith(
                 "corr") else "Gaussian KDE reflected at V_00 = 0")
             self._save(fig, stem,
-                       f"Histograms (outlined steps on bins shared by all sources and panels) "
+                       f"Histograms (outlined steps on bins shared by all sources of a panel) "
                        f"and {kde} of {name} at depth-to-width ratio d/n = t ∈ {{0.25, 0.5, "
                        f"1, 2}}: finite network (reduced sampler, width n = {n}) vs its "
                        f"covariance SDE (Euler–Maruyama) vs the width-first ODE limit (dashed "
-                       f"line). Panels share both axes. {block_text()}; {paths}. Over paths "
+                       f"line). "
+                       + ("Panels share both axes. " if stat.startswith("corr") else
+                          "Each panel has its own axes and bins. ")
+                       + f"{block_text()}; {paths}. Over paths "
                        f"alive at each t; SDE dead fraction {dead_text}.{cut} "
                        f"Seed {self.seed}.")
 

@@ -5,8 +5,8 @@ import numpy as np
 #: the figures, in drawing order (``--only``); each is a method of
 #: :class:`compare.figures.gallery.Gallery`
 FIGURES = ("distribution", "trajectories", "convergence", "stability", "rank_collapse",
-           "masks_layernorm", "similarity_removal", "espa_kernel", "ln_equilibria",
-           "masked_positions", "masked_stability")
+           "masks_layernorm", "similarity_removal", "espa_kernel", "doubly_exponential",
+           "collapse_rate_diameter", "ln_equilibria", "masked_positions", "masked_stability")
 #: the files each figure writes under ``--out`` (besides captions.md)
 OUTPUTS = {
     "distribution": ("distribution_rho01.png", "distribution_rho01.pdf", "distribution_V00.png",
@@ -18,6 +18,8 @@ OUTPUTS = {
     "masks_layernorm": ("masks_layernorm.png", "masks_layernorm.pdf"),
     "similarity_removal": ("similarity_removal.png", "similarity_removal.pdf"),
     "espa_kernel": ("espa_kernel.png", "espa_kernel.pdf"),
+    "doubly_exponential": ("doubly_exponential.png", "doubly_exponential.pdf"),
+    "collapse_rate_diameter": ("collapse_rate_diameter.png", "collapse_rate_diameter.pdf"),
     "ln_equilibria": ("ln_equilibria.png", "ln_equilibria.pdf"),
     "masked_positions": ("masked_positions.png", "masked_positions.pdf"),
     "masked_stability": ("masked_stability.png", "masked_stability.pdf", "masked_stability.csv"),

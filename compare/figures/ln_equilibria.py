@@ -1,5 +1,5 @@
 """The ``ln_equilibria`` figure: attention + LayerNorm with equilibria of every rank
-(Wu et al.; docs/theory.md §2.4c), next to stacks that collapse.
+(Wu et al.; docs/theory.md §2.4e), next to stacks that collapse.
 
 Runs (literal finite networks, causal mask, V0 = I, Haar-random initial frames):
 
@@ -122,7 +122,7 @@ def caption(runs):
                  for lab in ("construction, no LN", "Gaussian weights + LN")}
     L = int(main.depth.values[-1])
     return (f"Attention-only stacks, causal mask, m = {m} tokens, literal finite networks "
-            f"from Haar-random initial frames (V0 = I). Construction (docs/theory.md §2.4c): "
+            f"from Haar-random initial frames (V0 = I). Construction (docs/theory.md §2.4e): "
             f"rank-one value projectors per head and sharp block-diagonal queries/keys (β = "
             f"{SETUP['beta']:g}). With LayerNorm, {int(settled.sum())} of {final.size} paths "
             f"settle by depth {L} (V moves less than {SETTLE_TOL:g} over the last "

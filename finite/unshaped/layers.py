@@ -125,7 +125,9 @@ class FiniteSoftmaxAttention(FiniteLayer):
         K = (X @ WK).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
         return self._from_logits(Q @ np.swapaxes(K, -1, -2) / (n * math.sqrt(nk)))
 
-    def reduced(self, Vh, gens, slices, alive, layer=0):
+    def reduced(self, Vh, gens, slices, alive, layer=0, record=None):
+        """``record``: a dict that receives this layer's draws ``QK`` (None for E-SPA/U-SPA)
+        and ``W`` (:mod:`finite.consensus` follows the same network with them)."""
         p, H, m, _ = Vh.shape
         n, nk, th = self.width, self.key_width, self.spec.similarity_removal
         L, fL = red.psd_factor(Vh.sum(axis=1))
@@ -143,12 +145,14 @@ class FiniteSoftmaxAttention(FiniteLayer):
         else:
             QK = np.concatenate([qk for qk, _ in parts])
             A = self._from_logits(Lx @ QK @ np.swapaxes(Lx, -1, -2) / math.sqrt(nk))
+        W = np.concatenate([w for _, w in parts]) if gaussian_values else None
+        if record is not None:
+            record.update(QK=None if self.spa else QK, W=W)
         if th:
             A = (np.eye(m) - th / m) @ A
         if not gaussian_values:     # identity (or orthogonal, one head): V'_h = A_h V_h A_hᵀ
             return A @ Vh @ np.swapaxes(A, -1, -2), fL == red.FACTOR_FAILED, \
                 count_clipped(alive, fL)
-        W = np.concatenate([w for _, w in parts])
         AL = A @ Lx
         Vh = AL @ W @ np.swapaxes(AL, -1, -2) / n
         return Vh, fL == red.FACTOR_FAILED, count_clipped(alive, fL)
@@ -206,7 +210,7 @@ class FiniteReLUMLP(FiniteLayer):
         self.slope = spec.mlp_slope
 
     def prepare(self, m):
-        if self.spec.mlp_slope is None:      # shaped for the schedule it follows (§2.4e)
+        if self.spec.mlp_slope is None:      # shaped for the schedule it follows (§2.4g)
             from .models import SoftmaxAttention
 
             final = SoftmaxAttention(attention=self.spec.spa,
@@ -217,7 +221,7 @@ class FiniteReLUMLP(FiniteLayer):
         return {"mlp_slope_used": float(self.slope)}
 
     def kernel_step(self, V, layer):
-        """Width first the MLP maps V entrywise: ``sqrt(V_aa V_bb) κ_s(ρ_ab)`` (§2.4e)."""
+        """Width first the MLP maps V entrywise: ``sqrt(V_aa V_bb) κ_s(ρ_ab)`` (§2.4g)."""
         return spa_vanilla.mlp_map(V, self.slope)
 
     def literal_shapes(self):

@@ -59,11 +59,11 @@ def _similarity_removal():
 def _mlp_slope(default=0.0):
     return parameter(default, help="leaky ReLU slope s of the He-scaled MLP (0 = ReLU; vanilla "
                      "e-spa/u-spa default: the shaped slope that keeps the block's kernel on "
-                     "the schedule, docs/theory.md §2.4e)", range="finite")
+                     "the schedule, docs/theory.md §2.4g)", range="finite")
 
 
 def _inits():
-    """value_init, query_init, key_init fields (docs/theory.md §2.4c)."""
+    """value_init, query_init, key_init fields (docs/theory.md §2.4e)."""
     return (parameter("gaussian", help="value weights W^V: gaussian, orthogonal (W^V/sqrt(n) "
                       "Haar), identity (W^V/sqrt(n) = I, attn(X) = A X) or a .npy file holding "
                       "W^V/sqrt(n) (n x n, the same in every layer)",
@@ -114,7 +114,7 @@ class SoftmaxAttention(_FiniteOnly, Model):
     query_init: str = _inits()[1]
     key_init: str = _inits()[2]
     #: E-SPA/U-SPA inside a vanilla block: aim at the pre-image of the schedule under the
-    #: following MLP of slope ``mlp_slope`` (None: the shaped slope); docs/theory.md §2.4e
+    #: following MLP of slope ``mlp_slope`` (None: the shaped slope); docs/theory.md §2.4g
     followed_by_mlp: bool = parameter(False, help="E-SPA/U-SPA followed by an MLP in a vanilla "
                                       "block: aim at the MLP's pre-image of the schedule")
     mlp_slope: float | None = _mlp_slope(None)
@@ -179,7 +179,7 @@ class SoftmaxAttention(_FiniteOnly, Model):
 class ReLUMLP(_FiniteOnly, Model):
     """He-scaled leaky ReLU MLP, no skip: ``sqrt(2/(1+s²)) φ_s(X W¹/√n) W²/√n``. With
     ``mlp_slope=None`` the slope is the shaped one of the E-SPA/U-SPA schedule ``spa`` (final
-    value ``spa_final``) it follows in a vanilla block (docs/theory.md §2.4e)."""
+    value ``spa_final``) it follows in a vanilla block (docs/theory.md §2.4g)."""
 
     mlp_slope: float | None = _mlp_slope()
     spa: str = parameter("", help="the E-SPA/U-SPA schedule this MLP follows in a vanilla block "
@@ -339,7 +339,7 @@ class Vanilla(_Block):
     summary = "vanilla Transformer block (no skips, no LN; He et al.)"
 
     def _parts(self):
-        if self.attention in SPA_FINAL_DEFAULT:     # the block keeps the schedule (§2.4e)
+        if self.attention in SPA_FINAL_DEFAULT:     # the block keeps the schedule (§2.4g)
             return (self._attn(followed_by_mlp=True, mlp_slope=self.mlp_slope),
                     ReLUMLP(self.mlp_slope, spa=self.attention, spa_final=self.spa_final))
         return (self._attn(), ReLUMLP(0.0 if self.mlp_slope is None else self.mlp_slope))
