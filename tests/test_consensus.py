@@ -27,8 +27,10 @@ TOL = 1e-9
 
 
 def _run(model, m, n, depth, paths, seed, sampler):
+    # the mpmath references start from the aligned frame X0 = √n L [I 0] (LayerNorm stacks
+    # default to Haar-random frames, docs/theory.md §2.4f)
     return sample(model, np.eye(m), width=n, depth=depth, n_paths=paths, seed=seed,
-                  sampler=sampler, save_every=1, progress=False)
+                  sampler=sampler, save_every=1, progress=False, initial_x="aligned")
 
 
 @pytest.mark.parametrize("mask,m,depth,deep", [("complete", 4, 5, -50.0),
