@@ -27,6 +27,7 @@ from sde.simulate import DEFAULT_BOUND, METHODS, as_int, simulate
 
 from .cli_blowup import add_blowup
 from .cli_compare import add_compare
+from .cli_convergence import add_convergence
 from .cli_finite import add_finite
 from .cli_figures import add_figures
 from .cli_sweep import add_sweep
@@ -136,6 +137,7 @@ def build_parser():
     add_figures(sub)
     add_sweep(sub)
     add_blowup(sub)
+    add_convergence(sub)
     return p
 
 
