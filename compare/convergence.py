@@ -56,6 +56,10 @@ MIN_CHUNK, MAX_CHUNK = 64, 4096
 #: fraction of |e|.
 TARGET_RELATIVE = 0.10
 TIME_RTOL = 1e-9
+#: the fitted rate is searched in this range; a rate whose standard error exceeds
+#: MAX_RATE_SE is reported with a note "unresolved" and not drawn.
+RATE_BOUNDS = (-2.0, 5.0)
+MAX_RATE_SE = 0.5
 
 
 def chunk_size(m, n_saved):
@@ -204,17 +208,23 @@ def fit_rate(widths, errors, cov):
 
     try:
         (c, r), pcov = scipy.optimize.curve_fit(model, n, e, p0=(c0, r0), sigma=cov,
-                                                absolute_sigma=True, maxfev=20000)
+                                                absolute_sigma=True, maxfev=20000,
+                                                bounds=([-np.inf, RATE_BOUNDS[0]],
+                                                        [np.inf, RATE_BOUNDS[1]]))
     except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
         return {**nan, "note": f"the fit failed ({exc})"}
     resid = e - model(n, c, r)
     chi2 = float(resid @ np.linalg.solve(cov, resid))
     dof = int(n.size - 2)
     sr = float(math.sqrt(pcov[1, 1])) if np.isfinite(pcov[1, 1]) else float("nan")
+    note = ""
+    if not (sr <= MAX_RATE_SE) or not (RATE_BOUNDS[0] < r < RATE_BOUNDS[1]):
+        note = (f"rate unresolved (standard error {sr:.2g} > {MAX_RATE_SE:g}, or at the fit's "
+                f"bounds {RATE_BOUNDS}): more paths or a wider range of widths needed")
     return {"rate": float(r), "rate_ci": [float(r - Z95 * sr), float(r + Z95 * sr)],
             "amplitude": float(c), "chi2": chi2, "dof": dof,
             "fit_p_value": float(scipy.stats.chi2.sf(chi2, dof)) if dof > 0 else float("nan"),
-            "note": ""}
+            "note": note}
 
 
 # --------------------------------------------------------------------------- result
@@ -231,6 +241,12 @@ class ConvergenceResult:
         per width), ``rate``, ``rate_ci`` and the rest (see :func:`convergence_study`)."""
         return {**self.attrs, "results": self.rows}
 
+    @classmethod
+    def from_dict(cls, doc):
+        """Rebuild from :meth:`to_dict` (e.g. a saved ``--json`` document)."""
+        doc = dict(doc)
+        return cls(doc.pop("results"), doc)
+
     def row(self, functional, time):
         for r in self.rows:
             if r["functional"] == functional and math.isclose(r["time"], time, rel_tol=1e-9):
@@ -243,7 +259,8 @@ class ConvergenceResult:
         for r in self.rows:
             lo, hi = r["rate_ci"]
             rate = ("no rate: " + r["note"] if not math.isfinite(r["rate"]) else
-                    f"rate {r['rate']:.3f} [{lo:.3f}, {hi:.3f}] (fit p {r['fit_p_value']:.2g})")
+                    f"rate {r['rate']:.3f} [{lo:.3f}, {hi:.3f}] (fit p {r['fit_p_value']:.2g})"
+                    + (f"; {r['note']}" if r["note"] else ""))
             sde_m, sde_lo, sde_hi = r["sde_mean"]
             dc = r["dt_check"]
             lines.append(f"{r['functional']} at t = {r['time']:g}: SDE {sde_m:.5g} "
@@ -257,7 +274,8 @@ class ConvergenceResult:
 
 def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sde_paths=None,
                       dt=None, method="spd", functionals=DEFAULT_FUNCTIONALS,
-                      bound=DEFAULT_BOUND, dt_check_paths=None, progress=None, log=None):
+                      bound=DEFAULT_BOUND, dt_check_paths=None, sde_model=None, progress=None,
+                      log=None):
     """Weak errors e(n, t) of ``functionals`` at ``widths`` and ``times``, and their rates.
 
     Parameters
@@ -273,6 +291,8 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
     functionals : names of :mod:`compare.weak_error`.
     bound : censoring / blow-up bound on both sides (default 1e4).
     dt_check_paths : paths of the 2dt check (default ``sde_paths``; 0 skips it).
+    sde_model : the SDE side's model (default ``model``): another model makes a control,
+        e.g. a perturbed coefficient, whose error must not vanish with n.
 
     Returns a :class:`ConvergenceResult`. Each row: ``functional``, ``time``, ``widths``,
     ``errors`` [[e, low, high], …], ``relative_half_width`` (interval half-width / |e|),
@@ -281,6 +301,7 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
     ``rate``, ``rate_ci``, ``amplitude``, ``chi2``, ``dof``, ``fit_p_value``, ``note``.
     """
     _check_model_for_study(model)
+    sde_model = model if sde_model is None else _check_model_for_study(sde_model)
     V0 = validate_V0(V0)
     m = V0.shape[0]
     widths = _check_widths(widths)
@@ -322,7 +343,7 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
 
     def sde_maker(step):
         def make(k, s):
-            return simulate(model, V0, t_end=t_max, dt=step, n_paths=k, seed=s, save_every=1,
+            return simulate(sde_model, V0, t_end=t_max, dt=step, n_paths=k, seed=s, save_every=1,
                             method=method, bound=bound, progress=False)
         return make
 
@@ -376,6 +397,7 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
              "method": method, "bound": bound, "functionals": functionals, "seed": seed,
              "version": __version__, "wall_time_s": _time.perf_counter() - t0,
              "wall_times_s": walls,
+             "sde_model": sde_model.params(),
              "interval": "95 %: Welch normal interval of a difference of means; indicators: "
                          "Wilson per side, Newcombe hybrid score for the difference",
              "rate_fit": "GLS fit of e(n) = C n^-r with the covariance diag(var F_n) + var "
@@ -408,3 +430,40 @@ def _row(f, ind, j, t, widths, sde_acc, chk_acc, fin_acc):
     return {"functional": f, "time": t, "widths": list(widths), "errors": errors,
             "relative_half_width": rel, "finite_means": means, "sde_mean": list(sde_mean),
             "dt_check": dt_check, "n_undetermined": und, **fit}
+
+
+# --------------------------------------------------------------------------- theory
+def _asymmetric_relu(model):
+    """Whether a sub-layer is a shaped ReLU with c₊ + c₋ ≠ 0 (docs/theory.md §6.8)."""
+    from sde.activations import ShapedReLU
+
+    for layer in model.sublayers():
+        act = getattr(layer, "shaped_activation", None)
+        if isinstance(act, ShapedReLU) and layer.c_plus + layer.c_minus != 0:
+            return True
+    return False
+
+
+def predicted_rate(model, functional):
+    """The weak-error rate docs/theory.md §6.8 predicts, and why: ``(rate or None, reason)``.
+
+    - ``exceed:K``: 1/2 (a supremum over layers 1/n apart misses O(n^-1/2) of the
+      continuous one: discrete monitoring of a diffusion);
+    - ``alive``, ``below:…``: None (an exit event of the blow-up bound; an indicator of a
+      non-smooth function): measured, not predicted;
+    - smooth ``corr``, ``exp``: 1 (per-layer moments match the SDE's to O(n^-2) by the
+      sign symmetries of the weights, logits and Gaussian pre-activations), except with a
+      shaped ReLU with c₊ + c₋ ≠ 0, whose normaliser c(n) breaks the symmetry at O(n^-1/2)
+      and scales the MLP drift by g_n = 2/(s₊² + s₋²) = 1 − (c₊ + c₋)/sqrt(n) + O(1/n): 1/2
+      (for ``exp:a`` of the Li–Nica–Roy MLP alone 1, as V_aa does not feel that drift).
+    """
+    kind = functional.partition(":")[0]
+    if kind == "exceed":
+        return 0.5, "discrete monitoring: the network's supremum is over layers 1/n apart"
+    if kind in ("alive", "below"):
+        return None, "an indicator of an exit or non-smooth event: measured, not predicted"
+    if _asymmetric_relu(model):
+        if kind == "exp" and model.arch == "mlp":
+            return 1.0, "V_aa of the Li–Nica–Roy MLP does not feel the c(n) drift factor"
+        return 0.5, "shaped ReLU with c₊ + c₋ ≠ 0: MLP drift scaled by 1 − (c₊+c₋)/sqrt(n)"
+    return 1.0, "per-layer moments match the SDE's to O(n^-2) (sign symmetries)"
