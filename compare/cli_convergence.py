@@ -49,6 +49,9 @@ def add_convergence(sub):
                    help=f"functional (repeatable; default {', '.join(DEFAULT_FUNCTIONALS)})")
     g.add_argument("--bound", type=float, default=DEFAULT_BOUND,
                    help="censoring / blow-up bound (default %(default)g)")
+    g.add_argument("--time-correction", action="store_true",
+                   help="compare width n with the SDE whose MLP drift is scaled by g_n = "
+                        "2/(s₊² + s₋²) (arch mlp, relu only; one SDE sample per width)")
     g.add_argument("--seed", type=int, required=True, help="integer seed >= 0")
     g.add_argument("--threads", type=int, help="numba threads (default: all cores); results "
                                                "do not depend on it")
@@ -97,6 +100,7 @@ def _cmd_convergence(args):
                               n_paths=paths, sde_paths=args.sde_paths, dt=args.dt,
                               method=args.method, seed=args.seed, bound=args.bound,
                               functionals=args.functionals or DEFAULT_FUNCTIONALS,
+                              time_correction=args.time_correction,
                               progress=not args.json)
     except CovsdeInputError as exc:
         raise CovsdeInputError(_as_flags(str(exc))) from None

@@ -274,8 +274,8 @@ class ConvergenceResult:
 
 def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sde_paths=None,
                       dt=None, method="spd", functionals=DEFAULT_FUNCTIONALS,
-                      bound=DEFAULT_BOUND, dt_check_paths=None, sde_model=None, progress=None,
-                      log=None):
+                      bound=DEFAULT_BOUND, dt_check_paths=None, sde_model=None,
+                      time_correction=False, progress=None, log=None):
     """Weak errors e(n, t) of ``functionals`` at ``widths`` and ``times``, and their rates.
 
     Parameters
@@ -293,6 +293,9 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
     dt_check_paths : paths of the 2dt check (default ``sde_paths``; 0 skips it).
     sde_model : the SDE side's model (default ``model``): another model makes a control,
         e.g. a perturbed coefficient, whose error must not vanish with n.
+    time_correction : compare width n with the SDE whose MLP drift is scaled by
+        g_n = 2/(s₊² + s₋²) (:func:`corrected_model`; Li–Nica–Roy ReLU MLP only,
+        docs/theory.md §6.8): one SDE sample per width (``sde_paths`` each), independent.
 
     Returns a :class:`ConvergenceResult`. Each row: ``functional``, ``time``, ``widths``,
     ``errors`` [[e, low, high], …], ``relative_half_width`` (interval half-width / |e|),
@@ -302,6 +305,8 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
     """
     _check_model_for_study(model)
     sde_model = model if sde_model is None else _check_model_for_study(sde_model)
+    if time_correction:
+        corrected_model(sde_model, 2)  # validates the model kind
     V0 = validate_V0(V0)
     m = V0.shape[0]
     widths = _check_widths(widths)
@@ -341,9 +346,9 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
 
     import finite
 
-    def sde_maker(step):
+    def sde_maker(step, which=None):
         def make(k, s):
-            return simulate(sde_model, V0, t_end=t_max, dt=step, n_paths=k, seed=s, save_every=1,
+            return simulate(which or sde_model, V0, t_end=t_max, dt=step, n_paths=k, seed=s, save_every=1,
                             method=method, bound=bound, progress=False)
         return make
 
@@ -353,7 +358,7 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
                                  save_every=1, progress=False)
         return make
 
-    total = sde_paths + check_paths + sum(paths)
+    total = sde_paths * (len(widths) if time_correction else 1) + check_paths + sum(paths)
     bar = None
     if progress or (progress is None and total > 20_000):
         from tqdm.auto import tqdm
@@ -364,8 +369,14 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
     try:
         n_steps = int(round(t_max / dt))
         tic = _time.perf_counter()
-        sde_acc = _run_source(sde_maker(dt), sde_paths, chunk_size(m, n_steps + 1), seed, 0,
-                              times, functionals, bound, bar)
+        per_chunk = chunk_size(m, n_steps + 1)
+        if time_correction:
+            sde_accs = [_run_source(sde_maker(dt, corrected_model(sde_model, n)), sde_paths,
+                                    per_chunk, seed, 10_000_000 + n, times, functionals, bound,
+                                    bar) for n in widths]
+        else:
+            sde_accs = [_run_source(sde_maker(dt), sde_paths, per_chunk, seed, 0, times,
+                                    functionals, bound, bar)] * len(widths)
         walls["sde"] = _time.perf_counter() - tic
         chk_acc = None
         if check_paths:
@@ -390,14 +401,15 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
     for f in functionals:
         ind = is_indicator(f)
         for j, t in enumerate(times):
-            rows.append(_row(f, ind, j, t, widths, sde_acc, chk_acc, fin_acc))
+            rows.append(_row(f, ind, j, t, widths, sde_accs, chk_acc, fin_acc,
+                             shared=not time_correction))
     attrs = {"kind": "weak-error convergence", **model.params(), "m": m, "V0": V0.tolist(),
              "widths": widths, "times": times, "t_end": t_end, "n_paths": paths,
              "sde_paths": sde_paths, "dt_check_paths": check_paths, "dt": dt,
              "method": method, "bound": bound, "functionals": functionals, "seed": seed,
              "version": __version__, "wall_time_s": _time.perf_counter() - t0,
              "wall_times_s": walls,
-             "sde_model": sde_model.params(),
+             "sde_model": sde_model.params(), "time_correction": bool(time_correction),
              "interval": "95 %: Welch normal interval of a difference of means; indicators: "
                          "Wilson per side, Newcombe hybrid score for the difference",
              "rate_fit": "GLS fit of e(n) = C n^-r with the covariance diag(var F_n) + var "
@@ -408,19 +420,22 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
     return ConvergenceResult(rows, attrs)
 
 
-def _row(f, ind, j, t, widths, sde_acc, chk_acc, fin_acc):
+def _row(f, ind, j, t, widths, sde_accs, chk_acc, fin_acc, shared):
+    sde_acc = sde_accs[-1]
     ms = sde_acc.mom[f][:, j]
     var_s = variance_of_mean(ms, ind)
     sde_mean = mean_ci_from(ms, ind)[:3]
     errors, means, rel, var_f = [], [], [], []
-    for acc in fin_acc:
+    for acc, sacc in zip(fin_acc, sde_accs):
         mf = acc.mom[f][:, j]
-        d, lo, hi = difference_ci_from(mf, ms, ind)
+        msi = sacc.mom[f][:, j]
+        d, lo, hi = difference_ci_from(mf, msi, ind)
         errors.append([d, lo, hi])
         means.append(list(mean_ci_from(mf, ind)[:3]))
         rel.append((hi - lo) / 2 / abs(d) if d != 0 and math.isfinite(d) else float("inf"))
-        var_f.append(variance_of_mean(mf, ind))
-    cov = np.diag(var_f) + var_s
+        var_f.append(variance_of_mean(mf, ind)
+                     + (0.0 if shared else variance_of_mean(msi, ind)))
+    cov = np.diag(var_f) + (var_s if shared else 0.0)
     fit = fit_rate(widths, [e[0] for e in errors], cov)
     if chk_acc is not None:
         dt_check = list(difference_ci_from(chk_acc.mom[f][:, j], ms, ind))
@@ -433,6 +448,23 @@ def _row(f, ind, j, t, widths, sde_acc, chk_acc, fin_acc):
 
 
 # --------------------------------------------------------------------------- theory
+def corrected_model(model, width):
+    """The finite-width corrected SDE of a Li–Nica–Roy ReLU MLP at ``width``: the same model
+    with ``c± → c± sqrt(g_n)``, ``g_n = 2/(s₊² + s₋²)``, ``s± = 1 + c±/sqrt(n)``. Its drift
+    ν ∝ (c₊ − c₋)² is the network's exact one-layer mean drift times n (docs/theory.md
+    §6.8); its diffusion is unchanged."""
+    from sde.models import ShapedMLP
+
+    if not isinstance(model, ShapedMLP) or model.activation != "relu":
+        raise CovsdeInputError("time_correction: implemented for the Li–Nica–Roy shaped ReLU "
+                               "MLP (arch mlp, activation relu) only")
+    sp = 1.0 + model.c_plus / math.sqrt(width)
+    sm = 1.0 + model.c_minus / math.sqrt(width)
+    g = math.sqrt(2.0 / (sp * sp + sm * sm))
+    return ShapedMLP(c_plus=model.c_plus * g, c_minus=model.c_minus * g)
+
+
+
 def _asymmetric_relu(model):
     """Whether a sub-layer is a shaped ReLU with c₊ + c₋ ≠ 0 (docs/theory.md §6.8)."""
     from sde.activations import ShapedReLU

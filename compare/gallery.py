@@ -15,6 +15,8 @@ in the title; a caption per figure in ``captions.md``):
   sweep (:meth:`Gallery.convergence_config`, STORE ``data/convergence_sweep``, run in this
   process, resumed) drawn by :func:`compare.sweep_figures.plot_convergence`, the function
   of ``covsde figures --sweep``.
+- ``weak_error``: the weak error E f(finite) − E f(SDE) vs n with intervals and fitted rates
+  (Li–Nica–Roy MLP; :mod:`compare.convergence_gallery`, saved as ``data/weak_error.json``).
 - ``stability``: the SDE's own blow-up probability P(τ ≤ T) over a (γ, τ0) grid
   (arch=attention, T = 1), converged in dt with the SPD scheme, as a heat map, and
   ``stability.csv``: a sweep with source ``blowup`` (STORE ``data/stability_sweep``)
@@ -49,8 +51,8 @@ from .figures import COLORS, plot_trajectories, save_figure  # noqa: E402
 from .sweep_figures import fit_slope  # noqa: E402,F401  (re-exported)
 from .overlay import plot_overlay  # noqa: E402
 
-FIGURES = ("distribution", "trajectories", "convergence", "stability", "rank_collapse",
-           "masks_layernorm", "similarity_removal", "espa_kernel")
+FIGURES = ("distribution", "trajectories", "convergence", "weak_error", "stability",
+           "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel")
 DIST_RATIOS = (0.25, 0.5, 1.0, 2.0)
 CONV_RATIOS = (0.25, 0.5, 1.0)
 #: SDE step of the convergence reference: 2^-9, finer than 1/n for every width used, and
@@ -365,9 +367,18 @@ class Gallery:
                    f"bootstrap standard errors ({c['n_boot']} resamples of the paths of both "
                    f"sides, the SDE resample shared across widths). Points carry no interval: "
                    f"the plug-in distance is biased upward by about the floor, and points "
-                   f"near the floor flatten the slope. Grey dashed: reference slope n^-1/2, "
-                   f"predicted for c₊ + c₋ ≠ 0. Table: convergence.csv. Seed {self.seed}.")
+                   f"near the floor flatten the slope. Grey dashed: n^-1/2, drawn for "
+                   f"orientation only: it is the predicted rate of the weak error of ρ_01 for "
+                   f"c₊ + c₋ ≠ 0 (docs/theory.md §6.8), not of a distance between samples, "
+                   f"which the noise floor bends; weak_error.png measures the rate. "
+                   f"Table: convergence.csv. Seed {self.seed}.")
         return fits
+
+    def weak_error(self):
+        """Weak errors E f(finite) − E f(SDE) vs width (:mod:`compare.convergence_gallery`)."""
+        from .convergence_gallery import draw_weak_error
+
+        draw_weak_error(self)
 
     # ---------------------------------------------------------------- (d)
     def stability_config(self):
@@ -535,7 +546,8 @@ def read_captions(path):
     return out
 
 
-STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability",
+STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "weak_error",
+         "stability",
          "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel")
 
 

@@ -127,3 +127,24 @@ def test_cli_json(capsys, tmp_path):
     import os
 
     assert os.path.getsize(png) > 1000
+
+
+def test_corrected_model_scales_the_mlp_drift_by_g_n():
+    from compare.convergence import corrected_model
+
+    V = np.array([[1.3, 0.4], [0.4, 0.8]])
+    for n in (8, 64, 1024):
+        sp, sm = 1.0, 1.0 - 1.0 / np.sqrt(n)
+        g = 2.0 / (sp * sp + sm * sm)
+        c = corrected_model(MLP, n)
+        np.testing.assert_allclose(c.drift(V), g * MLP.drift(V), rtol=1e-12)
+        np.testing.assert_allclose(c.diffusion(V), MLP.diffusion(V), rtol=1e-12)
+    with pytest.raises(sde.CovsdeInputError, match="Li–Nica–Roy"):
+        corrected_model(sde.ShapedAttention(0.5, 1.0), 8)
+
+
+def test_cli_time_correction_refused_for_attention(capsys):
+    assert main(["convergence", "--arch", "attention", "--gamma", "0.5", "--tau0", "1",
+                 "--tokens", "2", "--rho0", "0.2", "--t-end", "1", "--widths", "8,16",
+                 "--paths", "10", "--seed", "0", "--time-correction"]) == 2
+    assert "Li–Nica–Roy" in capsys.readouterr().err
