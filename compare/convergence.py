@@ -14,14 +14,18 @@ expect.
 Samples
 -------
 - One SDE sample (``sde_paths`` paths, step ``dt``, ``method``: SPD by default, no cone exits)
-  shared by every width, saved at every step; and a check sample at ``2 dt`` (independent):
+  shared by every width, saved every ``sde_save_every`` steps (below); and a check sample
+  at ``2 dt`` (independent):
   ``dt_check = E f(SDE at 2dt) − E f(SDE at dt)`` estimates the step bias left at ``dt`` (a
   weak-order-1 scheme has bias(2dt) − bias(dt) ≈ bias(dt)), reported beside the errors.
 - One finite sample per width (``n_paths`` paths, the default sampler: exact reduced where it
   exists), saved at every layer.
-- Paths are drawn in chunks (at most ~2²² saved numbers each, a rule of m, depth and the
-  path count only) reduced at once to the sums of f and f² (:func:`compare.weak_error.moments`),
-  so memory stays bounded; the seed of chunk c of source s is ``SeedSequence([seed, s, c])``
+- Paths are drawn in chunks of 2048 (the SDE lane kernel's fill), each reduced at once to
+  the sums of f and f² (:func:`compare.weak_error.moments`), so memory stays bounded at any
+  path count. The network is saved at every layer; the SDE every ``sde_save_every`` steps
+  (1 unless a chunk would exceed 2²⁵ numbers; at most 16, i.e. never coarser than the finest
+  network's layers), and an SDE blow-up between saved steps is still counted (status);
+  the seed of chunk c of source s is ``SeedSequence([seed, s, c])``
   (s = 0 the SDE, 1 the check, 2 + n the network at width n): the result depends on the
   seed and the path counts only, never on threads.
 
@@ -49,9 +53,15 @@ from .weak_error import (DEFAULT_FUNCTIONALS, Z95, check_functionals, difference
                          functional_values, is_indicator, mean_ci_from, moments,
                          variance_of_mean)
 
-#: target of a chunk: about this many saved numbers (paths × saved times × m²): ~32 MB.
-CHUNK_NUMBERS = 2 ** 22
-MIN_CHUNK, MAX_CHUNK = 64, 4096
+#: a chunk holds at most about this many saved numbers (paths × saved times × m²): 256 MB.
+CHUNK_NUMBERS = 2 ** 25
+#: paths per chunk: the SDE's lane kernel fills 8 RNG blocks of 256 paths at once, so a
+#: chunk of 2048 paths costs about what 256 cost (measured 0.93 s vs 0.78 s of CPU at m = 2,
+#: 4096 steps): chunks are 2048 paths (the last one shorter).
+CHUNK_PATHS = 2048
+#: the SDE is saved every SDE_SAVE_MAX steps at most (dt <= 1/(16 n_max), so at most every
+#: 1/n_max: never coarser than the finest network's layers).
+SDE_SAVE_MAX = 16
 #: a weak error is "resolved to 10 %" when its interval's half-width is at most this
 #: fraction of |e|.
 TARGET_RELATIVE = 0.10
@@ -62,9 +72,14 @@ RATE_BOUNDS = (-2.0, 5.0)
 MAX_RATE_SE = 0.5
 
 
-def chunk_size(m, n_saved):
-    """Paths per chunk for m tokens and ``n_saved`` saved times (a fixed rule)."""
-    return int(min(MAX_CHUNK, max(MIN_CHUNK, CHUNK_NUMBERS // (n_saved * m * m))))
+def save_stride(m, n_steps, cap):
+    """The smallest power of two ``s`` (s <= cap, dividing n_steps) with a chunk of
+    :data:`CHUNK_PATHS` paths saved every s steps within :data:`CHUNK_NUMBERS` numbers."""
+    s = 1
+    while (s < cap and n_steps % (2 * s) == 0
+           and CHUNK_PATHS * (n_steps // s + 1) * m * m > CHUNK_NUMBERS):
+        s *= 2
+    return s
 
 
 def _chunk_seed(seed, source, c):
@@ -346,10 +361,10 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
 
     import finite
 
-    def sde_maker(step, which=None):
+    def sde_maker(step, which=None, stride=1):
         def make(k, s):
-            return simulate(which or sde_model, V0, t_end=t_max, dt=step, n_paths=k, seed=s, save_every=1,
-                            method=method, bound=bound, progress=False)
+            return simulate(which or sde_model, V0, t_end=t_max, dt=step, n_paths=k, seed=s,
+                            save_every=stride, method=method, bound=bound, progress=False)
         return make
 
     def finite_maker(n):
@@ -369,28 +384,29 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
     try:
         n_steps = int(round(t_max / dt))
         tic = _time.perf_counter()
-        per_chunk = chunk_size(m, n_steps + 1)
+        stride = save_stride(m, n_steps, SDE_SAVE_MAX)
+        while stride > 1 and any(abs(t / (stride * dt) - round(t / (stride * dt))) > 1e-9
+                                 * t / dt for t in times):
+            stride //= 2  # every requested time must be a saved one
         if time_correction:
-            sde_accs = [_run_source(sde_maker(dt, corrected_model(sde_model, n)), sde_paths,
-                                    per_chunk, seed, 10_000_000 + n, times, functionals, bound,
-                                    bar) for n in widths]
+            sde_accs = [_run_source(sde_maker(dt, corrected_model(sde_model, n), stride),
+                                    sde_paths, CHUNK_PATHS, seed, 10_000_000 + n, times,
+                                    functionals, bound, bar) for n in widths]
         else:
-            sde_accs = [_run_source(sde_maker(dt), sde_paths, per_chunk, seed, 0, times,
-                                    functionals, bound, bar)] * len(widths)
+            sde_accs = [_run_source(sde_maker(dt, stride=stride), sde_paths, CHUNK_PATHS,
+                                    seed, 0, times, functionals, bound, bar)] * len(widths)
         walls["sde"] = _time.perf_counter() - tic
         chk_acc = None
         if check_paths:
             tic = _time.perf_counter()
-            chk_acc = _run_source(sde_maker(2 * dt), check_paths,
-                                  chunk_size(m, n_steps // 2 + 1), seed, 1, times, functionals,
-                                  bound, bar)
+            chk_acc = _run_source(sde_maker(2 * dt, stride=max(1, stride // 2)), check_paths,
+                                  CHUNK_PATHS, seed, 1, times, functionals, bound, bar)
             walls["sde_2dt"] = _time.perf_counter() - tic
         fin_acc = []
         for n, k in zip(widths, paths):
             tic = _time.perf_counter()
-            depth = int(round(t_max * n))
-            fin_acc.append(_run_source(finite_maker(n), k, chunk_size(m, depth + 1), seed,
-                                       2 + n, times, functionals, bound, bar))
+            fin_acc.append(_run_source(finite_maker(n), k, CHUNK_PATHS, seed, 2 + n, times,
+                                       functionals, bound, bar))
             walls[f"finite_{n}"] = _time.perf_counter() - tic
             if log is not None:
                 log(f"  width {n}: {k} paths, {walls[f'finite_{n}']:.1f} s")
@@ -406,7 +422,8 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
     attrs = {"kind": "weak-error convergence", **model.params(), "m": m, "V0": V0.tolist(),
              "widths": widths, "times": times, "t_end": t_end, "n_paths": paths,
              "sde_paths": sde_paths, "dt_check_paths": check_paths, "dt": dt,
-             "method": method, "bound": bound, "functionals": functionals, "seed": seed,
+             "method": method, "sde_save_every": stride, "bound": bound,
+             "functionals": functionals, "seed": seed,
              "version": __version__, "wall_time_s": _time.perf_counter() - t0,
              "wall_times_s": walls,
              "sde_model": sde_model.params(), "time_correction": bool(time_correction),
@@ -416,7 +433,8 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
                          "S·11ᵀ (one SDE sample shared by every width); rate_ci = r ± 1.96 "
                          "se",
              "censoring": f"a path counts at t if V is finite and max|V_ab| <= {bound:g} at "
-                          f"every saved time up to t (every step / layer here), both sides"}
+                          f"every saved time up to t, both sides (network: every layer; SDE: "
+                          f"every {stride} steps of {dt:g}, and every blow-up)"}
     return ConvergenceResult(rows, attrs)
 
 
