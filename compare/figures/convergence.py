@@ -12,9 +12,9 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .convergence import MAX_RATE_SE
-from .figures import OKABE_ITO
-from .weak_error import Z95
+from ..convergence import MAX_RATE_SE
+from ..weak_error import Z95
+from .style import OKABE_ITO
 
 _TIME_COLORS = (OKABE_ITO["blue"], OKABE_ITO["vermillion"], OKABE_ITO["green"],
                 OKABE_ITO["purple"], OKABE_ITO["orange"], OKABE_ITO["sky"])
@@ -74,7 +74,7 @@ def plot_weak_errors(result, functional, ax=None, model=None):
             xs = np.geomspace(n0.min(), n0.max(), 50)
             ax.plot(xs, abs(r["amplitude"]) * xs ** -r["rate"], "-", color=col, lw=1.3)
             if model is not None:
-                from .convergence import predicted_rate
+                from ..convergence import predicted_rate
 
                 pr, _ = predicted_rate(model, functional)
                 if pr is not None:
@@ -86,7 +86,7 @@ def plot_weak_errors(result, functional, ax=None, model=None):
             label += ": no rate (no width resolves e ≠ 0)"
         ax.plot([], [], "o-", color=col, label=label)
     if model is not None:
-        from .convergence import predicted_rate
+        from ..convergence import predicted_rate
 
         pr, _ = predicted_rate(model, functional)
         if pr is not None:

@@ -15,8 +15,8 @@ import os
 from sde.initial import equicorrelated
 from sde.models import ShapedMLP
 
-from .convergence import ConvergenceResult, convergence_study
-from .convergence_figures import convergence_figure
+from ..convergence import ConvergenceResult, convergence_study
+from .convergence import convergence_figure
 
 #: widths and path counts per gallery size (``sde_paths`` shared by every width).
 WEAK_SIZES = {

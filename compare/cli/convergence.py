@@ -9,8 +9,8 @@ import math
 from sde.errors import CovsdeInputError
 from sde.simulate import DEFAULT_BOUND, SCHEMES, as_int
 
-from .cli_args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
-from .weak_error import DEFAULT_FUNCTIONALS
+from .args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
+from ..weak_error import DEFAULT_FUNCTIONALS
 
 
 def add_convergence(sub):
@@ -79,7 +79,7 @@ def _float_list(text, flag):
 def _cmd_convergence(args):
     from sde.io import check_output_path
 
-    from .convergence import convergence_study
+    from ..convergence import convergence_study
 
     model = model_from_args(args)
     widths = _int_list(args.widths, "--widths")
@@ -115,8 +115,8 @@ def _cmd_convergence(args):
         for line in r.table():
             print(line)
     if args.plot:
-        from .convergence_figures import convergence_figure
-        from .figures import save_figure
+        from ..figures.convergence import convergence_figure
+        from ..figures.style import save_figure
 
         save_figure(convergence_figure(r), args.plot, "--plot")
     return 0

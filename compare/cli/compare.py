@@ -12,7 +12,7 @@ from sde.errors import CovsdeInputError
 from sde.io import check_output_path, read_dataset
 from sde.simulate import as_int
 
-from .distances import (DEFAULT_N_BOOT, MIN_N_BOOT, check_n_boot, common_times, distances,
+from ..distances import (DEFAULT_N_BOOT, MIN_N_BOOT, check_n_boot, common_times, distances,
                         legend_text, nearest_times)
 
 
@@ -81,7 +81,7 @@ def cmd_compare(args):
                        point=ode, progress=None)
     tails = None
     if args.tail:
-        from .tails import tail_probabilities
+        from ..tails import tail_probabilities
 
         tails = tail_probabilities(a, b, args.tail, times=args.time, bound=df.attrs["bound"])
     info = sys.stderr if args.json else sys.stdout
@@ -94,14 +94,14 @@ def cmd_compare(args):
     else:
         print(format_table(df, args.a, args.b))
         if tails is not None:
-            from .tails import format_tail_table
+            from ..tails import format_tail_table
 
             print("\n".join(format_tail_table(tails)))
     for note in df.attrs["warnings"]:
         print(f"warning: {note}", file=sys.stderr)
     if args.plot:
-        from .figures import save_figure
-        from .overlay import compare_figure
+        from ..figures.style import save_figure
+        from ..figures.overlay import compare_figure
 
         labels = {f"A: {os.path.basename(args.a)}": a, f"B: {os.path.basename(args.b)}": b}
         if ode is not None:
@@ -132,7 +132,7 @@ def to_json_doc(df, a, b, ode=None):
 
 
 def _legend_dict():
-    from .distances import LEGEND
+    from ..distances import LEGEND
 
     return dict(LEGEND)
 
