@@ -21,7 +21,7 @@ from .convergence import convergence_figure
 #: widths and path counts per gallery size (``sde_paths`` shared by every width).
 WEAK_SIZES = {
     "full": dict(widths=(8, 16, 32, 64, 128, 256), n_paths=100_000, sde_paths=200_000),
-    "quick": dict(widths=(8, 16, 32, 64), n_paths=20_000, sde_paths=40_000),
+    "quick": dict(widths=(8, 16, 32, 64), n_paths=10_000, sde_paths=20_000),
     "tiny": dict(widths=(8, 16, 32), n_paths=400, sde_paths=400),
 }
 WEAK_FUNCTIONALS = ("corr:0,1", "exp:0", "exceed:3")
