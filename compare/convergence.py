@@ -47,7 +47,7 @@ from sde._version import __version__
 from sde.errors import CovsdeInputError
 from sde.initial import validate_V0
 from sde.runs import as_int, as_seed, check_model
-from sde.simulate import DEFAULT_BOUND, SCHEMES, simulate
+from sde.simulate import DEFAULT_BOUND, simulate
 
 from .weak_error import (DEFAULT_FUNCTIONALS, Z95, check_functionals, difference_ci_from,
                          functional_values, is_indicator, mean_ci_from, moments,
@@ -66,6 +66,8 @@ SDE_SAVE_MAX = 16
 #: fraction of |e|.
 TARGET_RELATIVE = 0.10
 TIME_RTOL = 1e-9
+#: the stochastic schemes the SDE side may use
+SDE_METHODS = ("euler", "spd")
 #: the fitted rate is searched in this range; a rate whose standard error exceeds
 #: MAX_RATE_SE is reported with a note "unresolved" and not drawn.
 RATE_BOUNDS = (-2.0, 5.0)
@@ -338,8 +340,9 @@ def convergence_study(model, V0, *, widths, t_end, n_paths, seed, times=None, sd
             raise CovsdeInputError(f"n_paths: one count per width ({len(widths)}), got "
                                    f"{len(paths)}")
     sde_paths = paths[-1] if sde_paths is None else as_int("sde_paths", sde_paths, 2)
-    if method not in SCHEMES:
-        raise CovsdeInputError(f"method must be one of {', '.join(SCHEMES)}, got {method!r}")
+    if method not in SDE_METHODS:
+        raise CovsdeInputError(f"method must be one of {', '.join(SDE_METHODS)}, got "
+                               f"{method!r}")
     if dt is None:
         dt = default_dt(widths, t_end)
     elif isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not (0 < dt <= t_end / 2):

@@ -147,11 +147,14 @@ class FiniteShapedAttention(FiniteLayer):
         flops = 2.0 * m * n * (2 * H * nk + n) + 4.0 * H * m * m * (nk + n / H)
         return normals, flops
 
-    def reduced(self, Vh, gens, slices, alive, layer=0):
+    def reduced(self, Vh, gens, slices, alive, layer=0, record=None):
+        """``record``: a dict that receives the draws QK, M, W (:mod:`finite.consensus`)."""
         m, n, s = Vh.shape[-1], self.width, self.spec
         L, fL, Lh, fLh, failed = self._factors(Vh)
         draws = concat([red.attention_draws(g, sl.stop - sl.start, m, n, self.heads,
                                             self.key_width) for g, sl in zip(gens, slices)])
+        if record is not None:
+            record.update(QK=draws[0], M=draws[1], W=draws[2])
         Vh = red.attention_update(Vh, L, Lh, draws, s.gamma, s.tau0, n, self.key_width,
                                   self.mask_matrix(m))
         return Vh, failed, count_clipped(alive, fL, fLh)

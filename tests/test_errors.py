@@ -154,9 +154,9 @@ def _interrupt(*args, **kwargs):
 
 
 def test_ctrl_c_in_simulate(tmp_path, monkeypatch, capsys):
-    import compare.cli.app
+    import sde.simulate  # noqa: F401  (loaded, so that sys.modules holds it)
 
-    monkeypatch.setattr(compare.cli.app, "simulate", _interrupt)
+    monkeypatch.setattr(sys.modules["sde.simulate"], "simulate", _interrupt)
     out = tmp_path / "x.nc"
     assert main(["simulate", "--arch", "mlp", "--tokens", "3", "--rho0", "0.2", "--t-end",
                  "0.1", "--dt", "0.01", "--paths", "5", "--seed", "0", "--out",
@@ -166,9 +166,9 @@ def test_ctrl_c_in_simulate(tmp_path, monkeypatch, capsys):
 
 
 def test_ctrl_c_in_finite(tmp_path, monkeypatch, capsys):
-    import compare.cli.finite
+    import finite
 
-    monkeypatch.setattr(compare.cli.finite, "sample", _interrupt)
+    monkeypatch.setattr(finite, "sample", _interrupt)
     assert main(["finite", "--arch", "mlp", "--tokens", "3", "--rho0", "0.2", "--width", "8",
                  "--t-end", "0.5", "--paths", "5", "--seed", "0", "--out",
                  str(tmp_path / "f.nc")]) == 130

@@ -7,10 +7,10 @@ import json
 import math
 
 from sde.errors import CovsdeInputError
-from sde.simulate import DEFAULT_BOUND, SCHEMES, as_int
 
 from .args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
-from ..weak_error import DEFAULT_FUNCTIONALS
+from .defaults import DEFAULT_BOUND, DEFAULT_FUNCTIONALS, SCHEMES
+from .outputs import FIGURE_EXTENSIONS, add_force, check_new_file
 
 
 def add_convergence(sub):
@@ -59,6 +59,7 @@ def add_convergence(sub):
                    help="print one JSON object: settings and 'results', one per (f, t) with "
                         "widths, errors [[estimate, ci_low, ci_high], …], rate, rate_ci")
     g.add_argument("--plot", help="write a figure here (|e| vs n, one panel per functional)")
+    add_force(p)
     p.set_defaults(func=_cmd_convergence)
 
 
@@ -77,7 +78,7 @@ def _float_list(text, flag):
 
 
 def _cmd_convergence(args):
-    from sde.io import check_output_path
+    from sde.simulate import as_int
 
     from ..convergence import convergence_study
 
@@ -92,7 +93,7 @@ def _cmd_convergence(args):
     if not (math.isfinite(args.t_end) and args.t_end > 0):
         raise CovsdeInputError(f"--t-end must be a finite number > 0, got {args.t_end!r}")
     if args.plot:
-        check_output_path(args.plot, "--plot")
+        check_new_file(args.plot, "--plot", args.force, FIGURE_EXTENSIONS)
     V0 = v0_from_args(args)
     set_threads(args.threads)
     try:

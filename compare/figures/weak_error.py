@@ -33,7 +33,7 @@ M, RHO0 = 2, -0.5
 
 def weak_error_study(gallery):
     """The saved study of this gallery's size and seed, or a new one (saved)."""
-    from .gallery import derived_seed
+    from .gallery_sizes import derived_seed
 
     cfg = WEAK_SIZES[gallery.size]
     request = {"kind": "weak-error", **MODEL, "m": M, "rho0": RHO0,
