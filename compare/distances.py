@@ -1,11 +1,11 @@
 """Distances between two datasets of the common schema, with statistics that can be trusted.
 
-What is reported, and why (see also the README, "Reading `covsde compare`")
----------------------------------------------------------------------------
+What is reported, and why (see also docs/guide.md, "Reading `covsde compare`")
+--------------------------------------------------------------------------------
 A distance between two empirical laws (KS, W1) is biased upward: two samples of one law are
 at KS ≈ 0.9/sqrt(n_eff), not 0. A percentile bootstrap of such a distance is centred on the
 biased value plus its own bias, so its "95 % interval" can exclude the estimate and says
-nothing about the distance between the true laws (issue 18). We therefore report
+nothing about the distance between the true laws. We therefore report
 
 * ``ks`` (two-sample Kolmogorov–Smirnov statistic) with ``ks_pvalue`` (the two-sample test
   of scipy.stats.ks_2samp): a valid test of "same law";
@@ -67,7 +67,7 @@ DEFAULT_BOUND = 1e4
 #: elements of one batch of resampling weights (memory ~ 8 bytes each, several arrays).
 _BATCH_ELEMENTS = 2_000_000
 
-#: column → meaning, printed by ``covsde compare --help`` and in the README.
+#: column → meaning, printed by ``covsde compare --help`` and in docs/guide.md.
 LEGEND = {
     "stat": "statistic: corr:a,b = ρ_ab, V:a,b = V_ab, mineig = λ_min(V), effrank = "
             "effective rank of V, tokensim = mean off-diagonal ρ, consensus = μ(X)/‖X‖_F, "

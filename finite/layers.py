@@ -20,8 +20,8 @@ A bound layer (:class:`FiniteLayer`) owns, for one run (width n, heads H, key wi
   reduced sampler exists (the literal one always does);
 * ``prepare(m)``: precomputation once per run (e.g. E-SPA's attention matrices).
 
-Register a new sub-layer with ``@register(ModelType)`` (see README, "Adding an
-architecture").
+Register a new sub-layer with ``@register(ModelType)`` (see docs/developing.md,
+"Adding an architecture").
 """
 import numpy as np
 

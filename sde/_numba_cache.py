@@ -2,13 +2,14 @@
 
 numba's ``IndexDataCacheFile.save`` reads a function's index, picks the next free
 ``<name>.N.nbc`` file, writes the index, then the data, with no lock between processes
-(numba/numba#10128). The lane kernels are compiled once per token count m under one cache
-index, so two processes compiling *different* m at the same moment (a sweep over m, two CLI
-runs, pytest-xdist workers) could pick the same data file, and the index could end up
-pointing at the other m's machine code: loaded later without complaint (the signatures are
-identical), it would run with the wrong m. An exclusive ``flock`` on the cache directory
-around each save makes the read-pick-write sequence atomic between processes. Reads need no
-lock (each file is replaced atomically). Compiled code and results are unchanged.
+(https://github.com/numba/numba/issues/10128). The lane kernels are compiled once per token
+count m under one cache index, so two processes compiling *different* m at the same moment
+(a sweep over m, two CLI runs, pytest-xdist workers) could pick the same data file, and the
+index could end up pointing at the other m's machine code: loaded later without complaint
+(the signatures are identical), it would run with the wrong m. An exclusive ``flock`` on the
+cache directory around each save makes the read-pick-write sequence atomic between processes.
+Reads need no lock (each file is replaced atomically). Compiled code and results are
+unchanged.
 
 Importing sde does not import numba: when ``numba.core.caching`` is not loaded yet, an
 import hook patches it as soon as it is (numba loads it with the dispatcher, before any

@@ -57,7 +57,7 @@ def test_every_figure_written_as_png_and_pdf(gallery):
     data = os.listdir(out / "data")
     assert "block_sde.nc" in data and "block_ode.nc" in data
     assert any(p.startswith("block_finite_n") for p in data)
-    # the convergence grid and the stability map are sweeps (issue 17): one cell per point
+    # the convergence grid and the stability map are sweeps: one cell per point
     conv = open_sweep(out / "data" / "convergence_sweep")
     assert conv.sizes["width"] == len(SIZES["tiny"]["conv_widths"])
     assert conv.sizes["ratio"] == len(CONV_RATIOS)
@@ -89,7 +89,7 @@ def test_axes_hold_plotted_data(gallery):
                 continue
             assert ax.get_xlabel() and ax.get_ylabel(), f"{stem}: unlabelled axis"
     # distribution: one panel per d/n with SDE and finite histograms + KDE lines and the ODE
-    # line; issue 18: ONE legend for the figure (outside the panels), shared axes
+    # line; ONE legend for the figure (outside the panels), shared axes
     fig = by_stem["distribution_rho01"]
     dist = fig.get_axes()
     assert len(dist) == 4
@@ -113,7 +113,7 @@ def test_axes_hold_plotted_data(gallery):
 
 
 def test_stability_table_has_clopper_pearson_intervals(gallery):
-    """Issue 19: the map shows P(tau <= T) converged in dt (SPD scheme), not EM dead paths."""
+    """The map shows P(tau <= T) converged in dt (SPD scheme), not EM dead paths."""
     out, _ = gallery
     df = pd.read_csv(out / "stability.csv")
     cfg = SIZES["tiny"]
@@ -165,7 +165,7 @@ def _tree_mtimes(root):
 
 
 def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
-    """Issue 17: the gallery's convergence grid is a resumable sweep: a re-plot runs no cell
+    """The gallery's convergence grid is a resumable sweep: a re-plot runs no cell
     and writes nothing in its STORE; a lost cell is the only one recomputed."""
     import compare.sweep.schedule
 
@@ -221,8 +221,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
 
 
 def test_fit_slope_recovers_a_power_law_on_all_widths():
-    """Issue 18: selecting the points above 2x the floor selected on the outcome; the fit now
-    uses every width, with a bootstrap standard error when replicates are given."""
+    """The fit uses every width (selecting the points above 2x the floor would select on
+    the outcome), with a bootstrap standard error when replicates are given."""
     n = np.array([16.0, 32, 64, 128, 256])
     y = 0.1 * n ** -0.5
     fit = fit_slope(n, y * np.exp([0.01, -0.01, 0.0, 0.01, -0.01]))
@@ -252,7 +252,7 @@ def test_quick_mode_finishes_in_three_minutes(tmp_path):
                             "espa_kernel", "masked_positions", "masked_stability"}
 
 
-# --------------------------------------------------------------------------- issue 18
+# --------------------------------------------------------------------------- drawing details
 import matplotlib.pyplot as plt  # noqa: E402
 import scipy.stats  # noqa: E402
 
@@ -322,7 +322,7 @@ def test_overlay_bins_are_shared_and_the_legend_is_outside_the_panels(small):
 def test_reflected_kde_keeps_the_boundary_density():
     """ρ piled up at 1 (density 2 φ(0)/0.3·… at the edge): the reflected KDE at ρ = 0.995
     is within 15 % of the exact density; the plain Gaussian KDE (negative control) is about
-    half of it — the defect the issue measured (histogram 2.0 vs KDE 0.9)."""
+    half of it (histogram 2.0 vs KDE 0.9)."""
     rng = np.random.default_rng(0)
     x = 1 - np.abs(0.3 * rng.standard_normal(20_000))
     x = x[x > -1]

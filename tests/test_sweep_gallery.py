@@ -1,4 +1,4 @@
-"""Issues 17 + 19: the sweep sources the gallery needs — ``[sources.blowup]`` (the SDE's own
+"""The sweep sources the gallery needs — ``[sources.blowup]`` (the SDE's own
 P(tau <= T) converged in dt), an SDE sample shared across widths and bootstrap replicates for
 the convergence slope — and the in-process (``inline``) runner.
 
