@@ -249,7 +249,8 @@ def test_quick_mode_finishes_in_three_minutes(tmp_path):
     assert set(FIGURES) == {"distribution", "trajectories", "convergence", "weak_error",
                             "stability",
                             "rank_collapse", "masks_layernorm", "similarity_removal",
-                            "espa_kernel", "masked_positions", "masked_stability"}
+                            "espa_kernel", "doubly_exponential", "collapse_rate_diameter",
+                            "masked_positions", "masked_stability"}
 
 
 # --------------------------------------------------------------------------- drawing details
