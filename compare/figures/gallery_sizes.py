@@ -4,7 +4,8 @@ import numpy as np
 
 #: the figures, in drawing order (``--only``); each is a method of
 #: :class:`compare.figures.gallery.Gallery`
-FIGURES = ("distribution", "trajectories", "convergence", "stability", "rank_collapse",
+FIGURES = ("distribution", "trajectories", "convergence", "weak_error", "stability",
+           "rank_collapse",
            "masks_layernorm", "similarity_removal", "espa_kernel", "doubly_exponential",
            "collapse_rate_diameter", "ln_equilibria", "masked_positions", "masked_stability")
 #: the files each figure writes under ``--out`` (besides captions.md)
@@ -13,6 +14,7 @@ OUTPUTS = {
                      "distribution_V00.pdf"),
     "trajectories": ("trajectories.png", "trajectories.pdf"),
     "convergence": ("convergence.png", "convergence.pdf", "convergence.csv"),
+    "weak_error": ("weak_error.png", "weak_error.pdf"),
     "stability": ("stability.png", "stability.pdf", "stability.csv"),
     "rank_collapse": ("rank_collapse.png", "rank_collapse.pdf"),
     "masks_layernorm": ("masks_layernorm.png", "masks_layernorm.pdf"),
