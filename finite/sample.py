@@ -12,10 +12,12 @@ of :mod:`sde.schema` with ``time = layer / width`` (dt = 1/width) and a ``depth`
 
 Random numbers: paths are cut into RNG blocks of :data:`sde.simulate.RNG_BLOCK` paths, block
 k drawing from ``Generator(PCG64(SeedSequence(seed).spawn(n_blocks)[k]))``
-(:func:`sde.simulate.block_generators`). Within a block every draw happens in a fixed order
-(layer by layer; within a layer path by path for the literal sampler, array by array for the
-reduced one), so a result depends only on (seed, RNG_BLOCK, sampler) — not on the thread
-count, on :data:`REDUCED_CHUNK_BLOCKS` or on :data:`LITERAL_CHUNK_BYTES`.
+(:func:`sde.simulate.block_generators`). Within a block every draw happens in a fixed order:
+layer by layer, sub-layer by sub-layer, path by path. The literal sampler calls the block's
+Generator (:mod:`finite.literal`); the reduced one draws the same PCG64 stream through the
+inlined generator (:mod:`finite.streams`), each path's draws in the order of
+:mod:`finite.reduced_kernels`. A result depends only on (seed, RNG_BLOCK, sampler) — not on
+the thread count, on :data:`REDUCED_CHUNK_BLOCKS` or on :data:`LITERAL_CHUNK_BYTES`.
 """
 import concurrent.futures
 import math
@@ -38,6 +40,7 @@ from sde.schema import make_dataset
 from . import layers
 from . import literal as lit
 from . import reduced as red
+from .streams import BlockStreams
 
 SAMPLERS = ("literal", "reduced")
 #: RNG blocks per reduced-sampler task (vectorisation width); not part of the result.
@@ -238,12 +241,13 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
     Vh = np.broadcast_to(start, (p, H, m, m)).copy()
     alive = np.ones(p, dtype=bool)
     n_clip = 0
+    streams = BlockStreams(gens)
     if 0 in cfg.save_at:
         out_V[:, cfg.save_at[0]] = cfg.V0
     for layer in range(cfg.depth):
         failed = np.zeros(p, dtype=bool)
         for sub in cfg.layers:
-            Vh, f, c = sub.reduced(Vh, gens, sls, alive, layer)
+            Vh, f, c = sub.reduced(Vh, streams, sls, alive, layer)
             failed |= f
             n_clip += c
         failed |= ~np.isfinite(Vh).all(axis=(1, 2, 3))
@@ -260,6 +264,7 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
             V[~alive] = np.nan
             out_V[:, j] = V
         bar.update(p)
+    streams.write_back()
     return n_clip
 
 
