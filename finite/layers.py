@@ -12,8 +12,10 @@ A bound layer (:class:`FiniteLayer`) owns, for one run (width n, heads H, key wi
   and its map ``X → X'`` on X (p, m, n) at network layer ``layer`` (0-based; only
   depth-dependent layers such as E-SPA use it) (:mod:`finite.literal`);
 * ``reduced(Vh, gens, slices, alive, layer)``: its exact reduced map on the head-block Grams
-  Vh (p, H, m, m), drawing from the RNG blocks ``gens`` (paths ``slices``) in a fixed
-  order; returns ``(Vh', failed, n_clipped)`` (:mod:`finite.reduced`);
+  Vh (p, H, m, m), drawing from the RNG blocks ``gens`` (a :class:`finite.streams.BlockStreams`:
+  its ``rows`` feed the kernels of :mod:`finite.reduced_kernels`, and iterating it gives one
+  stream per block, with ``standard_normal`` like a Generator) holding the paths ``slices``,
+  in a fixed order; returns ``(Vh', failed, n_clipped)`` (:mod:`finite.reduced`);
 * ``literal_cost(m)`` → (normals, flops) of one literal layer for one path, and
   ``reduced_work(m)``, the relative cost of one reduced layer (progress heuristics only);
 * ``takes_key_width``: whether the key width n_k applies; ``has_reduced``: whether an exact

@@ -43,8 +43,9 @@ from . import reduced as red
 from .streams import BlockStreams
 
 SAMPLERS = ("literal", "reduced")
-#: RNG blocks per reduced-sampler task (vectorisation width); not part of the result.
-REDUCED_CHUNK_BLOCKS = 8
+#: at most this many RNG blocks per reduced-sampler task (the blocks are split evenly over
+#: the threads, so that every thread gets the same work); not part of the result.
+REDUCED_CHUNK_BLOCKS = 64
 #: bytes of weights drawn at once by one literal-sampler task; not part of the result.
 LITERAL_CHUNK_BYTES = 256 * 2 ** 20
 #: literal runs whose time estimate exceeds this many seconds are refused.
@@ -183,7 +184,8 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     gens = block_generators(seed, n_paths)
     sizes = [min(RNG_BLOCK, n_paths - k * RNG_BLOCK) for k in range(len(gens))]
     cfg = _Config(bound_layers, V0, width, heads, depth, steps)
-    per_task = REDUCED_CHUNK_BLOCKS if sampler == "reduced" else 1
+    per_task = (min(REDUCED_CHUNK_BLOCKS, math.ceil(len(gens) / threads))
+                if sampler == "reduced" else 1)
     tasks = []
     for b0 in range(0, len(gens), per_task):
         p0 = b0 * RNG_BLOCK
