@@ -6,7 +6,7 @@ paths (dt = 0.01) and 10⁴ reduced finite paths, compared on corr:0,1 and V:0,0
 
 Both runs are fresh processes (imports, numba cache loading and, for the sweep, the cluster
 start-up are included): ``covsde sweep CONFIG --out STORE --workers 2`` and a loop calling
-:func:`compare.sweep.run_cell` on every cell in one process (numba threads = all cores).
+:func:`compare.sweep.cell.run_cell` on every cell in one process (numba threads = all cores).
 The loop's distances are checked equal to the sweep's (same seeds). Prints both wall times,
 their CPU times (user + system of the processes, Dask workers included: on a machine shared
 with other jobs the wall time grows with the load, the CPU time much less; CPU / cores is
@@ -59,8 +59,8 @@ n_boot = 50
 LOOP = """
 import json, os, sys, time
 t0 = time.perf_counter()
-from compare.sweep import run_cell
-from compare.sweep_config import cells, load_config
+from compare.sweep.cell import run_cell
+from compare.sweep.config import cells, load_config
 specs = cells(load_config(sys.argv[1]))
 out = {}
 for spec in specs:
@@ -123,7 +123,7 @@ def main():
         rows.append(("single-process loop (numba threads = cores)", t_loop, c_loop))
         if not args.skip_sweep:
             from compare.sweep import open_sweep
-            from compare.sweep_config import cells, load_config
+            from compare.sweep.config import cells, load_config
 
             ds = open_sweep(store)
             loop = json.load(open(res))

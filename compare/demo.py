@@ -21,10 +21,10 @@ from sde import ShapedBlock, equicorrelated, simulate
 from sde.io import write_dataset
 from sde.schema import summary_line
 
-from .cli_compare import format_table
+from .cli.compare import format_table
 from .distances import DEFAULT_N_BOOT, distances
-from .figures import plot_trajectories, save_figure
-from .overlay import plot_overlay
+from .figures.style import plot_trajectories, save_figure
+from .figures.overlay import plot_overlay
 
 DEMO_MODEL = dict(gamma=1 / math.sqrt(8), tau0=1.0, c_plus=0.0, c_minus=-1.0)
 DEMO_V0 = dict(m=3, rho0=0.2)

@@ -3,8 +3,8 @@
 :func:`sample` draws covariance paths ``V = X Xᵀ / n`` of a finite network (docs/theory.md §2, §5)
 and returns the dataset of :mod:`sde.schema`, ``time = layer / width``.
 """
-# importing unshaped and unshaped_layers registers the unshaped architectures
-from . import unshaped, unshaped_layers
+# importing unshaped registers the unshaped architectures and their finite maps
+from . import unshaped
 from .sample import SAMPLERS, sample
 
-__all__ = ["SAMPLERS", "sample", "unshaped", "unshaped_layers"]
+__all__ = ["SAMPLERS", "sample", "unshaped"]

@@ -9,7 +9,7 @@ class CovsdeInputError(ValueError):
     """Bad input: the message names the argument and the constraint.
 
     ``param``: the parameter name the message starts with, when there is one, so that the
-    CLI can show the flag that sets it (``compare.cli_args.flag``).
+    CLI can show the flag that sets it (``compare.cli.args.flag``).
     """
 
     def __init__(self, message, param=None):

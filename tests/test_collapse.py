@@ -43,7 +43,7 @@ def test_collapse_figures_tiny(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from compare.collapse_figures import CAPTIONS, make_collapse_figures
+    from compare.figures.collapse import CAPTIONS, make_collapse_figures
 
     written = make_collapse_figures(str(tmp_path), size="tiny", log=lambda *_: None)
     names = sorted(p.split("/")[-1] for p in written)

@@ -155,7 +155,7 @@ def test_cli_compare_bad_input(files, capsys, args, needle):
 
 
 # --------------------------------------------------------------------------- issue 18
-from compare.cli_compare import format_table, g3  # noqa: E402
+from compare.cli.compare import format_table, g3  # noqa: E402
 from compare.distances import (bootstrap_quantiles, permutation_null,  # noqa: E402
                                quantile_difference_ci)
 

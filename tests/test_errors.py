@@ -154,9 +154,9 @@ def _interrupt(*args, **kwargs):
 
 
 def test_ctrl_c_in_simulate(tmp_path, monkeypatch, capsys):
-    import compare.cli
+    import compare.cli.app
 
-    monkeypatch.setattr(compare.cli, "simulate", _interrupt)
+    monkeypatch.setattr(compare.cli.app, "simulate", _interrupt)
     out = tmp_path / "x.nc"
     assert main(["simulate", "--arch", "mlp", "--tokens", "3", "--rho0", "0.2", "--t-end",
                  "0.1", "--dt", "0.01", "--paths", "5", "--seed", "0", "--out",
@@ -166,9 +166,9 @@ def test_ctrl_c_in_simulate(tmp_path, monkeypatch, capsys):
 
 
 def test_ctrl_c_in_finite(tmp_path, monkeypatch, capsys):
-    import compare.cli_finite
+    import compare.cli.finite
 
-    monkeypatch.setattr(compare.cli_finite, "sample", _interrupt)
+    monkeypatch.setattr(compare.cli.finite, "sample", _interrupt)
     assert main(["finite", "--arch", "mlp", "--tokens", "3", "--rho0", "0.2", "--width", "8",
                  "--t-end", "0.5", "--paths", "5", "--seed", "0", "--out",
                  str(tmp_path / "f.nc")]) == 130
@@ -193,9 +193,9 @@ def test_ctrl_c_in_demo_leaves_no_half_written_set(tmp_path, monkeypatch, capsys
 
 
 def test_ctrl_c_in_figures_leaves_no_half_written_set(tmp_path, monkeypatch, capsys):
-    import compare.gallery
+    import compare.figures.gallery
 
-    monkeypatch.setattr(compare.gallery.Gallery, "stability", _interrupt)
+    monkeypatch.setattr(compare.figures.gallery.Gallery, "stability", _interrupt)
     out = tmp_path / "figs"
     assert main(["figures", "--size", "tiny", "--out", str(out), "--only", "trajectories",
                  "--only", "stability"]) == 130

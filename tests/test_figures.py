@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from compare.cli import main
-from compare.gallery import CONV_RATIOS, FIGURES, SIZES, fit_slope
+from compare.figures.gallery import CONV_RATIOS, FIGURES, SIZES, fit_slope
 from compare.sweep import open_sweep
 from sde.schema import dead_fraction_ci
 
@@ -166,7 +166,7 @@ def _tree_mtimes(root):
 def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     """Issue 17: the gallery's convergence grid is a resumable sweep: a re-plot runs no cell
     and writes nothing in its STORE; a lost cell is the only one recomputed."""
-    import compare.sweep
+    import compare.sweep.schedule
 
     out, _ = gallery
     store = out / "data" / "convergence_sweep"
@@ -178,8 +178,8 @@ def test_convergence_replot_skips_finished_cells(gallery, capsys, monkeypatch):
     shared = [p for p in before if "/shared/" in p]
     assert len(shared) == 1 + len(SIZES["tiny"]["conv_widths"])
     ran = []
-    real = compare.sweep.run_cell
-    monkeypatch.setattr(compare.sweep, "run_cell", lambda *a, **k: ran.append(a) or real(*a, **k))
+    real = compare.sweep.schedule.run_cell
+    monkeypatch.setattr(compare.sweep.schedule, "run_cell", lambda *a, **k: ran.append(a) or real(*a, **k))
     capsys.readouterr()
     assert main(["figures", "--size", "tiny", "--out", str(out), "--seed", "3",
                  "--only", "convergence"]) == 0
@@ -255,8 +255,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import scipy.stats  # noqa: E402
 
 import sde  # noqa: E402
-from compare.figures import COLORS, OKABE_ITO, plot_trajectories  # noqa: E402
-from compare.overlay import compare_figure, plot_overlay, reflected_kde  # noqa: E402
+from compare.figures.style import COLORS, OKABE_ITO, plot_trajectories  # noqa: E402
+from compare.figures.overlay import compare_figure, plot_overlay, reflected_kde  # noqa: E402
 from sde.errors import CovsdeInputError  # noqa: E402
 
 
@@ -278,12 +278,12 @@ def test_no_backend_switch_at_import(monkeypatch):
 
     import compare.demo
     import compare.figures
-    import compare.gallery
-    import compare.overlay
+    import compare.figures.gallery
+    import compare.figures.overlay
 
     calls = []
     monkeypatch.setattr(matplotlib, "use", lambda *a, **k: calls.append(a))
-    for mod in (compare.figures, compare.overlay, compare.demo, compare.gallery):
+    for mod in (compare.figures, compare.figures.overlay, compare.demo, compare.figures.gallery):
         importlib.reload(mod)
     assert calls == []
 

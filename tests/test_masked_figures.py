@@ -1,4 +1,4 @@
-"""compare/masked_figures.py: the plot functions draw from datasets, take an optional ax and
+"""compare/figures/masked.py: the plot functions draw from datasets, take an optional ax and
 return the Figure; importing the module does not select a matplotlib backend."""
 import subprocess
 import sys
@@ -10,7 +10,7 @@ import sde
 
 
 def test_import_does_not_select_backend():
-    code = ("import matplotlib, compare.masked_figures as f; "
+    code = ("import matplotlib, compare.figures.masked as f; "
             "import sys; sys.exit('matplotlib.pyplot' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -21,7 +21,7 @@ def test_plot_positions_small(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from compare.masked_figures import plot_masked_positions, plot_positions, position_quantiles
+    from compare.figures.masked import plot_masked_positions, plot_positions, position_quantiles
 
     V0 = sde.equicorrelated(8, 0.2)   # m = 8: a lane kernel the suite compiles anyway
     runs = {}

@@ -19,8 +19,8 @@ import pytest
 import xarray as xr
 
 from compare.cli import main
-from compare.sweep import KILL_ENV, MANIFEST, check_store, open_cell, open_sweep, read_manifest
-from compare.sweep_config import EXAMPLE_CONFIG, cells, load_config, parse_config
+from compare.sweep.store import KILL_ENV, MANIFEST, check_store, open_cell, open_sweep, read_manifest
+from compare.sweep.config import EXAMPLE_CONFIG, cells, load_config, parse_config
 from sde.errors import CovsdeInputError
 
 CONFIG = """\
@@ -402,7 +402,7 @@ def test_figures_from_sweep(tmp_path, capsys, reference):
                      "convergence_w1_V00.png", "convergence_w1_corr01.png"]
     from matplotlib.figure import Figure
 
-    from compare.sweep_figures import plot_convergence
+    from compare.figures.sweep import plot_convergence
 
     fig = Figure()
     ax = fig.add_subplot()
@@ -413,7 +413,7 @@ def test_figures_from_sweep(tmp_path, capsys, reference):
 def test_stability_map_from_a_gamma_tau0_grid():
     import numpy as np
 
-    from compare.sweep_figures import plot_stability
+    from compare.figures.sweep import plot_stability
 
     g, t, r = [0.5, 1.0], [0.5, 1.0, 2.0], [0.5, 1.0]
     frac = np.arange(12, dtype=float).reshape(2, 2, 3, 1) / 40

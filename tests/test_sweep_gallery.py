@@ -14,8 +14,8 @@ import xarray as xr
 
 from compare.cli import main
 from compare.sweep import open_cell, open_sweep, run_sweep
-from compare.sweep_config import EXAMPLE_CONFIG, cells, parse_config
-from compare.sweep_figures import convergence_fits, fit_slope, plot_convergence, plot_stability
+from compare.sweep.config import EXAMPLE_CONFIG, cells, parse_config
+from compare.figures.sweep import convergence_fits, fit_slope, plot_convergence, plot_stability
 from sde.blowup import blowup_probability
 from sde.initial import equicorrelated
 from sde.models import ShapedAttention

@@ -16,11 +16,11 @@ import math
 
 import numpy as np
 
-from . import reduced as red
-from . import spa
-from .layers import FiniteLayer, bind, concat, count_clipped, register
-from .shaping import masked_softmax_rows, softmax_rows
-from .unshaped import LayerNorm, PreNorm, ReLUMLP, Residual, SoftmaxAttention
+from .. import reduced as red
+from .. import spa
+from ..layers import FiniteLayer, bind, concat, count_clipped, register
+from ..shaping import masked_softmax_rows, softmax_rows
+from .models import LayerNorm, PreNorm, ReLUMLP, Residual, SoftmaxAttention
 
 
 def layer_norm(X):

@@ -20,7 +20,7 @@ import sde
 from finite import sample, spa
 from finite.unshaped import AttentionOnly, PostLN, PreLN, Vanilla
 
-from .collapse import consensus_distance, token_similarity
+from ..collapse import consensus_distance, token_similarity
 
 #: Okabe–Ito colour-blind-safe palette
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",

@@ -30,8 +30,8 @@ from sde.errors import CovsdeInputError
 from sde.models import MODELS, model_from_params
 from sde.simulate import as_int, as_seed, check_memory, time_grid
 
-from .cli_args import arch_parameters
-from .statistics import parse_stat
+from ..cli.args import arch_parameters
+from ..statistics import parse_stat
 
 EXAMPLE_CONFIG = """\
 # covsde sweep config (TOML). Run:  covsde sweep THIS.toml --out STORE [--workers N]
@@ -314,7 +314,7 @@ def parse_config(cfg):
 
     compare = _table(cfg, "compare") or {}
     _unknown(compare, COMPARE_KEYS, "compare")
-    from .distances import check_n_boot
+    from ..distances import check_n_boot
 
     n_boot = check_n_boot(compare.get("n_boot", DEFAULT_N_BOOT), "compare.n_boot")
     qs = compare.get("quantiles", list(DEFAULT_QUANTILES))

@@ -12,7 +12,7 @@ from sde.errors import CovsdeInputError
 from sde.io import check_output_path, read_dataset
 from sde.simulate import as_int
 
-from .distances import (DEFAULT_N_BOOT, MIN_N_BOOT, check_n_boot, common_times, distances,
+from ..distances import (DEFAULT_N_BOOT, MIN_N_BOOT, check_n_boot, common_times, distances,
                         legend_text, nearest_times)
 
 
@@ -83,8 +83,8 @@ def cmd_compare(args):
     for note in df.attrs["warnings"]:
         print(f"warning: {note}", file=sys.stderr)
     if args.plot:
-        from .figures import save_figure
-        from .overlay import compare_figure
+        from ..figures.style import save_figure
+        from ..figures.overlay import compare_figure
 
         labels = {f"A: {os.path.basename(args.a)}": a, f"B: {os.path.basename(args.b)}": b}
         if ode is not None:
@@ -115,7 +115,7 @@ def to_json_doc(df, a, b, ode=None):
 
 
 def _legend_dict():
-    from .distances import LEGEND
+    from ..distances import LEGEND
 
     return dict(LEGEND)
 

@@ -13,12 +13,12 @@ in the title; a caption per figure in ``captions.md``):
   (arch=mlp, where the finite-n effect is visible: docs/theory.md §6.3), with the noise floor and
   the slope fitted over all widths with its 95 % bootstrap interval. The grid is a covsde
   sweep (:meth:`Gallery.convergence_config`, STORE ``data/convergence_sweep``, run in this
-  process, resumed) drawn by :func:`compare.sweep_figures.plot_convergence`, the function
+  process, resumed) drawn by :func:`compare.figures.sweep.plot_convergence`, the function
   of ``covsde figures --sweep``.
 - ``stability``: the SDE's own blow-up probability P(τ ≤ T) over a (γ, τ0) grid
   (arch=attention, T = 1), converged in dt with the SPD scheme, as a heat map, and
   ``stability.csv``: a sweep with source ``blowup`` (STORE ``data/stability_sweep``)
-  drawn by :func:`compare.sweep_figures.plot_stability`.
+  drawn by :func:`compare.figures.sweep.plot_stability`.
 
 Censoring (everywhere): statistics over the paths alive at each time; dead fractions are
 printed in the legends (alive counts) and in the tables.
@@ -43,10 +43,10 @@ from sde.io import check_writable_dir, read_dataset, write_dataset  # noqa: E402
 from sde.models import ShapedBlock  # noqa: E402
 from sde.simulate import simulate  # noqa: E402
 
-from .demo import DEMO_MODEL, DEMO_V0  # noqa: E402
-from .demo import staging_dir  # noqa: E402
-from .figures import COLORS, plot_trajectories, save_figure  # noqa: E402
-from .sweep_figures import fit_slope  # noqa: E402,F401  (re-exported)
+from ..demo import DEMO_MODEL, DEMO_V0  # noqa: E402
+from ..demo import staging_dir  # noqa: E402
+from .style import COLORS, plot_trajectories, save_figure  # noqa: E402
+from .sweep import fit_slope  # noqa: E402,F401  (re-exported)
 from .overlay import plot_overlay  # noqa: E402
 
 FIGURES = ("distribution", "trajectories", "convergence", "stability", "rank_collapse",
@@ -267,8 +267,9 @@ class Gallery:
         removed and recomputed. The cells run in this process (``inline``: no Dask)."""
         import shutil
 
-        from .sweep import open_sweep, read_manifest, run_sweep
-        from .sweep_config import config_hash
+        from ..sweep import open_sweep, run_sweep
+        from ..sweep.store import read_manifest
+        from ..sweep.config import config_hash
 
         store = os.path.join(self.data_dir, name)
         if os.path.exists(store):
@@ -295,12 +296,12 @@ class Gallery:
 
     # ---------------------------------------------------------------- (c)
     def convergence_config(self):
-        """The convergence grid as a sweep config (``compare.sweep_config``): shaped MLP,
+        """The convergence grid as a sweep config (``compare.sweep.config``): shaped MLP,
         d/n × width; one SDE sample (dt = 2^-9, to the largest d/n, saved at each) shared by
         every cell, one finite sample per width (reduced sampler, to depth max d/n · n, saved
         at each d/n) shared by that width's cells; bootstrap replicates kept for the slope's
         interval."""
-        from .sweep_config import parse_config
+        from ..sweep.config import parse_config
 
         c = self.cfg
         return parse_config({
@@ -330,7 +331,7 @@ class Gallery:
         return table, ds
 
     def convergence(self):
-        from .sweep_figures import convergence_fits, plot_convergence
+        from .sweep import convergence_fits, plot_convergence
 
         table, ds = self.convergence_table()
         self._csv(table, "convergence.csv")
@@ -373,7 +374,7 @@ class Gallery:
     def stability_config(self):
         """The stability map as a sweep config: shaped attention over γ × τ0, T = 1, source
         ``blowup`` (P(τ ≤ T) converged in dt with the SPD scheme)."""
-        from .sweep_config import parse_config
+        from ..sweep.config import parse_config
 
         c = self.cfg
         return parse_config({
@@ -389,7 +390,7 @@ class Gallery:
         """The stability sweep (STORE ``data/stability_sweep``) and its table: one row per
         (γ, τ0) with the converged P(τ ≤ T), its interval, the dt reached and the counts at
         that dt."""
-        from .sweep import open_cell
+        from ..sweep.store import open_cell
 
         config = self.stability_config()
         ds = self._sweep("stability_sweep", config)
@@ -412,7 +413,7 @@ class Gallery:
         return pd.DataFrame(rows), ds
 
     def stability(self):
-        from .sweep_figures import plot_stability
+        from .sweep import plot_stability
 
         table, ds = self.stability_table()
         self._csv(table, "stability.csv")
@@ -458,7 +459,7 @@ class Gallery:
     # ---------------------------------------------------------------- rank collapse (§2.4)
 
     def _collapse(self, name):
-        from .collapse_figures import draw_collapse_figure
+        from .collapse import draw_collapse_figure
 
         draw_collapse_figure(name, self.size if self.size in ("tiny", "quick") else "full",
                              self.seed, self._save)

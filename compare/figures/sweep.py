@@ -338,7 +338,7 @@ def figures_from_sweep(store, out_dir, log=print):
     ratio and width) when the sweep has a finite source; stability maps (per ratio) when
     its grid has gamma and tau0 axes. Unfinished cells are drawn as gaps.
     """
-    from .sweep import open_sweep
+    from ..sweep.store import open_sweep
 
     ds = open_sweep(store, partial=True)
     os.makedirs(out_dir, exist_ok=True)

@@ -16,8 +16,8 @@ import scipy.stats
 
 from sde.errors import CovsdeInputError
 
-from .figures import params_text, source_text, styles
-from .statistics import compute_stat, parse_stat, stat_label, support
+from .style import params_text, source_text, styles
+from ..statistics import compute_stat, parse_stat, stat_label, support
 
 TIME_ATOL = 1e-9
 #: default pooled-quantile clip for unbounded statistics.

@@ -39,8 +39,8 @@ def add_sweep(sub):
 
 
 def cmd_sweep(args):
-    from .sweep import SweepError, run_sweep
-    from .sweep_config import EXAMPLE_CONFIG, load_config
+    from ..sweep.schedule import SweepError, run_sweep
+    from ..sweep.config import EXAMPLE_CONFIG, load_config
 
     if args.example:
         if args.config or args.out:

@@ -5,7 +5,7 @@ import time
 from sde.errors import CovsdeInputError
 from sde.simulate import as_int
 
-from .gallery import FIGURES, SIZES, check_out_dir, make_figures
+from ..figures.gallery import FIGURES, SIZES, check_out_dir, make_figures
 
 
 def add_figures(sub):
@@ -42,7 +42,7 @@ def add_figures(sub):
 
 def cmd_figures(args):
     if args.sweep:
-        from .sweep_figures import figures_from_sweep
+        from ..figures.sweep import figures_from_sweep
 
         written = figures_from_sweep(args.sweep, args.out,
                                      log=lambda line: print(line, flush=True))

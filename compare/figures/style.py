@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 
 from sde.errors import CovsdeInputError
 
-from .statistics import correlation, quantile_band
+from ..statistics import correlation, quantile_band
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",

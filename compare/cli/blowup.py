@@ -13,7 +13,7 @@ from sde.blowup import (BLOWUP_METHODS, DEFAULT_MAX_HALVINGS, DEFAULT_STABLE_PAI
 from sde.errors import CovsdeInputError
 from sde.simulate import DEFAULT_BOUND, as_int
 
-from .cli_args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
+from .args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
 
 
 def add_blowup(sub):

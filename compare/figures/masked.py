@@ -1,6 +1,6 @@
 """Causal vs bidirectional shaped attention: the law of ρ_{0,j} and V_jj against token position j.
 
-``python -m compare.masked_figures --out runs/masked`` runs the SDE and the reduced finite
+``python -m compare.figures.masked --out runs/masked`` runs the SDE and the reduced finite
 network of the same shaped block (same γ, τ0) with the complete and the causal mask
 (docs/theory.md §3.5) and draws, at each d/n ∈ {0.25, 1}, the median and 10–90 % band of
 ρ_{0,j} and of V_jj against j (SDE: lines and bands; finite network: markers with bars).

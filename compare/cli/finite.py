@@ -15,7 +15,7 @@ from sde.errors import CovsdeInputError
 from sde.io import check_output_path, write_dataset
 from sde.schema import summary_line
 
-from .cli_args import (add_model_args, flag, add_run_args, add_v0_args, check_tokens_memory,
+from .args import (add_model_args, flag, add_run_args, add_v0_args, check_tokens_memory,
                        memory_limit_bytes, model_from_args, set_threads, v0_from_args)
 
 #: sample() argument names → the flags a CLI user typed (for error messages).

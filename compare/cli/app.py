@@ -25,12 +25,12 @@ from sde.io import check_output_path, check_writable_dir, write_dataset
 from sde.schema import summary_line
 from sde.simulate import DEFAULT_BOUND, METHODS, as_int, simulate
 
-from .cli_blowup import add_blowup
-from .cli_compare import add_compare
-from .cli_finite import add_finite
-from .cli_figures import add_figures
-from .cli_sweep import add_sweep
-from .cli_args import (Parser, add_model_args, add_run_args, add_v0_args, check_tokens_memory,
+from .blowup import add_blowup
+from .compare import add_compare
+from .finite import add_finite
+from .figures import add_figures
+from .sweep import add_sweep
+from .args import (Parser, add_model_args, add_run_args, add_v0_args, check_tokens_memory,
                        memory_limit_bytes, model_from_args, set_threads, v0_from_args)
 
 if _SIGINT_BEFORE is not None:  # imports done: Ctrl-C raises KeyboardInterrupt again
@@ -108,7 +108,7 @@ def _add_demo(sub):
 
 
 def _cmd_demo(args):
-    from .demo import run_demo
+    from ..demo import run_demo
 
     as_int("--paths", args.paths, 1)
     as_int("--seed", args.seed, 0)
