@@ -18,7 +18,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(BIN)/covsde demo --out runs/demo
+	$(BIN)/covsde demo --out runs/demo --force
 
 # the default suite on TEST_WORKERS pytest-xdist processes, whole test files per worker
 # (module fixtures built once); `make test TEST_WORKERS=0` runs it in this process

@@ -1,4 +1,4 @@
-"""`covsde compare` over every common time of the demo's finite and SDE files: before/after.
+"""`covsde compare` over every common time of the demo's finite and SDE files vs a per-draw loop.
 
     python benchmarks/bench_compare.py [--demo-dir runs/demo] [--legacy-rows 4]
 
@@ -7,7 +7,7 @@ about 2 min: SDE 10⁴ paths, finite n = 200 with 2000 paths, shaped block, T = 
 
 **after**: :func:`compare.distances.distances` on all common times (101 rows), default
 ``n_boot = 200`` (numba permutation kernel, order-statistic bootstrap of the quantiles).
-**before**: the per-draw Python loop of the previous version (200 bootstrap draws, each
+**before**: a per-draw Python loop, the baseline (200 bootstrap draws, each
 resampling both sides with ``rng.choice`` and calling scipy's KS and W1, plus 200 floor
 draws), copied below, timed on ``--legacy-rows`` rows spread over the times and
 extrapolated per row. Both in this one process; the ratio is per row.
@@ -37,7 +37,7 @@ def _ks_statistic(x, y):
 
 
 def legacy_row(xa, xb, rng, n_boot=200):
-    """The previous implementation of one row (percentile bootstrap + floor loop)."""
+    """The baseline for one row: per-draw percentile bootstrap + floor loop."""
     xa = xa[np.isfinite(xa)]
     xb = xb[np.isfinite(xb)]
     scipy.stats.ks_2samp(xa, xb)

@@ -9,8 +9,7 @@ kernels are warmed up first, then every configuration is timed ``--repeats`` tim
 interleaved order and the best wall time is kept (the machine is shared). The complete mask
 runs twice: on the lane kernel ``sde.simulate`` uses, and on the per-path kernel
 ``simulate_blocks_scalar`` (same results), which has the masked kernel's structure (one path
-at a time per thread). Goal (the masked-SDE issue, set when the complete-mask kernel was the
-per-path one): masked within 1.5× of the complete mask's speed.
+at a time per thread). Results: docs/benchmarks.md.
 """
 import argparse
 import math

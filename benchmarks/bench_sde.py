@@ -8,15 +8,15 @@ counted as if they had run to T, they are 1–6 % of the paths):
 * **kernel** — :func:`sde.simulate` (numba Euler lane kernel: 8 RNG blocks as lanes, compiled
   per m, lane groups on ``numba.get_num_threads()`` threads; per-path kernel for m > 16),
   warm (compiled before timing), numba threads = 2, only the first and last steps saved;
-* **per-path** — the same with the per-path kernel ``simulate_blocks_scalar`` (the kernel
-  before the lanes; bit-identical results);
+* **per-path** — the same with the per-path kernel ``simulate_blocks_scalar`` (the
+  reference kernel, one path at a time; bit-identical results);
 * **spd** — :func:`sde.simulate` with ``method="spd"`` (docs/theory.md §4.7), lane kernel;
 * **numpy** — batched Euler–Maruyama in one process: the same drift and O(m³) noise as
   the kernel (docs/theory.md §4), vectorised over paths, batched Cholesky with per-path failure
   handling (a batch that fails is bisected until the failing paths are found);
 * **RNG floor** — a numba ``prange`` kernel that draws the same normals per path-step
   (m(m+1)/2 for Z plus m² for G') from the same per-block Generators and only sums them
-  (the floor the issue's goals are stated against);
+  (the floor of draws through the Generator);
 * **inline floor** — the same draws with the inlined PCG64 + ziggurat the lane kernels use
   (:mod:`sde.pcg64`: the same stream, state in registers for a path-step's draws): the
   floor of the kernels as they are now. The lane kernels draw faster than the Generator
@@ -26,9 +26,9 @@ counted as if they had run to T, they are 1–6 % of the paths):
   ``G(y, t) = model.noise_matrix(V)`` (vectorised numpy, ``np.kron``), a few paths.
 
 Ratios: kernel/RNG floor, kernel/inline floor (the fraction of the kernel's time spent on
-normals), per-path/RNG floor, spd/RNG floor, kernel/per-path, kernel/numpy. Goals (issue 19):
-kernel ≥ 0.75 / 0.7 / 0.55 of the RNG floor at m = 3 / 8 / 16. (The floor loops sum their
-draws, a dependency chain: a slight overestimate of the true cost of the normals.)
+normals), per-path/RNG floor, spd/RNG floor, kernel/per-path, kernel/numpy. Results:
+docs/benchmarks.md. (The floor loops sum their draws, a dependency chain: a slight
+overestimate of the true cost of the normals.)
 """
 import argparse
 import math

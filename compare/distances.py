@@ -1,11 +1,11 @@
 """Distances between two datasets of the common schema, with statistics that can be trusted.
 
-What is reported, and why (see also the README, "Reading `covsde compare`")
----------------------------------------------------------------------------
+What is reported, and why (see also docs/guide.md, "Reading `covsde compare`")
+--------------------------------------------------------------------------------
 A distance between two empirical laws (KS, W1) is biased upward: two samples of one law are
 at KS ≈ 0.9/sqrt(n_eff), not 0. A percentile bootstrap of such a distance is centred on the
 biased value plus its own bias, so its "95 % interval" can exclude the estimate and says
-nothing about the distance between the true laws (issue 18). We therefore report
+nothing about the distance between the true laws. We therefore report
 
 * ``ks`` (two-sample Kolmogorov–Smirnov statistic) with ``ks_pvalue`` (the two-sample test
   of scipy.stats.ks_2samp): a valid test of "same law";
@@ -34,6 +34,10 @@ times. The censored fraction of each side is reported beside every distance, wit
 
 A one-path dataset (an ODE run) is not a distribution: it is refused as side ``a`` or ``b``
 and enters only as ``point``, giving ``w1_a_to_ode = W1(a, δ_ODE) = mean |x − x_ODE|``.
+
+Length: the distances, their permutation floors and bootstrap intervals share one censoring
+rule, one time matching and one resampling discipline (batched numba kernels), kept in one
+module so that every number of a row is computed the same way.
 """
 import math
 import numbers
@@ -63,10 +67,11 @@ DEFAULT_BOUND = 1e4
 #: elements of one batch of resampling weights (memory ~ 8 bytes each, several arrays).
 _BATCH_ELEMENTS = 2_000_000
 
-#: column → meaning, printed by ``covsde compare --help`` and in the README.
+#: column → meaning, printed by ``covsde compare --help`` and in docs/guide.md.
 LEGEND = {
     "stat": "statistic: corr:a,b = ρ_ab, V:a,b = V_ab, mineig = λ_min(V), effrank = "
-            "effective rank of V, tokensim = mean off-diagonal ρ, consensus = μ(X)/‖X‖_F",
+            "effective rank of V, tokensim = mean off-diagonal ρ, consensus = μ(X)/‖X‖_F, "
+            "log-consensus = log μ(X)/‖X‖_F (carried, no round-off floor)",
     "time": "t = depth / width",
     "n_paths_a, n_paths_b": "paths in each dataset",
     "n_used_a, n_used_b": "paths counted at t (alive and below the bound so far)",
@@ -469,13 +474,14 @@ def distances(a, b, stats=("corr:0,1",), times=None, n_boot=DEFAULT_N_BOOT, seed
     bar = _bar(len(stats) * len(pairs), progress)
     try:
         for s in stats:
-            xa = compute_stat(a["V"], s).values
-            xb = compute_stat(b["V"], s).values
-            xp = compute_stat(point["V"], s) if point is not None else None
+            xa = compute_stat(a, s).values
+            xb = compute_stat(b, s).values
+            xp = compute_stat(point, s) if point is not None else None
+            fa, fb = ua & np.isfinite(xa), ub & np.isfinite(xb)  # log-consensus from V: NaN
             for ia, ib, t in pairs:
-                row = _row(s, t, xa[:, ia], xb[:, ib], ua[:, ia], ub[:, ib], rng, n_boot)
+                row = _row(s, t, xa[:, ia], xb[:, ib], fa[:, ia], fb[:, ib], rng, n_boot)
                 if xp is not None:
-                    row["w1_a_to_ode"] = _w1_point(xa[:, ia][ua[:, ia]], xp, t)
+                    row["w1_a_to_ode"] = _w1_point(xa[:, ia][fa[:, ia]], xp, t)
                 rows.append(row)
                 if bar is not None:
                     bar.update()

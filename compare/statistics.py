@@ -6,11 +6,16 @@ Statistic names used by the CLI (``--stat``): ``corr:a,b`` (ρ_ab), ``V:a,b`` (V
 ``mineig`` (smallest eigenvalue of V), ``effrank`` (exp of the entropy of the
 normalised eigenvalues of V, between 1 and m), and the collapse measures of
 docs/theory.md §2.4 (:mod:`compare.collapse`): ``tokensim`` (mean off-diagonal correlation
-ρ̄, in [−1/(m−1), 1]) and ``consensus`` (μ(X)/‖X‖_F = sqrt(tr(PVP)/tr V), in [0, 1]).
+ρ̄, in [−1/(m−1), 1]) and ``consensus`` (μ(X)/‖X‖_F = sqrt(tr(PVP)/tr V), in [0, 1]);
+``log-consensus`` (log μ(X)/‖X‖_F ≤ 0): the dataset's ``log_consensus`` variable, which finite
+attention-only samplers carry without a round-off floor (docs/theory.md §2.4c); a dataset
+without it (the SDE, the ODE) gets it from V, NaN where V's difference is round-off.
+:func:`compute_stat` takes the dataset (or, for the statistics of V alone, its ``V``).
 """
 import numpy as np
 import xarray as xr
 
+from finite.consensus import log_consensus_from_V
 from sde.errors import CovsdeInputError
 
 from .collapse import consensus_distance, token_similarity
@@ -57,7 +62,7 @@ def effective_rank(V):
 
 
 #: statistics of the whole matrix (no token indices)
-_WHOLE = ("mineig", "effrank", "tokensim", "consensus")
+_WHOLE = ("mineig", "effrank", "tokensim", "consensus", "log-consensus")
 
 
 def _matrix_stat(V, fn):
@@ -77,7 +82,7 @@ def parse_stat(spec, m):
         return kind, None, None
     if kind not in ("corr", "V"):
         raise CovsdeInputError(f"statistic {spec!r}: unknown statistic (use corr:a,b, V:a,b, "
-                               f"mineig, effrank, tokensim or consensus)")
+                               f"mineig, effrank, tokensim, consensus or log-consensus)")
     try:
         a, b = (int(x) for x in idx.split(","))
     except ValueError:
@@ -92,8 +97,16 @@ def parse_stat(spec, m):
 
 
 def compute_stat(V, spec):
-    """The statistic named ``spec`` (see module doc), dims (path, time)."""
+    """The statistic named ``spec`` (see module doc), dims (path, time). ``V``: the dataset,
+    or its ``V`` DataArray (then ``log-consensus`` is formed from V)."""
+    ds = V if isinstance(V, xr.Dataset) else None
+    if ds is not None:
+        V = ds["V"]
     kind, a, b = parse_stat(spec, V.sizes["token_a"])
+    if kind == "log-consensus":
+        if ds is not None and "log_consensus" in ds:
+            return ds["log_consensus"]
+        return _matrix_stat(V, log_consensus_from_V)
     if kind == "corr":
         return correlation(V, a, b)
     if kind == "V":
@@ -134,6 +147,8 @@ def stat_label(spec):
         return r"token similarity $\bar\rho$ (mean off-diagonal correlation)"
     if kind == "consensus":
         return r"distance to rank one $\mu(X)/\|X\|_F$"
+    if kind == "log-consensus":
+        return r"$\log\,\mu(X)/\|X\|_F$ (natural log)"
     return spec
 
 
@@ -152,4 +167,6 @@ def support(spec):
         return None, 1.0
     if kind == "consensus":
         return 0.0, 1.0
+    if kind == "log-consensus":
+        return None, 0.0
     return 1.0, None

@@ -16,6 +16,7 @@ from sde.initial import validate_V0
 from sde.schema import make_dataset
 
 from . import layers
+from .unshaped import layers as unshaped_layers  # noqa: F401  (registers their finite maps)
 
 
 def kernel_map(model, V0, *, depth, width, save_every=None):

@@ -22,8 +22,8 @@ A bound layer (:class:`FiniteLayer`) owns, for one run (width n, heads H, key wi
   reduced sampler exists (the literal one always does);
 * ``prepare(m)``: precomputation once per run (e.g. E-SPA's attention matrices).
 
-Register a new sub-layer with ``@register(ModelType)`` (see README, "Adding an
-architecture").
+Register a new sub-layer with ``@register(ModelType)`` (see docs/developing.md,
+"Adding an architecture").
 """
 import numpy as np
 
@@ -152,11 +152,17 @@ class FiniteShapedAttention(FiniteLayer):
         flops = 2.0 * m * n * (2 * H * nk + n) + 4.0 * H * m * m * (nk + n / H)
         return normals, flops
 
-    def reduced(self, Vh, gens, slices, alive, layer=0):
+    def reduced(self, Vh, gens, slices, alive, layer=0, record=None):
+        """``record``: a dict that receives the draws QK, M, W (:mod:`finite.consensus`)."""
         m, n, s = Vh.shape[-1], self.width, self.spec
         mask, centre = red._mask_and_centre(self.mask_matrix(m), m)
-        return _run_kernel(rk.attention_kernel, Vh, gens, slices, alive, s.gamma, s.tau0,
-                           int(n), int(self.key_width), mask, centre, red.PSD_TOL)
+        rec = np.empty((3, Vh.shape[0], self.heads, m, m) if record is not None else (3, 1, 1, 1, 1))
+        out = _run_kernel(rk.attention_kernel, Vh, gens, slices, alive, s.gamma, s.tau0,
+                          int(n), int(self.key_width), mask, centre, red.PSD_TOL,
+                          extra=(rec, record is not None))
+        if record is not None:
+            record.update(QK=rec[0], M=rec[1], W=rec[2])
+        return out
 
 
 @register(ShapedMLPResidual)
@@ -222,17 +228,18 @@ class FiniteShapedMLP(FiniteShapedMLPResidual):
         return self._reduced_mlp(Vh, gens, slices, alive, False)
 
 
-def _run_kernel(kernel, Vh, gens, slices, alive, *args):
+def _run_kernel(kernel, Vh, gens, slices, alive, *args, extra=()):
     """Run a sub-layer kernel of :mod:`finite.reduced_kernels` on a copy of Vh over the RNG
     blocks ``gens`` (a :class:`finite.streams.BlockStreams`, or Generators whose states are
-    written back) holding the paths ``slices``; returns ``(Vh', failed, n_clipped)``."""
+    written back) holding the paths ``slices``; ``extra``: arguments after the kernel's
+    outputs ``failed, clipped``. Returns ``(Vh', failed, n_clipped)``."""
     streams = gens if isinstance(gens, BlockStreams) else BlockStreams(gens)
     out = np.array(Vh, dtype=np.float64, order="C")
     p = out.shape[0]
     bounds = np.array([sl.start for sl in slices] + [slices[-1].stop], dtype=np.int64)
     failed = np.zeros(p, dtype=np.bool_)
     clipped = np.zeros(p, dtype=np.int64)
-    kernel(streams.rows, bounds, out, *args, failed, clipped)
+    kernel(streams.rows, bounds, out, *args, failed, clipped, *extra)
     if streams is not gens:
         streams.write_back()
     return out, failed, int(clipped[alive].sum())

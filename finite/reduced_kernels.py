@@ -215,12 +215,13 @@ def _factors(Vh_i, L, Lh, V, tol):
 
 @njit(cache=True, nogil=True)
 def attention_kernel(rows, bounds, Vh, gamma, tau0, width, key_width, mask, centre, tol,
-                     failed, clipped):
+                     failed, clipped, rec, record):
     """Shaped attention sub-block (docs/theory.md §5.2, §5.5) on every path, in place.
 
     ``mask`` (m, m) 0/1 (all ones: complete) and ``centre`` its centring matrix C
     (``11ᵀ/m`` for the complete mask): ``A = I + softmax_mask(L G_Q G_Kᵀ Lᵀ/(τ0 sqrt(n n_k)))
-    − C``."""
+    − C``. ``record``: also write each path's draws ``G_Q G_Kᵀ, M, W`` into ``rec[0..2]``
+    (3, p, H, m, m) (for :mod:`finite.consensus`)."""
     p, H, m, _ = Vh.shape
     lam = math.sqrt(max(0.0, 1.0 - gamma * gamma))
     kappa = lam * gamma / math.sqrt(width)
@@ -249,6 +250,10 @@ def attention_kernel(rows, bounds, Vh, gamma, tau0, width, key_width, mask, cent
                 inline_rng.query_key_into(row, key_width, QK, work)
                 _draw_normals(row, M)
                 inline_rng.wishart_into(row, kw, W, work[2])
+                if record:
+                    rec[0, i, h] = QK
+                    rec[1, i, h] = M
+                    rec[2, i, h] = W
                 attention_matrix_into(L, QK, scale, mask, centre, A, T1, T2)
                 _matmul(A, L, AL)
                 residual_update(Vh[i, h], AL, Lh[h], M, W, lam, kappa, mu, T1, T2, T3)

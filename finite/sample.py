@@ -37,7 +37,9 @@ from sde.errors import CovsdeInputError
 from sde.initial import validate_V0
 from sde.schema import make_dataset
 
+from . import consensus as cons
 from . import layers
+from .unshaped import layers as unshaped_layers  # noqa: F401  (registers their finite maps)
 from . import literal as lit
 from . import reduced as red
 from .streams import BlockStreams
@@ -56,6 +58,13 @@ LITERAL_MAX_PATH_BYTES = 8 * 2 ** 30
 _SEC_PER_NORMAL = 15e-9
 _SEC_PER_FLOP = 1e-9
 _CORES = 2
+
+
+#: attrs ``log_consensus_method``: how the dataset's ``log_consensus`` was computed
+LOG_CONSENSUS_CARRIED = ("carried: X = 1 xbar^T + Y with Y kept separately (docs/theory.md "
+                         "2.4c); finite down to about -1.8e308")
+LOG_CONSENSUS_FROM_V = ("from V: 0.5 log((tr V - 1^T V 1/m)/tr V), NaN where that difference "
+                        "is round-off (below ~1e-13 tr V)")
 
 
 class RealisedTimeWarning(UserWarning):
@@ -126,7 +135,10 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     ``step`` and ``depth`` = layer. A reduced path whose state cannot be factorised (non-
     finite, or not PSD beyond round-off) is dead from that layer (status 3); a literal path
     that turns non-finite has status 2. ``n_psd_clipped`` counts factorisations that needed
-    negative round-off eigenvalues clipped (harmless).
+    negative round-off eigenvalues clipped (harmless). ``log_consensus(path, time)``: the
+    natural log of μ(X)/‖X‖_F, carried without a round-off floor where every sub-layer allows
+    it (:mod:`finite.consensus`), else from V with NaN below V's floor (attr
+    ``log_consensus_method``).
     """
     check_model(model)
     if sampler is not None and sampler not in SAMPLERS:
@@ -179,11 +191,13 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
 
     t0 = _time.perf_counter()
     out_V = np.full((n_paths, len(steps), m, m), np.nan)
+    out_lc = np.full((n_paths, len(steps)), np.nan)
     status = np.zeros(n_paths, dtype=np.int8)
     death = np.full(n_paths, np.inf)
     gens = block_generators(seed, n_paths)
     sizes = [min(RNG_BLOCK, n_paths - k * RNG_BLOCK) for k in range(len(gens))]
     cfg = _Config(bound_layers, V0, width, heads, depth, steps)
+    cfg.carry = cons.carried(bound_layers, sampler)
     per_task = (min(REDUCED_CHUNK_BLOCKS, math.ceil(len(gens) / threads))
                 if sampler == "reduced" else 1)
     tasks = []
@@ -199,7 +213,8 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
               disable=not progress, leave=False) as bar:
         def job(task):
             g, sz, sl = task
-            n_clip = run(cfg, g, sz, out_V[sl], status[sl], death[sl], bar, chunk_bytes)
+            n_clip = run(cfg, g, sz, out_V[sl], status[sl], death[sl], bar, chunk_bytes,
+                         out_lc[sl])
             with lock:
                 clipped[0] += n_clip
 
@@ -217,8 +232,15 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
         sampler=sampler, width=width, key_width=key_width, heads=heads, depth_layers=depth,
         t_end_requested=None if t_end is None else float(t_end),
         initial_X="X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks",
-        n_psd_clipped=int(clipped[0]), psd_tol=red.PSD_TOL, **mask_attrs)
-    return make_dataset(out_V, status, death, steps, 1.0 / width, attrs, depth=steps)
+        n_psd_clipped=int(clipped[0]), psd_tol=red.PSD_TOL,
+        log_consensus_method=LOG_CONSENSUS_CARRIED if cfg.carry else LOG_CONSENSUS_FROM_V,
+        **mask_attrs)
+    ds = make_dataset(out_V, status, death, steps, 1.0 / width, attrs, depth=steps)
+    if not cfg.carry:
+        out_lc = cons.log_consensus_from_V(out_V)
+    ds["log_consensus"] = (("path", "time"), out_lc)
+    ds["log_consensus"].attrs["long_name"] = "natural log of mu(X)/||X||_F"
+    return ds
 
 
 class _Config:
@@ -233,7 +255,7 @@ class _Config:
 
 # ---------------------------------------------------------------- reduced
 
-def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
+def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes, out_lc):
     """Run the blocks ``gens`` (sizes ``sizes``) through all layers; fill out_V etc."""
     m, H, n = cfg.m, cfg.heads, cfg.width
     p = sum(sizes)
@@ -244,12 +266,20 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
     alive = np.ones(p, dtype=bool)
     n_clip = 0
     streams = BlockStreams(gens)
+    if cfg.carry:
+        state = cons.ReducedState(np.broadcast_to(np.linalg.cholesky(cfg.V0), (p, m, m)), H)
     if 0 in cfg.save_at:
         out_V[:, cfg.save_at[0]] = cfg.V0
+        if cfg.carry:
+            out_lc[:, cfg.save_at[0]] = state.log_consensus()
     for layer in range(cfg.depth):
         failed = np.zeros(p, dtype=bool)
         for sub in cfg.layers:
-            Vh, f, c = sub.reduced(Vh, streams, sls, alive, layer)
+            rec = {} if cfg.carry else None
+            Vh, f, c = (sub.reduced(Vh, streams, sls, alive, layer, record=rec) if cfg.carry
+                        else sub.reduced(Vh, streams, sls, alive, layer))
+            if cfg.carry:
+                cons.reduced_step(state, sub, rec, layer)
             failed |= f
             n_clip += c
         failed |= ~np.isfinite(Vh).all(axis=(1, 2, 3))
@@ -265,6 +295,10 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
             V = Vh.sum(axis=1)
             V[~alive] = np.nan
             out_V[:, j] = V
+            if cfg.carry:
+                lc = state.log_consensus()
+                lc[~alive] = np.nan
+                out_lc[:, j] = lc
         bar.update(p)
     streams.write_back()
     return n_clip
@@ -272,23 +306,33 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes):
 
 # ---------------------------------------------------------------- literal
 
-def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes):
+def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes, out_lc):
     """Run one RNG block through all layers with explicit weights."""
     (gen,), (p,) = gens, sizes
     m, H, n = cfg.m, cfg.heads, cfg.width
     X = np.broadcast_to(lit.initial_X(cfg.V0, n, H), (p, m, n)).copy()
     subs = [(sub.literal_shapes(), sub.literal) for sub in cfg.layers]
     alive = np.ones(p, dtype=bool)
+    if cfg.carry:
+        Yhat, ell = cons.start(X - X.mean(axis=1, keepdims=True))
+        steps_of = [cons.literal_step_of(sub) for sub in cfg.layers]
     if 0 in cfg.save_at:
         out_V[:, cfg.save_at[0]] = lit.gram(X)
+        if cfg.carry:   # the same number as the reduced sampler's (from L, L Lᵀ = V0)
+            out_lc[:, cfg.save_at[0]] = cons.ReducedState(
+                np.linalg.cholesky(cfg.V0)[None]).log_consensus()[0]
     qs = [min(p, max(1, int(chunk_bytes // (8 * max(1, lit.weight_count(shapes))))))
           for shapes, _ in subs]
     buffers = [[np.empty((q, a, b)) for a, b in shapes] for q, (shapes, _) in zip(qs, subs)]
     for layer in range(cfg.depth):
-        for q, buf, (shapes, apply) in zip(qs, buffers, subs):
+        for k, (q, buf, (shapes, apply)) in enumerate(zip(qs, buffers, subs)):
             for i0 in range(0, p, q):
                 i1 = min(p, i0 + q)
-                X[i0:i1] = apply(X[i0:i1], lit.draw_weights(gen, i1 - i0, shapes, buf), layer)
+                weights = lit.draw_weights(gen, i1 - i0, shapes, buf)
+                if cfg.carry:
+                    Yhat[i0:i1], ell[i0:i1] = steps_of[k](cfg.layers[k], X[i0:i1], Yhat[i0:i1],
+                                                          ell[i0:i1], weights, layer)
+                X[i0:i1] = apply(X[i0:i1], weights, layer)
         V = lit.gram(X)
         newly = alive & ~np.isfinite(V).all(axis=(1, 2))
         if newly.any():
@@ -300,5 +344,8 @@ def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes):
         if j is not None:
             V[~alive] = np.nan
             out_V[:, j] = V
+            if cfg.carry:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    out_lc[:, j] = np.where(alive, ell - cons.log_norm(X), np.nan)
         bar.update(p)
     return 0

@@ -228,7 +228,7 @@ def simulate_blocks(gens, block_start, block_len, V0, coef, dt, n_steps, save_st
     (``_N_SLOTS``, m, m, NL) with the lane axis innermost. LLVM then sees every access as a
     constant offset from one base pointer, proves the slices disjoint, and emits packed
     (SIMD) arithmetic across the NL lanes (``vaddpd``/``vmulpd``/``vdivpd`` on ymm registers
-    on AVX2; README, Benchmarks). numba's SLP vectoriser is switched on for this kernel's
+    on AVX2; docs/benchmarks.md). numba's SLP vectoriser is switched on for this kernel's
     compilation only (``numba.config.SLP_VECTORIZE`` is read at each compilation; numba
     leaves it off by default). Vectorising across lanes reorders no sum: no fastmath.
 

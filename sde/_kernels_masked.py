@@ -19,7 +19,7 @@ from numba import njit, prange
 from . import pcg64
 from ._kernels import draw_lane, used_blocks
 from .coefficients import cholesky_into
-from .masked import masked_drift_work, masked_noise_into
+from .masked_coefficients import masked_drift_work, masked_noise_into
 
 ALIVE, LEFT_CONE, BLEW_UP = 0, 1, 2
 

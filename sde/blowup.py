@@ -4,12 +4,16 @@ A path *dies* at the first step whose state has a non-finite entry or ``|V_ab| >
 (status 2, blew up) or, for Euler–Maruyama only, leaves the positive-definite cone (status
 1). τ is the death time; ``P(τ ≤ T)`` is estimated by the dead fraction at T, with a
 Clopper–Pearson interval. A dead fraction is a property of the SDE only once it no longer
-moves with Δt (docs/theory.md §4.4): :func:`blowup_probability` halves Δt from ``dt0`` until
-the last ``stable_pairs + 1`` estimates agree *pairwise* (every two of their intervals
-overlap, the coarsest with the finest included: see :func:`criterion`), and says *not
-converged* when that never happens within ``max_halvings`` halvings. The SPD scheme
-(docs/theory.md §4.7, the default)
-has no cone exits, so its dead fraction converges much sooner than Euler–Maruyama's.
+moves with Δt (docs/theory.md §4.4, §4.8). :func:`blowup_probability` runs the step sizes
+dt0, dt0/2, … on one Brownian path per sample path (:mod:`sde.coupled`: every coarse
+increment is the sum of the fine ones), so that the change ``P(dt) − P(dt/2)`` between two
+levels has a paired interval, much narrower than that of two independent runs. It declares
+convergence at the first level whose paired interval lies inside ``±tolerance``
+(:func:`tolerance`: ``max(atol, rtol · P)``), and says *not converged: more paths needed*
+when the tolerance is smaller than the paired interval can get at this number of paths, or
+*not converged: still moving with dt* when the halvings run out first.
+The SPD scheme (docs/theory.md §4.7, the default) has no cone exits, so its dead fraction
+converges much sooner than Euler–Maruyama's.
 
 :func:`stability_grid` runs it over a (γ, τ0) grid of shaped attention (for the stability
 map of the figure gallery).
@@ -17,41 +21,44 @@ map of the figure gallery).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time as _time
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .runs import as_int, as_seed, check_model, positive, time_grid
 from ._version import __version__
+from .coupled import check_coupled, paired_difference_ci, paired_difference_ci_counts, run_level
 from .errors import CovsdeInputError
 from .initial import validate_V0
+from .runs import as_int, as_seed, check_model, positive, time_grid
 from .schema import dead_fraction_ci
-from .simulate import DEFAULT_BOUND, SCHEMES, simulate
+from .simulate import DEFAULT_BOUND, SCHEMES
 
 #: the stochastic schemes a blow-up probability can be estimated with.
 BLOWUP_METHODS = ("spd", "euler")
 DEFAULT_MAX_HALVINGS = 6
-#: halvings in the agreement window: the last ``stable_pairs + 1`` estimates must agree
-#: pairwise. One halving (the bare criterion) was measured to accept too early: attention
-#: γ = 0.5, τ0 = 1, 10⁴ paths, dt0 = 0.1 stopped at dt = 0.05 with 0.77 % [0.61, 0.96]
-#: while dt = 0.0125 gives 1.3 % [1.10, 1.55]. Only consecutive pairs (the rule before)
-#: accepted a steady drift: γ = 1, τ0 = 0.5, 10⁴ paths went … → 20.1 → 18.0 → 16.6 → 15.5 %
-#: and stopped there (the last two consecutive pairs overlap; 18.0 and 15.5 do not).
-DEFAULT_STABLE_PAIRS = 2
+#: default tolerance on ``P(dt) − P(dt/2)``: 10 % of the estimate, and never below 0.001
+#: (an absolute floor, so that P = 0 can converge).
+DEFAULT_RTOL = 0.1
+DEFAULT_ATOL = 1e-3
+#: the three outcomes (``BlowupResult.status``).
+CONVERGED = "converged"
+MORE_PATHS = "not converged: more paths needed"
+STILL_MOVING = "not converged: still moving with dt"
 
 
-def criterion(stable_pairs):
+def tolerance(probability, rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL):
+    """The tolerance on ``P(dt) − P(dt/2)`` at estimate ``probability``: max(atol, rtol · P)."""
+    return max(atol, rtol * probability)
+
+
+def criterion(rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL):
     """The convergence rule in words (for attrs, captions and the CLI)."""
-    return (f"the last {stable_pairs + 1} estimates (dt, dt/2, ...) agree pairwise: every two "
-            f"of their 95 % Clopper-Pearson intervals overlap, the coarsest with the finest "
-            f"included (for a first-order scheme the coarsest-finest gap is "
-            f"{2 ** stable_pairs - 1}x the bias left at the finest step)")
-
-
-def agree(rows):
-    """Whether every two of ``rows`` (sequence entries) have overlapping intervals."""
-    return all(_overlap(a, b) for i, a in enumerate(rows) for b in rows[i + 1:])
+    return (f"converged at the first dt whose paired 95 % interval of P(2 dt) - P(dt) (coupled "
+            f"runs: one Brownian path, the coarse increment the sum of the fine ones) lies "
+            f"inside +-max({atol:g}, {rtol:g} P(dt)); for a first-order scheme that difference "
+            f"is also the bias left at dt")
 
 
 @dataclasses.dataclass
@@ -59,9 +66,13 @@ class BlowupResult:
     """The converged (or last) estimate and the whole sequence of step sizes.
 
     ``probability``, ``ci_low``, ``ci_high``, ``dt``: the estimate at the finest step run
-    (the converged one when ``converged``). ``sequence``: one dict per step size with
+    (the converged one when ``converged``). ``status``: :data:`CONVERGED`,
+    :data:`MORE_PATHS` or :data:`STILL_MOVING`. ``sequence``: one dict per step size with
     ``dt``, ``n_steps``, ``seed``, ``n_paths``, ``n_dead``, ``n_blew_up``, ``n_left_cone``,
-    ``probability``, ``ci_low``, ``ci_high``, ``wall_time_s``. ``attrs``: provenance.
+    ``probability``, ``ci_low``, ``ci_high``, ``wall_time_s``; every row after the first
+    also ``difference`` and ``difference_ci`` ([low, high]: the paired 95 % interval of
+    P(previous dt) − P(this dt)), ``n_discordant`` (paths dead at one of the two steps only)
+    and ``tolerance``. ``attrs``: provenance.
     """
 
     probability: float
@@ -71,27 +82,51 @@ class BlowupResult:
     converged: bool
     sequence: list
     attrs: dict
+    status: str = CONVERGED
+    paths_needed: int | None = None
+
+    @property
+    def limit_ci(self):
+        """An interval for the dt → 0 limit, [low, high] (None before any halving).
+
+        For a scheme of weak order one P(dt) − P(0) ≈ P(2dt) − P(dt) = Δ, so
+        P(0) ≈ P(dt) − Δ: the estimate's interval shifted by the paired interval of Δ,
+        ``[ci_low − Δ_high, ci_high − Δ_low]`` (clipped to [0, 1]); meaningful once the
+        first-order regime is reached, i.e. for a converged result.
+        """
+        last = self.sequence[-1]
+        if "difference_ci" not in last:
+            return None
+        dlo, dhi = last["difference_ci"]
+        return [max(0.0, self.ci_low - dhi), min(1.0, self.ci_high - dlo)]
 
     def to_dict(self):
         """One JSON-ready object (the ``--json`` output of ``covsde blowup``)."""
         return {"probability": self.probability, "ci_low": self.ci_low,
                 "ci_high": self.ci_high, "dt": self.dt, "converged": self.converged,
-                "sequence": self.sequence, **self.attrs}
+                "status": self.status, "paths_needed": self.paths_needed,
+                "limit_ci": self.limit_ci, "sequence": self.sequence, **self.attrs}
 
     def table(self):
         """The sequence as lines of text (a header and one row per step size)."""
         head = (f"{'dt':>10} {'steps':>7} {'paths':>8} {'dead':>7} {'blew up':>7} "
-                f"{'left cone':>9} {'P(tau<=T)':>9}  95 % CI")
+                f"{'left cone':>9} {'P(tau<=T)':>9}  {'95 % CI':<16}  "
+                f"P(2dt)-P(dt) [paired 95 % CI]  tolerance")
         rows = [head]
         for r in self.sequence:
-            rows.append(f"{r['dt']:>10.4g} {r['n_steps']:>7d} {r['n_paths']:>8d} "
-                        f"{r['n_dead']:>7d} {r['n_blew_up']:>7d} {r['n_left_cone']:>9d} "
-                        f"{r['probability']:>9.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+            line = (f"{r['dt']:>10.4g} {r['n_steps']:>7d} {r['n_paths']:>8d} "
+                    f"{r['n_dead']:>7d} {r['n_blew_up']:>7d} {r['n_left_cone']:>9d} "
+                    f"{r['probability']:>9.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+            if "difference" in r:
+                lo, hi = r["difference_ci"]
+                line += (f"  {r['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+                         f"        +-{r['tolerance']:.4f}")
+            rows.append(line)
         return rows
 
 
 def level_seed(seed, k):
-    """The seed of the k-th step size: independent streams per level, fixed by ``seed``."""
+    """A seed derived from ``seed`` and index k (independent streams, fixed by ``seed``)."""
     return int(np.random.SeedSequence([seed, k]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
@@ -102,98 +137,143 @@ def check_method(method, name="method"):
     return method
 
 
+def check_tolerances(rtol, atol):
+    """rtol ≥ 0 and atol ≥ 0, finite, not both zero; returns them as floats."""
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) \
+                or not math.isfinite(v) or v < 0:
+            raise CovsdeInputError(f"{name} must be a finite number >= 0, got {v!r}", name)
+    if rtol == 0 and atol == 0:
+        raise CovsdeInputError("rtol and atol must not both be 0 (no interval is that narrow)",
+                               "atol")
+    return float(rtol), float(atol)
+
+
+def resolution_floor(n_dead, n_paths, level=0.95):
+    """The narrowest paired interval of P(2dt) − P(dt) at this many paths and deaths: the one
+    with no discordant path. Returns its half-width (the larger side)."""
+    _, lo, hi = paired_difference_ci_counts(n_dead, 0, 0, n_paths - n_dead, level)
+    return max(-lo, hi)
+
+
+def verdict(low, high, tol, floor, last):
+    """The rule on one halving: the paired interval [low, high] of P(2 dt) − P(dt), the
+    tolerance ``tol``, the narrowest interval this many paths allow (``floor``, a
+    half-width: :func:`resolution_floor`) and whether this is the last halving allowed.
+
+    Returns :data:`CONVERGED` (the interval inside ±tol), :data:`MORE_PATHS` (``floor`` >
+    tol: no halving can fit the interval inside; or, at the last halving, an interval that
+    contains 0 but is wider than ±tol), :data:`STILL_MOVING` (last halving, the interval
+    excludes 0 and is not inside ±tol), or None (halve again).
+    """
+    if -tol <= low and high <= tol:
+        return CONVERGED
+    if floor > tol:
+        return MORE_PATHS
+    if last:
+        return STILL_MOVING if (low > 0 or high < 0) else MORE_PATHS
+    return None
+
+
 def blowup_probability(model, V0, *, t_end, dt0, n_paths, seed, method="spd",
                        max_halvings=DEFAULT_MAX_HALVINGS, bound=DEFAULT_BOUND, level=0.95,
-                       stable_pairs=DEFAULT_STABLE_PAIRS, progress=None):
-    """Estimate ``P(τ ≤ t_end)`` by halving the step from ``dt0`` until it converges.
+                       rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, progress=None):
+    """Estimate ``P(τ ≤ t_end)`` by halving the step from ``dt0`` on coupled runs.
 
-    Step size k is ``dt0 / 2**k`` (k = 0 … ``max_halvings``), run with ``n_paths`` fresh
-    paths (seed :func:`level_seed`). It stops at the first k at which the Clopper–Pearson
-    intervals (level ``level``) of levels k − ``stable_pairs`` … k overlap pairwise (not only
-    consecutive pairs: a steady drift in dt, each halving moving the estimate by less than an
-    interval, is not accepted): converged, value and dt of level k.
-    Otherwise it stops after ``max_halvings`` halvings, not converged (the finest estimate
-    is returned, flagged). Returns a :class:`BlowupResult`.
+    Level k runs ``n_paths`` paths at ``dt0 / 2**k`` (k = 0 … ``max_halvings``), every level
+    on the same Brownian paths (:func:`sde.coupled.run_level`, seed ``seed``). At each k ≥ 1
+    the paired interval (level ``level``, :func:`sde.coupled.paired_difference_ci`) of
+    ``P(dt_{k-1}) − P(dt_k)`` is compared with ``±tol``, ``tol = max(atol, rtol · P(dt_k))``:
+
+    * inside: converged, the value, interval and dt of level k;
+    * if even an interval with no discordant path (:func:`resolution_floor`) would not fit,
+      halving cannot help: stop, *not converged: more paths needed*, with
+      ``paths_needed`` ≈ n_paths × floor / tol (a lower bound);
+    * otherwise halve again; after ``max_halvings`` halvings, *not converged: still moving
+      with dt* when the last interval excludes 0, else *more paths needed*.
+
+    Returns a :class:`BlowupResult` (the finest level run when not converged).
     """
     check_model(model)
     check_method(method)
     V0 = validate_V0(V0)
+    check_coupled(model, V0.shape[0], method)
     t_end = positive("t_end", t_end)
     dt0 = positive("dt0", dt0)
     n_paths = as_int("n_paths", n_paths, 1)
     seed = as_seed(seed)
     max_halvings = as_int("max_halvings", max_halvings, 1)
-    if max_halvings > 30:
-        raise CovsdeInputError(f"max_halvings must be at most 30, got {max_halvings}",
+    if max_halvings > 20:
+        raise CovsdeInputError(f"max_halvings must be at most 20, got {max_halvings}",
                                "max_halvings")
-    stable_pairs = as_int("stable_pairs", stable_pairs, 1)
-    if stable_pairs > max_halvings:
-        raise CovsdeInputError(f"stable_pairs must be at most max_halvings = {max_halvings}, "
-                               f"got {stable_pairs}", "stable_pairs")
+    rtol, atol = check_tolerances(rtol, atol)
     bound = positive("bound", bound)
     if not (0.0 < level < 1.0):
         raise CovsdeInputError(f"level must be in (0, 1), got {level!r}", "level")
-    time_grid(t_end, dt0)  # dt0 <= t_end and a whole number of steps (halving keeps it so)
+    n_steps0, _ = time_grid(t_end, dt0)  # dt0 <= t_end, a whole number of steps
+    if np.max(np.abs(V0)) > bound:
+        raise CovsdeInputError(f"V0 entries must be at most bound = {bound!r} in absolute "
+                               f"value, got max |V0_ab| = {np.max(np.abs(V0))!r}")
     if progress is None:
         progress = True
     sequence = []
-    converged = False
+    status_text, paths_needed = None, None
+    prev_dead = None
     t_start = _time.perf_counter()
     with tqdm(total=max_halvings + 1, unit="dt", disable=not progress, leave=False,
               desc="blow-up P(tau<=T)") as bar:
         for k in range(max_halvings + 1):
             dt = dt0 / 2 ** k
-            s = level_seed(seed, k)
             t0 = _time.perf_counter()
-            ds = simulate(model, V0, t_end=t_end, dt=dt, n_paths=n_paths, seed=s,
-                          save_every=10 ** 12, method=method, bound=bound, progress=False)
-            status = ds.status.values
-            n_dead = int(np.count_nonzero(status))
-            ci = _ci(n_dead, n_paths, level)
-            sequence.append({
-                "dt": dt, "n_steps": int(ds.attrs["n_steps"]), "seed": s,
-                "n_paths": n_paths, "n_dead": n_dead,
-                "n_blew_up": int(np.count_nonzero(status == 2)),
-                "n_left_cone": int(np.count_nonzero(status == 1)),
-                "probability": n_dead / n_paths, "ci_low": ci[0], "ci_high": ci[1],
-                "wall_time_s": _time.perf_counter() - t0,
-            })
+            status, _ = run_level(model, V0, t_end=t_end, dt0=dt0, level=k,
+                                  n_paths=n_paths, seed=seed, method=method, bound=bound)
+            dead = status != 0
+            n_dead = int(np.count_nonzero(dead))
+            _, lo, hi = dead_fraction_ci(n_dead, n_paths, level)
+            p = n_dead / n_paths
+            row = {"dt": dt, "n_steps": n_steps0 * 2 ** k, "seed": seed, "n_paths": n_paths,
+                   "n_dead": n_dead, "n_blew_up": int(np.count_nonzero(status == 2)),
+                   "n_left_cone": int(np.count_nonzero(status == 1)),
+                   "probability": p, "ci_low": lo, "ci_high": hi}
             bar.update(1)
-            bar.set_postfix(dt=f"{dt:.3g}", p=f"{n_dead / n_paths:.4f}")
-            if k >= stable_pairs and agree(sequence[-1 - stable_pairs:]):
-                converged = True
+            bar.set_postfix(dt=f"{dt:.3g}", p=f"{p:.4f}")
+            if prev_dead is not None:
+                diff, dlo, dhi = paired_difference_ci(prev_dead, dead, level)
+                tol = tolerance(p, rtol, atol)
+                row.update(difference=diff, difference_ci=[dlo, dhi],
+                           n_discordant=int(np.count_nonzero(prev_dead != dead)),
+                           tolerance=tol)
+                floor = resolution_floor(n_dead, n_paths, level)
+                status_text = verdict(dlo, dhi, tol, floor, last=k == max_halvings)
+                if status_text == MORE_PATHS and floor > tol:
+                    paths_needed = int(math.ceil(n_paths * floor / tol))
+            row["wall_time_s"] = _time.perf_counter() - t0
+            sequence.append(row)
+            prev_dead = dead
+            if status_text is not None:
                 break
     last = sequence[-1]
     attrs = {
         "method": method, "scheme": SCHEMES[method], "seed": seed, "dt0": float(dt0),
         "t_end": float(t_end), "n_paths": n_paths, "max_halvings": max_halvings,
-        "bound": bound, "level": level, "stable_pairs": stable_pairs, "m": int(V0.shape[0]),
-        "V0": V0.tolist(),
+        "bound": bound, "level": level, "rtol": rtol, "atol": atol,
+        "m": int(V0.shape[0]), "V0": V0.tolist(),
         **model.params(), "covsde_version": __version__,
         "wall_time_s": _time.perf_counter() - t_start,
-        "criterion": criterion(stable_pairs) + "; a dead path is one that blew up or "
-                                               "(euler only) left the PD cone",
+        "criterion": criterion(rtol, atol) + "; a dead path is one that blew up or "
+                                             "(euler only) left the PD cone",
     }
     return BlowupResult(last["probability"], last["ci_low"], last["ci_high"], last["dt"],
-                        converged, sequence, attrs)
-
-
-def _overlap(a, b):
-    return a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]
-
-
-def _ci(n_dead, n_total, level):
-    _, lo, hi = dead_fraction_ci(n_dead, n_total, level)
-    return lo, hi
+                        status_text == CONVERGED, sequence, attrs, status_text, paths_needed)
 
 
 def stability_grid(gammas, tau0s, *, m=3, rho0=0.2, t_end=1.0, dt0=0.05, n_paths=2000,
                    seed=0, method="spd", max_halvings=DEFAULT_MAX_HALVINGS, heads=1,
-                   stable_pairs=DEFAULT_STABLE_PAIRS, progress=False):
+                   rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL, progress=False):
     """Converged blow-up probabilities of shaped attention over a (γ, τ0) grid.
 
     Returns a ``pandas.DataFrame`` with one row per (gamma, tau0): ``probability``,
-    ``ci_low``, ``ci_high``, ``dt``, ``converged``, ``n_levels``. V0 is equicorrelated
+    ``ci_low``, ``ci_high``, ``dt``, ``converged``, ``status``, ``n_levels``. V0 is equicorrelated
     (m, ρ0); each grid point uses its own seed derived from ``seed`` and its index.
     """
     import pandas as pd
@@ -209,12 +289,14 @@ def stability_grid(gammas, tau0s, *, m=3, rho0=0.2, t_end=1.0, dt0=0.05, n_paths
         r = blowup_probability(ShapedAttention(float(g), float(t), heads), V0, t_end=t_end,
                                dt0=dt0, n_paths=n_paths, seed=level_seed(seed, 1000 + i),
                                method=method, max_halvings=max_halvings,
-                               stable_pairs=stable_pairs, progress=False)
+                               rtol=rtol, atol=atol, progress=False)
         rows.append({"gamma": float(g), "tau0": float(t), "probability": r.probability,
                      "ci_low": r.ci_low, "ci_high": r.ci_high, "dt": r.dt,
-                     "converged": r.converged, "n_levels": len(r.sequence)})
+                     "converged": r.converged, "status": r.status,
+                     "n_levels": len(r.sequence)})
     return pd.DataFrame(rows)
 
 
 __all__ = ["BLOWUP_METHODS", "BlowupResult", "blowup_probability", "stability_grid",
-           "level_seed", "criterion", "agree"]
+           "level_seed", "criterion", "tolerance", "verdict", "resolution_floor", "check_tolerances",
+           "DEFAULT_RTOL", "DEFAULT_ATOL", "CONVERGED", "MORE_PATHS", "STILL_MOVING"]

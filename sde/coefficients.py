@@ -11,6 +11,9 @@ Conventions
 * ``coef`` is the model's :class:`sde.limits.LimitCoefficients` (``model.limit()``), a typed
   record numba reads by field name: ``att_drift``, ``mlp_drift``, ``smooth``, ``nu``, ``f2``,
   ``f3``, ``a_lin``, ``att_noise`` (their meaning: :mod:`sde.limits`).
+
+Length: the drift, the dense Σ and the O(m³) noise are one set of formulas (docs/theory.md §3)
+whose numba implementations call each other; splitting them would split the formulas.
 """
 import numpy as np
 from numba import njit

@@ -19,10 +19,15 @@ Every model exposes
   ``noise_matrix(V)`` (m² × 2m², for reference integrators such as sdeint);
 * ``heads`` — H, the number of column blocks of the finite network's state;
 * ``params()`` — a flat dict of parameters for dataset attributes;
-* ``parameters()`` — (name, default) of the constructor's parameters, from which the CLI
-  derives its flags (``--`` + name with ``_`` → ``-``).
+* ``parameters()`` — (name, default) of the constructor's parameters; each is a dataclass
+  field made by :func:`sde.parameters.parameter` that carries its help and range, from which
+  the CLI derives its flags (``--`` + name with ``_`` → ``-``).
 
 Conventions: ``V = X Xᵀ / n`` is (m, m); SDE time ``t = layer / n``.
+
+Length: the module holds every shaped sub-layer, the compositions and the mask fields they
+share, because a composition's rules (limits composed, masks shared, parameters forwarded)
+are read against the sub-layers they combine.
 """
 from __future__ import annotations
 
@@ -33,29 +38,13 @@ import math
 
 import numpy as np
 
-from . import coefficients as C
 from .activations import ACTIVATIONS, ShapedReLU, ShapedTanh
 from .errors import CovsdeInputError
 from .limits import LimitCoefficients, compose, typed
 from .masks import Mask, model_mask
+from .parameters import REQUIRED, parameter, shared
+from .registry import ModelRegistry
 from .validation import check_finite_real, check_gamma, check_positive_int, check_tau0
-
-#: What each model parameter means: one text, read by the docstrings' readers and the CLI.
-PARAMETER_HELP = {
-    "gamma": "residual branch weight γ ∈ (0, 1], λ² + γ² = 1",
-    "tau0": "attention temperature τ0 > 0; logits are divided by τ0 sqrt(n n_k)",
-    "heads": "attention heads H >= 1",
-    "c_plus": "shaped ReLU slope s₊ = 1 + c₊/sqrt(n)",
-    "c_minus": "shaped ReLU slope s₋ = 1 + c₋/sqrt(n)",
-    "activation": "relu (shaped ReLU) or tanh (smooth shaping s·tanh(x/s), s = a sqrt(n))",
-    "a": "smooth-shaping scale a > 0 (with activation tanh)",
-    "mask": "attention mask: complete (default), causal, sliding, causal-sliding or sparse "
-            "(docs/theory.md §2.4, §3.5)",
-    "window": "mask window w >= 1 (with mask sliding: |a-b| <= w; causal-sliding: a-w <= b <= a)",
-    "sparse_k": "keys per row besides the token itself, 1 <= k < m (with mask sparse; the graph "
-                "is drawn from the run's seed)",
-}
-
 
 class Model:
     """Shared behaviour of sub-layers and compositions (frozen dataclasses)."""
@@ -109,8 +98,10 @@ class Model:
         V = _as_matrix(V)
         M = self._mask_matrix(V.shape[0], seed)
         if M is None:
+            from . import coefficients as C
+
             return C.drift(V, self.limit())
-        from . import masked
+        from . import masked_coefficients as masked
         return masked.drift(V, self.limit(), M)
 
     def diffusion(self, V, seed=None) -> np.ndarray:
@@ -121,6 +112,8 @@ class Model:
         V = _as_matrix(V)
         m = V.shape[0]
         if self._mask_matrix(m, seed) is None:
+            from . import coefficients as C
+
             return C.diffusion_dense(V, self.limit())
         N = self.noise_matrix(V, seed)
         return (N @ N.T).reshape(m, m, m, m)
@@ -149,7 +142,7 @@ class Model:
             c = self.limit().att_noise / m
             gp_part = c * (np.kron(L, L @ K) + np.kron(L @ K, L) @ T)
         else:
-            from . import masked
+            from . import masked_coefficients as masked
             gp_part = self.limit().att_noise * masked.noise_map(V, M)
         return np.hstack([g_part, gp_part])
 
@@ -175,10 +168,6 @@ class Model:
         return dataclasses.replace(self, **changes)
 
 
-#: marks a parameter without default in :meth:`Model.parameters`.
-REQUIRED = object()
-
-
 def _as_matrix(V):
     """V as a contiguous float64 (m, m) array, else a one-line error naming V."""
     try:
@@ -197,13 +186,13 @@ def _as_matrix(V):
 class ShapedAttention(Model):
     """Shaped attention residual sub-block (§2.1, §3.1)."""
 
-    gamma: float
-    tau0: float
-    heads: int = 1
+    gamma: float = shared("gamma")
+    tau0: float = shared("tau0")
+    heads: int = shared("heads", 1)
     #: a name of :data:`sde.masks.MASKS`, or (Python only) a 0/1 matrix with unit diagonal
-    mask: str = "complete"
-    window: int = 0
-    sparse_k: int = 0
+    mask: str = shared("mask", "complete")
+    window: int = shared("window", 0)
+    sparse_k: int = shared("sparse_k", 0)
     arch = "attention"
     summary = "shaped attention sub-block"
 
@@ -211,19 +200,19 @@ class ShapedAttention(Model):
         check_gamma(self.gamma)
         check_tau0(self.tau0)
         check_positive_int("heads", self.heads)
-        _normalise_mask(self)
+        normalise_mask(self)
 
     @property
     def mask_spec(self) -> Mask:
         """The attention mask (docs/theory.md §2.4, §3.5)."""
-        return _mask_of(self)
+        return mask_of(self)
 
     def params(self):
-        return _mask_params(self, Model.params(self))
+        return mask_params(self, Model.params(self))
 
     @classmethod
     def check_given(cls, given, show=str):
-        _check_mask_given(given, show)
+        check_mask_given(given, show)
 
     def _limit(self):
         g2 = self.gamma ** 2
@@ -235,9 +224,9 @@ class ShapedAttention(Model):
 class ShapedMLPResidual(Model):
     """Residual shaped-ReLU MLP sub-block, the MLP half of a block (§2.2, §3.2b)."""
 
-    gamma: float
-    c_plus: float = 0.0
-    c_minus: float = -1.0
+    gamma: float = shared("gamma")
+    c_plus: float = shared("c_plus", 0.0)
+    c_minus: float = shared("c_minus", -1.0)
     arch = "mlp-res"
     summary = "residual shaped-ReLU MLP sub-block"
 
@@ -267,10 +256,11 @@ class ShapedMLP(Model):
     (``c±`` unused).
     """
 
-    c_plus: float = 0.0
-    c_minus: float = -1.0
-    activation: str = "relu"
-    a: float = 1.0
+    c_plus: float = shared("c_plus", 0.0)
+    c_minus: float = shared("c_minus", -1.0)
+    activation: str = parameter("relu", help="relu (shaped ReLU) or tanh (smooth shaping "
+                                "s·tanh(x/s), s = a sqrt(n))", range="relu or tanh")
+    a: float = parameter(1.0, help="smooth-shaping scale a (with activation tanh)", range="> 0")
     arch = "mlp"
     summary = "Li–Nica–Roy shaped MLP (no residual)"
 
@@ -379,19 +369,19 @@ class Serial(Model):
 class ShapedBlock(Serial):
     """Shaped Transformer block: attention then residual MLP per layer (§3.3)."""
 
-    gamma: float
-    tau0: float
-    c_plus: float = 0.0
-    c_minus: float = -1.0
-    heads: int = 1
-    mask: str = "complete"
-    window: int = 0
-    sparse_k: int = 0
+    gamma: float = shared("gamma")
+    tau0: float = shared("tau0")
+    c_plus: float = shared("c_plus", 0.0)
+    c_minus: float = shared("c_minus", -1.0)
+    heads: int = shared("heads", 1)
+    mask: str = shared("mask", "complete")
+    window: int = shared("window", 0)
+    sparse_k: int = shared("sparse_k", 0)
     arch = "block"
     summary = "shaped attention then residual MLP per layer"
 
     def __post_init__(self):
-        _normalise_mask(self)
+        normalise_mask(self)
         Serial.__init__(self, self.attention(), self.mlp())
 
     def attention(self) -> ShapedAttention:
@@ -401,25 +391,25 @@ class ShapedBlock(Serial):
 
     @property
     def mask_spec(self) -> Mask:
-        return _mask_of(self)
+        return mask_of(self)
 
     @classmethod
     def check_given(cls, given, show=str):
-        _check_mask_given(given, show)
+        check_mask_given(given, show)
 
     def mlp(self) -> ShapedMLPResidual:
         """The MLP sub-block of this block."""
         return ShapedMLPResidual(self.gamma, self.c_plus, self.c_minus)
 
     def params(self):
-        return _mask_params(self, Model.params(self))
+        return mask_params(self, Model.params(self))
 
     replace = Model.replace
 
 
 # ---------------------------------------------------------------- masks (§2.4, §3.5)
 
-def _normalise_mask(obj):
+def normalise_mask(obj):
     """Validate the mask fields; a matrix (or a Mask) given as ``mask`` is stored as a tuple
     of 0/1 tuples, so that the model stays hashable and comparable."""
     mask = obj.mask
@@ -437,18 +427,18 @@ def _normalise_mask(obj):
     object.__setattr__(obj, "sparse_k", spec.sparse_k)
 
 
-def _mask_of(obj) -> Mask:
+def mask_of(obj) -> Mask:
     if isinstance(obj.mask, str):
         return Mask(obj.mask, obj.window, obj.sparse_k)
     return Mask("explicit", explicit=obj.mask)
 
 
-def _mask_params(obj, out):
-    out.update(_mask_of(obj).params())
+def mask_params(obj, out):
+    out.update(mask_of(obj).params())
     return out
 
 
-def _check_mask_given(given, show):
+def check_mask_given(given, show):
     """``window`` / ``sparse_k`` given for a mask that does not take them are refused."""
     mask = given.get("mask") or "complete"
     if "window" in given and mask not in ("sliding", "causal-sliding"):
@@ -459,7 +449,9 @@ def _check_mask_given(given, show):
                                f"not {mask}")
 
 
-MODELS = {cls.arch: cls for cls in (ShapedAttention, ShapedMLP, ShapedMLPResidual, ShapedBlock)}
+#: arch → model class: these, the models declared by installed packages (entry points
+#: ``covsde.models``, :mod:`sde.registry`) and those registered with :func:`register_model`.
+MODELS = ModelRegistry(ShapedAttention, ShapedMLP, ShapedMLPResidual, ShapedBlock)
 
 
 def register_model(cls):

@@ -1,8 +1,9 @@
-"""The README's "Adding an architecture" example, executed verbatim and put through the family.
+"""docs/developing.md's "Adding an architecture" example, executed verbatim and put through the family.
 
-The code block between the ``<!-- example: adding-an-architecture -->`` markers of README.md
-defines and registers a linear residual sub-layer ``X' = λX + γXW/sqrt(n)``. This test runs
-it, then checks what the README promises — with the generic family's statistics:
+The code block between the ``<!-- example: adding-an-architecture -->`` markers of
+docs/developing.md defines and registers a linear residual sub-layer ``X' = λX + γXW/sqrt(n)``.
+This test runs it, then checks what that section promises — with the generic family's
+statistics:
 
 * reduced ≡ literal in one layer (KS on every V_ab and ρ_ab, Bonferroni at 1e-3) at n = 16,
   2·10⁴ draws each; control: γ +15 % in the reduced sampler is rejected;
@@ -27,21 +28,21 @@ from test_finite_coefficients import (PAIRS, V_DIFF, _alin_scaled, cov_estimate,
                                       resolution, sigma6, z_crit)
 from test_finite_exact import V0, ks_family
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+DEVELOPING = pathlib.Path(__file__).resolve().parents[1] / "docs" / "developing.md"
 
 
-def readme_example():
-    text = README.read_text()
+def documented_example():
+    text = DEVELOPING.read_text()
     m = re.search(r"<!-- example: adding-an-architecture -->\s*```python\n(.*?)```", text,
                   re.S)
-    assert m, "README has no adding-an-architecture example"
+    assert m, "docs/developing.md has no adding-an-architecture example"
     return m.group(1)
 
 
 @pytest.fixture(scope="module")
 def linear_residual():
-    namespace = {"__name__": "readme_example"}
-    exec(compile(readme_example(), str(README), "exec"), namespace)
+    namespace = {"__name__": "developing_example"}
+    exec(compile(documented_example(), str(DEVELOPING), "exec"), namespace)
     cls = namespace["LinearResidual"]
     try:
         yield cls

@@ -111,7 +111,7 @@ def test_simulate_ode_one_path(dirs, capsys):
     assert cap.err == ""
     lines = cap.out.splitlines()
     assert len(lines) == 1
-    # issue 18: a one-path run's line says so and carries no binomial interval
+    # a one-path run's line says so and carries no binomial interval
     assert "1 deterministic path" in lines[0] and "one deterministic path" in lines[0]
     assert "CI" not in lines[0]
     ds = read_dataset(out)

@@ -1,10 +1,10 @@
 """compare.distances and the `covsde compare` CLI.
 
-Issue 18 declared the old percentile-bootstrap "CI" of KS / W1 invalid (it could exclude its
-own estimate), the floor columns unexplained and ``w1_point`` unnamed: the old columns
-``ks_ci_*``, ``w1_ci_*``, ``ks_floor``, ``w1_floor``, ``w1_point`` and ``dead_*`` are now
-``ks_noise_floor``, ``w1_noise_floor``, ``w1_pvalue``, quantile differences with intervals,
-``w1_a_to_ode`` and ``censored_*``; ``n_boot`` must be >= 40.
+A percentile bootstrap of KS / W1 is not a confidence interval (it can exclude its own
+estimate), so no such interval is reported: the columns are ``ks_noise_floor``,
+``w1_noise_floor``, ``w1_pvalue``, quantile differences with intervals, ``w1_a_to_ode`` and
+``censored_*`` (and none of ``ks_ci_*``, ``w1_ci_*``, ``ks_floor``, ``w1_floor``,
+``w1_point``, ``dead_*``); ``n_boot`` must be >= 40.
 """
 import json
 
@@ -154,7 +154,7 @@ def test_cli_compare_bad_input(files, capsys, args, needle):
     assert len(err) == 1 and needle in err[0]
 
 
-# --------------------------------------------------------------------------- issue 18
+# --------------------------------------------------------------------------- columns, coverage
 from compare.cli.compare import format_table, g3  # noqa: E402
 from compare.distances import (bootstrap_quantiles, permutation_null,  # noqa: E402
                                quantile_difference_ci)

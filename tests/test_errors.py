@@ -1,4 +1,4 @@
-"""Issue 18: failures are one line and exit 2 (Ctrl-C: exit 130), never a traceback; files
+"""Failures are one line and exit 2 (Ctrl-C: exit 130), never a traceback; files
 are compressed losslessly; corrupted files are refused on read."""
 import os
 import shutil
@@ -31,7 +31,7 @@ def data(tmp_path_factory):
     for k, ds in (("a", a), ("b", b), ("ode", ode)):
         out[k] = str(d / f"{k}.nc")
         write_dataset(ds, out[k])
-    # an old-format (uncompressed, full V) file, as covsde wrote before issue 18
+    # an uncompressed file with the full V (pack=False, compress=False): still readable
     out["old"] = str(d / "old.nc")
     write_dataset(a, out["old"], pack=False, compress=False)
     return out
@@ -46,10 +46,10 @@ def _one_line(capsys, needle):
 
 # --------------------------------------------------------------------------- storage
 def test_round_trip_is_bit_identical_and_compressed(tmp_path):
-    """m = 20 (the issue's case, with 200 instead of 2000 paths: the ratio does not depend
-    on the path count): packed + compressed is >= 2x smaller than the raw layout and reads
-    back bit for bit. (3x, the issue's target, is not reachable losslessly: float64 SDE
-    values carry ~52 random mantissa bits; lzma on the packed bytes reaches 2.26x.)"""
+    """m = 20 (with 200 instead of 2000 paths: the ratio does not depend on the path
+    count): packed + compressed is >= 2x smaller than the raw layout and reads back bit for
+    bit. (3x is not reachable losslessly: float64 SDE values carry ~52 random mantissa bits;
+    lzma on the packed bytes reaches 2.26x.)"""
     ds = sde.simulate(sde.ShapedBlock(gamma=8 ** -0.5, tau0=1.0), sde.equicorrelated(20, 0.2),
                       t_end=0.5, dt=0.01, n_paths=200, seed=0)
     raw, new = tmp_path / "raw.nc", tmp_path / "new.nc"
@@ -154,9 +154,9 @@ def _interrupt(*args, **kwargs):
 
 
 def test_ctrl_c_in_simulate(tmp_path, monkeypatch, capsys):
-    import compare.cli.app
+    import sde.simulate  # noqa: F401  (loaded, so that sys.modules holds it)
 
-    monkeypatch.setattr(compare.cli.app, "simulate", _interrupt)
+    monkeypatch.setattr(sys.modules["sde.simulate"], "simulate", _interrupt)
     out = tmp_path / "x.nc"
     assert main(["simulate", "--arch", "mlp", "--tokens", "3", "--rho0", "0.2", "--t-end",
                  "0.1", "--dt", "0.01", "--paths", "5", "--seed", "0", "--out",
@@ -166,9 +166,9 @@ def test_ctrl_c_in_simulate(tmp_path, monkeypatch, capsys):
 
 
 def test_ctrl_c_in_finite(tmp_path, monkeypatch, capsys):
-    import compare.cli.finite
+    import finite
 
-    monkeypatch.setattr(compare.cli.finite, "sample", _interrupt)
+    monkeypatch.setattr(finite, "sample", _interrupt)
     assert main(["finite", "--arch", "mlp", "--tokens", "3", "--rho0", "0.2", "--width", "8",
                  "--t-end", "0.5", "--paths", "5", "--seed", "0", "--out",
                  str(tmp_path / "f.nc")]) == 130
@@ -235,7 +235,7 @@ def test_one_path_summary_has_no_binomial_interval():
 
 @pytest.mark.slow
 def test_issue_sized_file_m20_2000_paths(tmp_path):
-    """The issue's file: m = 20, 2000 paths, 101 saved times (646 MB raw). Measured 2.19x
+    """A large file: m = 20, 2000 paths, 101 saved times (646 MB raw). Measured 2.19x
     (295 MB), bit-identical on reading back."""
     ds = sde.simulate(sde.ShapedBlock(gamma=8 ** -0.5, tau0=1.0), sde.equicorrelated(20, 0.2),
                       t_end=1.0, dt=0.01, n_paths=2000, seed=0)

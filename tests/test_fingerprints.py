@@ -1,4 +1,4 @@
-"""Results that must not move: fingerprints of fixed runs recorded before the sub-layer redesign.
+"""Results that must not move: sha256 fingerprints of fixed runs.
 
 For every architecture (and heads, activations, hot regimes with dead paths) the runs of
 ``tests/fingerprint_cases.py`` — ``sde.simulate`` at m = 3 and 8, its ODE, and

@@ -138,7 +138,8 @@ def test_kernel_marks_a_non_finite_state_failed():
     rows = pcg64.states(block_generators(1, 4))
     failed, clipped = np.zeros(4, dtype=bool), np.zeros(4, dtype=np.int64)
     rk.attention_kernel(rows, np.array([0, 4]), Vh, 0.5, 1.0, 16, 16, np.ones((3, 3)),
-                        np.full((3, 3), 1 / 3), 1e-8, failed, clipped)
+                        np.full((3, 3), 1 / 3), 1e-8, failed, clipped,
+                        np.empty((3, 1, 1, 1, 1)), False)
     assert list(failed) == [False, False, True, False] and not clipped.any()
 
 

@@ -207,7 +207,7 @@ def test_t_end_rounds_to_depth():
     assert int(ds.depth.values[-1]) == 5          # round(0.3·16) = round(4.8)
     assert ds.attrs["t_end"] == pytest.approx(5 / 16)
     assert ds.attrs["t_end_requested"] == pytest.approx(0.3)
-    # issue 18: a depth-0 "run" is refused (it used to give a one-time dataset)
+    # a depth-0 "run" is refused (it would be a one-time dataset)
     with pytest.raises(CovsdeInputError, match="depth must be an integer >= 1"):
         sample(ShapedAttention(0.5, 0.7), V0, width=16, n_paths=3, seed=0, depth=0)
     with pytest.raises(CovsdeInputError, match="rounds to depth 0"):
@@ -275,8 +275,8 @@ def test_factorisation_failure_marks_path_dead(monkeypatch):
     calls = {"n": 0}
     real = fl.FiniteShapedAttention.reduced
 
-    def failing(self, Vh, gens, slices, alive, layer=0):
-        Vh, failed, clipped = real(self, Vh, gens, slices, alive, layer)
+    def failing(self, Vh, gens, slices, alive, layer=0, **kw):
+        Vh, failed, clipped = real(self, Vh, gens, slices, alive, layer, **kw)
         calls["n"] += 1
         if calls["n"] == 3:
             failed = failed.copy()

@@ -34,7 +34,8 @@ import finite
 from compare.cli import main
 from finite import reduced as red
 from sde import ShapedAttention, ShapedBlock, ShapedMLP, simulate
-from sde import _kernels, _kernels_masked, masked
+from sde import _kernels, _kernels_masked
+from sde import masked_coefficients as masked
 from sde import coefficients as C
 from sde.errors import CovsdeInputError
 from sde.masks import Mask, row_lists

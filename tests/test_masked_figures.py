@@ -1,5 +1,6 @@
 """compare/figures/masked.py: the plot functions draw from datasets, take an optional ax and
 return the Figure; importing the module does not select a matplotlib backend."""
+import re
 import subprocess
 import sys
 
@@ -38,3 +39,31 @@ def test_plot_positions_small(tmp_path):
     fig2.savefig(tmp_path / "x.png")
     assert (tmp_path / "x.png").stat().st_size > 1000
     plt.close("all")
+
+
+def test_masked_figures_in_the_gallery(tmp_path, capsys):
+    """``covsde figures --only masked_positions --only masked_stability``: both figures, the
+    table, captions; every line printed is labelled (no bare matrices); a re-plot reuses the
+    saved datasets and the dead-fraction table."""
+    import pandas as pd
+
+    from compare.cli import main
+
+    out = tmp_path / "figs"
+    argv = ["figures", "--size", "tiny", "--out", str(out), "--only", "masked_positions",
+            "--only", "masked_stability"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for stem in ("masked_positions", "masked_stability"):
+        assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.pdf").exists()
+    table = pd.read_csv(out / "masked_stability.csv")
+    assert set(table["mask"]) == {"complete", "sliding w = 1", "causal"}
+    assert len(table) == 3 * 2 * 2 and table["dead_fraction"].between(0, 1).all()
+    assert "masked_positions" in (out / "captions.md").read_text()
+    for line in lines:  # a label before any number: no unlabelled matrix rows
+        assert not re.fullmatch(r"[\s\[\]\d.eE+-]+", line), line
+    assert main(argv) == 2  # existing figures are refused without --force
+    capsys.readouterr()
+    assert main([*argv, "--force"]) == 0
+    again = capsys.readouterr().out
+    assert "making" not in again and "reuse   data/masked_stability.json" in again

@@ -51,8 +51,8 @@ def test_notebooks_found_and_stored_without_outputs():
 def test_notebook_runs_in_quick_mode(path, kernel_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("COVSDE_QUICK", "1")
     monkeypatch.setenv("COVSDE_NOTEBOOK_OUT", str(tmp_path))
-    # Jupyter's own inline backend: figures must show in the notebook (issue 18: compare
-    # modules used to force Agg at import, so notebook 02's convergence figure never showed)
+    # Jupyter's own inline backend: figures must show in the notebook (a compare module
+    # that forced Agg at import would hide notebook 02's convergence figure)
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(path, as_version=4)
     probe = nbformat.v4.new_code_cell("import sys; print(sys.executable)")

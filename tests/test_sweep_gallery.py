@@ -1,4 +1,4 @@
-"""Issues 17 + 19: the sweep sources the gallery needs — ``[sources.blowup]`` (the SDE's own
+"""The sweep sources the gallery needs — ``[sources.blowup]`` (the SDE's own
 P(tau <= T) converged in dt), an SDE sample shared across widths and bootstrap replicates for
 the convergence slope — and the in-process (``inline``) runner.
 
@@ -40,7 +40,8 @@ paths = 300
 dt0 = 0.1
 method = "spd"
 max_halvings = 4
-stable_pairs = 2
+rtol = 0.1
+atol = 0.05
 """
 
 
@@ -77,7 +78,8 @@ def test_blowup_cell_equals_blowup_probability_with_the_cell_seed(blowup_store):
         r, g, tau = spec["axes"]["ratio"], spec["axes"]["gamma"], spec["axes"]["tau0"]
         ref = blowup_probability(ShapedAttention(gamma=g, tau0=tau), equicorrelated(3, 0.2),
                                  t_end=r, dt0=0.1, n_paths=300, seed=spec["seeds"]["blowup"],
-                                 method="spd", max_halvings=4, stable_pairs=2, progress=False)
+                                 method="spd", max_halvings=4, rtol=0.1, atol=0.05,
+                                 progress=False)
         cell = ds.sel(ratio=r, gamma=g, tau0=tau)
         assert float(cell.blowup_probability) == ref.probability
         assert (float(cell.blowup_ci95_low), float(cell.blowup_ci95_high)) == (ref.ci_low,
@@ -86,6 +88,11 @@ def test_blowup_cell_equals_blowup_probability_with_the_cell_seed(blowup_store):
         assert bool(cell.blowup_converged) == ref.converged
         assert int(cell.blowup_n_levels) == len(ref.sequence)
         assert float(cell.blowup_previous_probability) == ref.sequence[-2]["probability"]
+        last = ref.sequence[-1]
+        assert float(cell.blowup_difference) == last["difference"]
+        assert [float(cell.blowup_difference_ci95_low), float(cell.blowup_difference_ci95_high)] \
+            == last["difference_ci"]
+        assert float(cell.blowup_tolerance) == last["tolerance"]
         seq = open_cell(blowup_store, "blowup", ratio=r, gamma=g, tau0=tau)
         assert seq["n_dead"].values.tolist() == [s["n_dead"] for s in ref.sequence]
         assert seq["dt"].values.tolist() == [s["dt"] for s in ref.sequence]
@@ -134,12 +141,14 @@ def test_blowup_sweep_on_dask_equals_inline(blowup_store, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("old,new,key", [
-    ("stable_pairs = 2", "stable_pairs = 2\ndt = 0.1", "sources.blowup.dt: unknown key"),
+    ("atol = 0.05", "atol = 0.05\ndt = 0.1", "sources.blowup.dt: unknown key"),
     ('method = "spd"', 'method = "rk4"', "sources.blowup.method: must be one of"),
     ("dt0 = 0.1", "dt0 = 0.3", "sources.blowup.dt0:"),
     ("dt0 = 0.1", "dt0 = -0.1", "sources.blowup.dt0: must be > 0"),
     ("paths = 300\n", "", "sources.blowup.paths: missing"),
-    ("stable_pairs = 2", "stable_pairs = 5", "sources.blowup.stable_pairs: must be at most"),
+    ("atol = 0.05", "atol = -0.05", "sources.blowup.atol must be a finite number >= 0"),
+    ("rtol = 0.1\natol = 0.05", "rtol = 0.0\natol = 0.0",
+     "sources.blowup.rtol and atol must not both"),
     ("max_halvings = 4", "max_halvings = 0", "sources.blowup.max_halvings: must be an integer"),
     ("seed = 11", 'seed = 11\nstats = ["corr:0,1"]', "stats: statistics need an [sources.sde]"),
     ("[sources.blowup]", "[sources.finite]\npaths = 10\n[sources.blowup]", "sources.sde: missing"),
@@ -158,7 +167,7 @@ def test_bad_blowup_config_is_one_line_exit_2(tmp_path, capsys, old, new, key):
 
 
 def test_example_config_documents_the_new_keys():
-    for key in ("[sources.blowup]", "dt0", "max_halvings", "stable_pairs", "share",
+    for key in ("[sources.blowup]", "dt0", "max_halvings", "rtol", "atol", "share",
                 "boot_replicates"):
         assert key in EXAMPLE_CONFIG
 
@@ -175,19 +184,23 @@ def test_stability_map_draws_converged_probabilities_and_marks_not_converged(blo
         assert any(t.startswith(f"{100 * p:.1f} %") or t.startswith(f"{100 * p:.2f} %")
                    for t in texts)
         assert any(f"dt = {dt:.3g}" in t for t in texts)
-        prev = float(cell.blowup_previous_probability.sel(gamma=g, tau0=tau))
-        assert any(f"(2·dt: {100 * prev:.{2 if 100 * prev < 1 else 1}f} %)" in t for t in texts)
+        lo = float(cell.blowup_difference_ci95_low.sel(gamma=g, tau0=tau))
+        assert any(f"Δ [{100 * lo:+.2f}".replace("-", "−") in t for t in texts)
+    assert bool(cell.blowup_converged.all())  # atol = 0.05: every cell settles at 300 paths
     np.testing.assert_allclose(ax.images[0].get_array(),
                                cell.blowup_probability.transpose("gamma", "tau0").values * 100)
     assert "P(τ ≤ T)" in ax.get_title() and "converged" in ax.get_title()
-    assert not any("n.c." in t for t in texts)
-    # a not-converged cell is hatched and says so
+    assert not any("unsettled" in t for t in texts)
+    # a cell the rule could not settle is drawn as such: grey (no colour), hatched, labelled
     nc = ds.copy()
-    nc["blowup_converged"] = xr.zeros_like(nc["blowup_converged"])
+    nc["blowup_converged"] = nc["blowup_converged"].where(
+        (nc.gamma != 1.0) | (nc.tau0 != 0.5), 0)
     ax = plot_stability(nc).axes[0]
-    assert sum("n.c." in t.get_text() for t in ax.texts) == 4
-    assert sum(p.get_hatch() == "///" for p in ax.patches) == 4
-    assert "not converged" in ax.get_title()
+    assert sum(t.get_text().startswith("unsettled") for t in ax.texts) == 1
+    assert sum(p.get_hatch() == "///" for p in ax.patches) == 1
+    img = ax.images[0].get_array()
+    assert np.ma.count_masked(img) == 1 and img.mask[1, 0]  # gamma = 1.0, tau0 = 0.5
+    assert "unsettled" in ax.get_title()
 
 
 # ---------------------------------------------------------------- convergence: shared SDE

@@ -346,8 +346,8 @@ def test_bad_input_one_line_exit_2_no_file(tmp_path, capsys, argv, needle):
 
 def test_cli_kernel_map_and_realised_time(tmp_path, capsys):
     """``--sampler kernel-map`` writes the one-path width-first map (equal to the schedule);
-    a t_end that is not a whole number of layers is sampled at the nearest depth and the CLI
-    says which time was realised; t_end rounding to depth 0 is refused (issue 18)."""
+    a t_end that is not a whole number of layers is refused, naming the nearest valid
+    --t-end and its depth (as simulate refuses a non-whole T/dt)."""
     from compare.cli import main
     from sde.io import read_dataset
 
@@ -368,8 +368,9 @@ def test_cli_kernel_map_and_realised_time(tmp_path, capsys):
     rc = main(["finite", "--arch", "attention", "--gamma", "0.5", "--tau0", "1", "--tokens",
                "3", "--rho0", "0.2", "--width", "16", "--t-end", "0.3", "--paths", "3",
                "--seed", "1", "--out", str(tmp_path / "rt.nc")])
-    assert rc == 0
-    assert "sampled --depth 5, i.e. --t-end = 0.3125" in capsys.readouterr().out
+    assert rc == 2
+    assert "nearest valid value is --t-end 0.3125 (--depth 5)" in capsys.readouterr().err
+    assert not (tmp_path / "rt.nc").exists()
     rc = main(["finite", "--arch", "attention", "--gamma", "0.5", "--tau0", "1", "--tokens",
                "3", "--rho0", "0.2", "--width", "64", "--t-end", "0.001", "--paths", "3",
                "--seed", "1", "--out", str(tmp_path / "rt0.nc")])

@@ -19,3 +19,10 @@ def build_parser():
     from .app import build_parser as app_build_parser
 
     return app_build_parser()
+
+
+def run():
+    """:func:`compare.cli.app.run`: the console script."""
+    from .app import run as app_run
+
+    return app_run()

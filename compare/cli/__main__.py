@@ -1,7 +1,5 @@
 """``python -m compare.cli``: the ``covsde`` console script."""
-import sys
-
-from .app import main
+from .app import run
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -1,21 +1,23 @@
 """Shared CLI pieces: a parser whose errors are one line (exit 2), model and V0 flags.
 
 Model flags are derived from the model classes (:data:`sde.models.MODELS`): every constructor
-parameter ``name`` is the flag :func:`flag` (``--`` + name with ``_`` → ``-``), required for an
-arch when it has no default, refused for an arch that does not take it. Library errors name
-the parameter; the CLI shows the flag that sets it (:func:`cli_error`).
+parameter ``name`` is the flag :func:`flag` (``--`` + name with ``_`` → ``-``), with the type,
+help and range its dataclass field carries (:func:`sde.parameters.describe`), required for an
+arch when it has no default, refused for an arch that does not take it; a model with a new
+parameter name gets its flag with nothing to edit here. Library errors name the parameter;
+the CLI shows the flag that sets it (:func:`cli_error`). Only numpy is imported here, so that
+``covsde --help`` stays light.
 """
 import argparse
 import math
 import sys
 
 from sde.errors import CovsdeInputError
-from sde.initial import equicorrelated, load_V0
-from sde.models import MODELS, PARAMETER_HELP, REQUIRED
+from sde.models import MODELS
+from sde.parameters import REQUIRED, describe
 
 #: parameter names whose flag is not the generic spelling.
 _FLAG_EXCEPTIONS = {"n_paths": "--paths"}
-_TYPES = {"float": float, "int": int, "str": str, "bool": bool}
 
 
 def flag(name):
@@ -46,15 +48,12 @@ def arch_parameters(arch):
 
 
 def model_parameters():
-    """{name: (type, {arch: default})} over every model class, in first-seen order."""
+    """{name: (type, help text, {arch: default})} over every model class, in first-seen
+    order; type and help from the first class that has the parameter."""
     out = {}
     for arch, cls in MODELS.items():
-        hints = {f.name: f.type for f in cls.__dataclass_fields__.values()}
-        for name, default in cls.parameters():
-            hint = hints[name]
-            hint = getattr(hint, "__name__", str(hint)).replace(" | None", "")
-            typ = _TYPES[hint]
-            out.setdefault(name, (typ, {}))[1][arch] = default
+        for info in describe(cls):
+            out.setdefault(info.name, (info.type, info.text(), {}))[2][arch] = info.default
     return out
 
 
@@ -70,11 +69,11 @@ def add_model_args(p):
     g = p.add_argument_group("model (which flags apply depends on --arch)")
     g.add_argument("--arch", required=True, choices=sorted(MODELS),
                    help="; ".join(f"{arch}: {cls.summary}" for arch, cls in MODELS.items()))
-    for name, (typ, per_arch) in model_parameters().items():
+    for name, (typ, help_text, per_arch) in model_parameters().items():
         required = sorted(a for a, d in per_arch.items() if d is REQUIRED)
         defaults = {d for d in per_arch.values() if d is not REQUIRED}
         where = ", ".join(sorted(per_arch))
-        text = f"{PARAMETER_HELP[name]} ({where}"
+        text = f"{help_text} ({where}"
         if required:
             text += f"; required for {', '.join(required)}"
         if len(defaults) == 1:
@@ -112,6 +111,8 @@ def add_v0_args(p):
 
 
 def v0_from_args(args):
+    from sde.initial import equicorrelated, load_V0
+
     if args.V0 is not None:
         if args.tokens is not None or args.rho0 is not None:
             raise CovsdeInputError("give either --V0 or --tokens with --rho0, not both")
@@ -140,7 +141,9 @@ def add_run_args(g, threads_help):
                                                "do not depend on it")
     g.add_argument("--memory-limit", type=float, default=4.0,
                    help="GiB allowed for the output array (default %(default)g)")
-    g.add_argument("--out", required=True, help="output netCDF file (.nc)")
+    g.add_argument("--out", required=True, help="output netCDF file (.nc; an existing one is "
+                                                "refused without --force)")
+    g.add_argument("--force", action="store_true", help="replace an existing --out")
 
 
 #: --memory-limit is capped here (GiB) so that the byte count stays a finite integer.

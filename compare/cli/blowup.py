@@ -1,19 +1,19 @@
 """``covsde blowup``: the blow-up probability P(τ ≤ T), converged in dt (sde.blowup).
 
 Calls :func:`sde.blowup.blowup_probability` and prints the converged value, the dt that
-achieved it and the table of the sequence, or a clear *not converged* status (exit 0: it is
-a result, not an error). ``--json`` prints one JSON object instead. Bad input raises
+achieved it and the table of the sequence (with the paired interval of each halving's
+change), or a clear *not converged* status saying why (exit 0: it is a result, not an
+error). ``--json`` prints one JSON object instead. Bad input raises
 :class:`sde.errors.CovsdeInputError` (one line, exit 2).
 """
 import json
 import math
 
-from sde.blowup import (BLOWUP_METHODS, DEFAULT_MAX_HALVINGS, DEFAULT_STABLE_PAIRS,
-                        blowup_probability)
 from sde.errors import CovsdeInputError
-from sde.simulate import DEFAULT_BOUND, as_int
 
 from .args import add_model_args, add_v0_args, model_from_args, set_threads, v0_from_args
+from .defaults import (BLOWUP_METHODS, DEFAULT_ATOL, DEFAULT_BOUND, DEFAULT_MAX_HALVINGS,
+                       DEFAULT_RTOL)
 
 
 def add_blowup(sub):
@@ -21,25 +21,30 @@ def add_blowup(sub):
         "blowup", help="blow-up probability P(tau <= T) with an interval, converged in dt",
         description="Estimate P(τ ≤ T), τ the time a path of the covariance SDE blows up "
                     "(|V_ab| > --bound or non-finite; with --method euler also a PD-cone "
-                    "exit), with a Clopper–Pearson 95 %% interval, halving dt from --dt until "
-                    "the last --stable-pairs + 1 estimates' intervals overlap pairwise "
-                    "(docs/theory.md §4.4, §4.7). "
+                    "exit), with a Clopper–Pearson 95 %% interval, halving dt from --dt on "
+                    "coupled runs (one Brownian path; the coarse increment is the sum of the "
+                    "fine ones) until the paired 95 %% interval of P(2 dt) − P(dt) lies inside "
+                    "±max(--atol, --rtol · P(dt)) (docs/theory.md §4.4, §4.7, §4.8). "
                     "Prints the converged value, its dt and the sequence, or 'not converged' "
-                    "(exit 0).")
+                    "and why (exit 0).")
     add_model_args(p)
     add_v0_args(p)
     g = p.add_argument_group("estimate")
     g.add_argument("--t-end", type=float, required=True, help="terminal time T > 0, a whole "
                                                               "number of --dt steps")
     g.add_argument("--dt", type=float, required=True, help="first (coarsest) step, 0 < dt <= T")
-    g.add_argument("--paths", type=int, required=True, help="paths per step size, >= 1")
+    g.add_argument("--paths", type=int, required=True,
+                   help="paths, >= 1 (the same Brownian paths at every step size)")
     g.add_argument("--method", default="spd", help=f"one of {', '.join(BLOWUP_METHODS)} "
                                                    f"(default %(default)s)")
     g.add_argument("--max-halvings", type=int, default=DEFAULT_MAX_HALVINGS,
                    help="at most this many halvings of dt (default %(default)s)")
-    g.add_argument("--stable-pairs", type=int, default=DEFAULT_STABLE_PAIRS,
-                   help="converged when the last STABLE_PAIRS + 1 estimates (dt, dt/2, …) "
-                        "have pairwise overlapping intervals (default %(default)s)")
+    g.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                   help="relative tolerance on P(2 dt) - P(dt), a fraction of P(dt) "
+                        "(default %(default)g)")
+    g.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                   help="absolute tolerance on P(2 dt) - P(dt); the tolerance is "
+                        "max(ATOL, RTOL * P(dt)) (default %(default)g)")
     g.add_argument("--bound", type=float, default=DEFAULT_BOUND,
                    help="|V_ab| above this (or non-finite) is a blow-up (default %(default)g)")
     g.add_argument("--seed", type=int, required=True, help="integer seed >= 0")
@@ -47,7 +52,9 @@ def add_blowup(sub):
                                                "do not depend on it")
     g.add_argument("--json", action="store_true", help="print one JSON object (probability, "
                                                        "ci_low, ci_high, dt, converged, "
-                                                       "sequence, provenance)")
+                                                       "status, limit_ci, sequence with "
+                                                       "difference and difference_ci, "
+                                                       "provenance)")
     p.set_defaults(func=_cmd_blowup)
 
 
@@ -57,6 +64,9 @@ def _positive(flag, value):
 
 
 def _cmd_blowup(args):
+    from sde.blowup import CONVERGED, MORE_PATHS, blowup_probability
+    from sde.simulate import as_int
+
     model = model_from_args(args)
     if args.method not in BLOWUP_METHODS:
         raise CovsdeInputError(f"--method must be one of {', '.join(BLOWUP_METHODS)}, "
@@ -73,15 +83,18 @@ def _cmd_blowup(args):
     as_int("--paths", args.paths, 1)
     as_int("--seed", args.seed, 0)
     as_int("--max-halvings", args.max_halvings, 1)
-    as_int("--stable-pairs", args.stable_pairs, 1)
-    if args.stable_pairs > args.max_halvings:
-        raise CovsdeInputError(f"--stable-pairs must be at most --max-halvings = "
-                               f"{args.max_halvings}, got {args.stable_pairs}")
+    if args.max_halvings > 20:
+        raise CovsdeInputError(f"--max-halvings must be at most 20, got {args.max_halvings}")
+    for flag, value in (("--rtol", args.rtol), ("--atol", args.atol)):
+        if not (math.isfinite(value) and value >= 0):
+            raise CovsdeInputError(f"{flag} must be a finite number >= 0, got {value!r}")
+    if args.rtol == 0 and args.atol == 0:
+        raise CovsdeInputError("--atol and --rtol must not both be 0")
     V0 = v0_from_args(args)
     set_threads(args.threads)
     r = blowup_probability(model, V0, t_end=args.t_end, dt0=args.dt, n_paths=args.paths,
                            seed=args.seed, method=args.method, max_halvings=args.max_halvings,
-                           bound=args.bound, stable_pairs=args.stable_pairs,
+                           bound=args.bound, rtol=args.rtol, atol=args.atol,
                            progress=not args.json)
     if args.json:
         print(json.dumps(r.to_dict()))
@@ -91,7 +104,20 @@ def _cmd_blowup(args):
           f"{r.probability:.4f} (95 % CI {r.ci_low:.4f}–{r.ci_high:.4f}) at dt = {r.dt:.4g}")
     for line in r.table():
         print(line)
-    if not r.converged:
-        print(f"not converged: the last {args.stable_pairs + 1} estimates never agreed "
-              f"pairwise within {args.max_halvings} halvings; the last value depends on dt")
+    last = r.sequence[-1]
+    if r.status == CONVERGED:
+        lo, hi = last["difference_ci"]
+        llo, lhi = r.limit_ci
+        print(f"converged: P(2 dt) - P(dt) in [{lo:+.4f}, {hi:+.4f}], inside the tolerance "
+              f"+-{last['tolerance']:.4f} (also the bias left at dt for a first-order scheme; "
+              f"with it, the dt -> 0 limit is in [{llo:.4f}, {lhi:.4f}])")
+    elif r.status == MORE_PATHS:
+        print(f"{MORE_PATHS}: the paired 95 % interval of P(2 dt) - P(dt) cannot be "
+              f"narrower than the tolerance +-{last['tolerance']:.4f} at {args.paths} paths"
+              + (f" (about {r.paths_needed} paths at least)" if r.paths_needed else ""))
+    else:
+        lo, hi = last["difference_ci"]
+        print(f"{r.status}: after {args.max_halvings} halvings P(2 dt) - P(dt) is still in "
+              f"[{lo:+.4f}, {hi:+.4f}], outside +-{last['tolerance']:.4f}; the last value "
+              f"depends on dt (a smaller --dt or more --max-halvings)")
     return 0

@@ -6,14 +6,25 @@ import os
 import sys
 import warnings
 
-import numpy as np
-
 from sde.errors import CovsdeInputError
-from sde.io import check_output_path, read_dataset
-from sde.simulate import as_int
 
-from ..distances import (DEFAULT_N_BOOT, MIN_N_BOOT, check_n_boot, common_times, distances,
-                        legend_text, nearest_times)
+from .args import Parser
+from .defaults import DEFAULT_N_BOOT, MIN_N_BOOT, WARN_N_BOOT
+from .outputs import FIGURE_EXTENSIONS, add_force, check_new_file
+
+
+class _CompareParser(Parser):
+    """The ``compare`` parser: the column legend (from :mod:`compare.distances`) is added to
+    its help only when the help is shown, so that building the parser stays light."""
+
+    def format_help(self):
+        if self.epilog is None:
+            from ..distances import legend_text
+
+            self.epilog = ("columns (table, --json rows, CSV):\n" + legend_text(86)
+                           + "\n\nThe table shows the median difference; --json has every "
+                             "quantile.")
+        return super().format_help()
 
 
 def add_compare(sub):
@@ -29,13 +40,13 @@ def add_compare(sub):
                     "zero has no honest bootstrap interval). One censoring rule on both sides: "
                     "a path counts at t if it is alive and max|V_ab| <= the SDE's blow-up "
                     "bound (1e4) at every saved time up to t. A one-path (ODE) dataset is "
-                    "given with --ode, never as A or B.",
-        epilog="columns (table, --json rows, CSV):\n" + legend_text(86)
-               + "\n\nThe table shows the median difference; --json has every quantile.")
+                    "given with --ode, never as A or B.")
+    p.__class__ = _CompareParser
     p.add_argument("a", help="first dataset (.nc), e.g. a finite-network sample")
     p.add_argument("b", help="second dataset (.nc), e.g. the SDE")
     p.add_argument("--stat", action="append",
-                   help="corr:a,b | V:a,b | mineig | effrank | tokensim | consensus "
+                   help="corr:a,b | V:a,b | mineig | effrank | tokensim | consensus | "
+                        "log-consensus "
                         "(repeatable; default corr:0,1)")
     p.add_argument("--time", action="append", type=float,
                    help="time to compare (repeatable; default: every common saved time)")
@@ -43,21 +54,28 @@ def add_compare(sub):
                                  "the ODE value)")
     p.add_argument("--boot", type=int, default=DEFAULT_N_BOOT,
                    help=f"permutations and bootstrap resamples, >= {MIN_N_BOOT} (default "
-                        f"%(default)s; a warning below 200)")
+                        f"%(default)s; a warning below {WARN_N_BOOT})")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutations and "
                                                        "resamples (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout instead of a "
                                                        "table (other messages go to stderr)")
     p.add_argument("--plot", help="write an overlay figure here (every --stat, histograms "
-                                  "on shared bins, one panel per statistic and time)")
+                                  "on shared bins, one panel per statistic and time; .png, "
+                                  ".pdf, .svg, …)")
+    add_force(p)
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args):
+    from sde.io import read_dataset
+    from sde.simulate import as_int
+
+    from ..distances import check_n_boot, distances
+
+    if args.plot:
+        check_new_file(args.plot, "--plot", args.force, FIGURE_EXTENSIONS)
     n_boot = check_n_boot(args.boot, "--boot")
     as_int("--seed", args.seed, 0)
-    if args.plot:
-        check_output_path(args.plot, "--plot")
     a = read_dataset(args.a)
     b = read_dataset(args.b)
     ode = read_dataset(args.ode) if args.ode else None
@@ -96,6 +114,8 @@ def cmd_compare(args):
 
 
 def _check_requested_times(a, b, times):
+    from ..distances import common_times, nearest_times
+
     both = common_times(a, b)
     if not any(any(math.isclose(t, c, rel_tol=1e-9, abs_tol=0) or t == c for c in both)
                for t in times):
@@ -129,9 +149,13 @@ def g3(x):
 
 def format_table(df, name_a, name_b):
     """A fixed-width text table of the distance frame, with its legend."""
+    import numpy as np
+
+    from ..distances import nearest_times
+
     has_point = "w1_a_to_ode" in df
     head = ["stat", "t", "used A", "used B", "cens A", "cens B", "KS", "p(KS)", "KS floor",
-            "W1", "W1 floor", "p(W1)", "median A-B [95% CI]"]
+            "W1", "W1 floor", "p(W1)", "median A", "median B", "A-B [95% CI]"]
     if has_point:
         head.append("W1(A,ODE)")
     rows = []
@@ -143,6 +167,7 @@ def format_table(df, name_a, name_b):
         else:
             cells += [g3(r["ks"]), f"{r['ks_pvalue']:.2g}", g3(r["ks_noise_floor"]),
                       g3(r["w1"]), g3(r["w1_noise_floor"]), f"{r['w1_pvalue']:.2g}",
+                      g3(r["q50_a"]), g3(r["q50_b"]),
                       f"{g3(r['q50_a_minus_b'])} [{g3(r['q50_a_minus_b_ci95_low'])}, "
                       f"{g3(r['q50_a_minus_b_ci95_high'])}]"]
             if has_point:
@@ -166,6 +191,7 @@ def format_table(df, name_a, name_b):
             for t in df.attrs["missing_times"]))
     lines.append("KS: Kolmogorov–Smirnov statistic, p(KS): its two-sample p-value; W1: "
                  "1-Wasserstein distance, p(W1): permutation p-value; floor: mean distance over "
-                 "permutations (same-law level); median A-B: difference of medians with a "
-                 "percentile-bootstrap 95 % interval; cens: censored fraction. See --help.")
+                 "permutations (same-law level); median A, median B: each side's median, A-B: their "
+                 "difference with a percentile-bootstrap 95 % interval; cens: censored "
+                 "fraction. See --help.")
     return "\n".join(lines)

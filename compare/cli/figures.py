@@ -1,11 +1,15 @@
-"""``covsde figures [--quick] --out DIR [--seed S]``: regenerate the docs/theory.md §7 gallery."""
+"""``covsde figures [--quick] --out DIR [--seed S] [--only NAME]``: regenerate the figure
+gallery (docs/theory.md §7, rank collapse, masks) from datasets saved under ``DIR/data``.
+
+Figures already in ``DIR`` are refused unless ``--force`` (the saved datasets are reused
+either way, when their parameters match)."""
 import argparse
 import time
 
 from sde.errors import CovsdeInputError
-from sde.simulate import as_int
 
-from ..figures.gallery import FIGURES, SIZES, check_out_dir, make_figures
+from ..figures.gallery_sizes import FIGURES, OUTPUTS, SIZES
+from .outputs import add_force, check_out_dir
 
 
 def add_figures(sub):
@@ -24,7 +28,11 @@ def add_figures(sub):
                     "resumed). Datasets are saved under DIR/data and simulated "
                     "only when missing or when their parameters differ; re-plotting never "
                     "resimulates. Each figure is written as PNG and PDF; captions in "
-                    "DIR/captions.md.")
+                    "DIR/captions.md. Also: rank collapse of unshaped Transformers "
+                    "(rank_collapse, masks_layernorm, similarity_removal, espa_kernel) and "
+                    "causal vs complete masks (masked_positions: ρ_0j and V_jj by token "
+                    "position; masked_stability: dead fraction over (γ, τ0) per mask, with its "
+                    "CSV).")
     p.add_argument("--sweep", metavar="STORE",
                    help="draw the convergence figure / stability map of a covsde sweep STORE "
                         "instead of the gallery")
@@ -37,10 +45,13 @@ def add_figures(sub):
                    help="draw only this figure (repeatable; default: all)")
     # test-only sizes (tiny) are reachable but not advertised
     p.add_argument("--size", choices=sorted(SIZES), help=argparse.SUPPRESS)
+    add_force(p)
     p.set_defaults(func=cmd_figures)
 
 
 def cmd_figures(args):
+    from sde.simulate import as_int
+
     if args.sweep:
         from ..figures.sweep import figures_from_sweep
 
@@ -52,7 +63,12 @@ def cmd_figures(args):
     size = args.size or ("quick" if args.quick else "full")
     if args.size and args.quick and args.size != "quick":
         raise CovsdeInputError("give --quick or --size, not both")
-    check_out_dir(args.out)
+    from ..figures.gallery import check_out_dir as check_gallery_dir
+    from ..figures.gallery import make_figures
+
+    check_gallery_dir(args.out)
+    names = [f for name in (args.only or FIGURES) for f in OUTPUTS[name]]
+    check_out_dir(args.out, "--out", args.force, names)
     t0 = time.perf_counter()
     print(f"covsde figures: {size} size, seed {args.seed}, output {args.out}", flush=True)
     written = make_figures(args.out, size=size, seed=args.seed, only=args.only,

@@ -2,21 +2,21 @@
 
 Calls :func:`finite.sample` and nothing else; bad input raises
 :class:`sde.errors.CovsdeInputError`, which ``covsde``'s ``main`` turns into one line on
-stderr and exit code 2 (no output file is written).
+stderr and exit code 2 (no output file is written). ``--t-end`` must be a whole number of
+layers (T·n), as ``simulate``'s T must be a whole number of steps: a non-whole one is refused
+with the nearest valid value.
 """
+import math
 import re
 import time
 import warnings
 
-from finite import SAMPLERS, sample
-from finite.kernel_map import kernel_map
-from finite.sample import RealisedTimeWarning, depth_from
 from sde.errors import CovsdeInputError
-from sde.io import check_output_path, write_dataset
-from sde.schema import summary_line
 
 from .args import (add_model_args, flag, add_run_args, add_v0_args, check_tokens_memory,
-                       memory_limit_bytes, model_from_args, set_threads, v0_from_args)
+                   memory_limit_bytes, model_from_args, set_threads, v0_from_args)
+from .defaults import SAMPLERS
+from .outputs import DATASET_EXTENSIONS, check_new_file
 
 #: sample() argument names → the flags a CLI user typed (for error messages).
 _FLAG_NAMES = {k: flag(k) for k in ("width", "key_width", "depth", "t_end", "n_paths", "seed",
@@ -41,8 +41,8 @@ def add_finite(sub):
     g.add_argument("--key-width", type=int,
                    help="key width per head n_k >= 1 (attention, block; default n/heads)")
     g.add_argument("--depth", type=int, help="number of layers d >= 0 (or --t-end)")
-    g.add_argument("--t-end", type=float, help="terminal time T = d/n >= 0; depth = "
-                                               "round(T·n) (or --depth)")
+    g.add_argument("--t-end", type=float, help="terminal time T = d/n > 0, a whole number of "
+                                               "layers T·n (or --depth)")
     g.add_argument("--sampler", default=None,
                    help=f"one of {', '.join(SAMPLERS)} (default: reduced where an exact reduced "
                         f"sampler exists, else literal; LayerNorm archs are literal only), or "
@@ -60,13 +60,33 @@ def _flagged(message):
     return _NAME_RE.sub(lambda mo: _FLAG_NAMES[mo.group(1)], message)
 
 
+def check_whole_depth(t_end, width):
+    """Refuse a ``--t-end`` that is not a whole number of layers at ``width``, naming the
+    nearest valid ``--t-end`` and its ``--depth`` (the rule of ``simulate`` for T/dt)."""
+    if t_end is None or not math.isfinite(t_end) or t_end <= 0 or width is None or width < 1:
+        return  # the library names these errors
+    layers = t_end * width
+    depth = round(layers)
+    if depth >= 1 and abs(depth - layers) > 1e-9 * max(1.0, layers):
+        raise CovsdeInputError(f"--t-end must be a whole number of layers at --width {width}, "
+                               f"got T·n = {layers:.6g}: the nearest valid value is --t-end "
+                               f"{depth / width:.6g} (--depth {depth})")
+
+
 def _cmd_finite(args):
+    from finite import sample
+    from finite.kernel_map import kernel_map
+    from finite.sample import RealisedTimeWarning, depth_from
+    from sde.io import write_dataset
+    from sde.schema import summary_line
+
     model = model_from_args(args)
     memory_limit = memory_limit_bytes(args)
     if args.paths >= 1:
         check_tokens_memory(args, args.paths, memory_limit)
+    check_whole_depth(args.t_end, args.width)
     V0 = v0_from_args(args)
-    check_output_path(args.out, "--out")
+    check_new_file(args.out, "--out", args.force, DATASET_EXTENSIONS)
     set_threads(args.threads)
     t0 = time.perf_counter()
     try:

@@ -39,8 +39,8 @@ def add_sweep(sub):
 
 
 def cmd_sweep(args):
-    from ..sweep.schedule import SweepError, run_sweep
-    from ..sweep.config import EXAMPLE_CONFIG, load_config
+    from ..sweep import EXAMPLE_CONFIG, SweepError, load_config, run_sweep
+    from .defaults import WARN_N_BOOT
 
     if args.example:
         if args.config or args.out:
@@ -54,6 +54,11 @@ def cmd_sweep(args):
     if args.workers is not None and args.workers < 1:
         raise CovsdeInputError(f"--workers must be an integer >= 1, got {args.workers}")
     config = load_config(args.config)
+    n_boot = config.get("compare", {}).get("n_boot")
+    if n_boot is not None and n_boot < WARN_N_BOOT:  # as covsde compare warns
+        sys.stderr.write(f"warning: compare.n_boot = {n_boot}: interval end points and "
+                         f"permutation p-values vary between seeds (use >= {WARN_N_BOOT})\n")
+        sys.stderr.flush()
     try:
         run_sweep(config, args.out, workers=args.workers, scheduler=args.scheduler,
                   resume=args.resume, progress=not args.no_progress,

@@ -11,6 +11,7 @@
 Plot functions take optional axes and return the Figure; they never choose the backend.
 :func:`make_collapse_figures` computes (or reuses) datasets and saves PNG + PDF.
 """
+import json
 import math
 import os
 
@@ -20,7 +21,9 @@ import sde
 from finite import sample, spa
 from finite.unshaped import AttentionOnly, PostLN, PreLN, Vanilla
 
-from ..collapse import consensus_distance, token_similarity
+from ..collapse import token_similarity
+from ..collapse_rate import mask_asymptotic_rate
+from .rates import RATE_CAPTIONS, draw_rate_figure
 
 #: Okabe–Ito colour-blind-safe palette
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
@@ -62,7 +65,8 @@ def _figure(ax, nrows=1, ncols=1, **kw):
 
 
 def plot_rank_collapse(runs, m, depth, axes=None):
-    """runs: {width: [(label, dataset), ...]}. Rows: token similarity, μ/‖X‖ (log)."""
+    """runs: {width: [(label, dataset), ...]}. Rows: token similarity, −log μ/‖X‖ (log
+    scale: both the slow and the doubly exponential collapse are visible; no floor)."""
     widths = sorted(runs)
     fig, axes = _figure(axes, 2, len(widths), figsize=(5.2 * len(widths), 7.2), sharex=True,
                         sharey="row", constrained_layout=True)
@@ -73,12 +77,12 @@ def plot_rank_collapse(runs, m, depth, axes=None):
             c = PALETTE[k % len(PALETTE)]
             ls = "--" if label.startswith("shaped") else "-"
             _band(axes[0, j], x, token_similarity(V), c, label, ls)
-            _band(axes[1, j], x, np.maximum(consensus_distance(V), 1e-17), c, label, ls)
+            _band(axes[1, j], x, -ds.log_consensus.values, c, label, ls)
         axes[0, j].set_title(f"width n = {n}")
         axes[1, j].set_yscale("log")
         axes[1, j].set_xlabel("depth (layers)")
     axes[0, 0].set_ylabel("token similarity ρ̄ (mean off-diagonal ρ)")
-    axes[1, 0].set_ylabel("μ(X)/‖X‖_F (distance to rank one)")
+    axes[1, 0].set_ylabel(r"$-\log\,\mu(X)/\|X\|_F$ (distance to rank one; log scale)")
     axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.suptitle(f"Rank collapse at initialisation: m = {m} tokens, depth {depth}, V0 = I "
                  f"(median and 10–90 % band over paths)")
@@ -107,12 +111,12 @@ def plot_masks_layernorm(runs, m, n, axes=None):
     for label, ln, ds in runs:
         ax = axes[0, int(ln)]
         c = PALETTE[labels.index(label) % len(PALETTE)]
-        _band(ax, ds.depth.values, np.maximum(consensus_distance(ds.V.values), 1e-17), c, label)
+        _band(ax, ds.depth.values, -ds.log_consensus.values, c, label)
     for j, title in enumerate(("attention only", "attention + LayerNorm after each layer")):
         axes[0, j].set_yscale("log")
         axes[0, j].set_xlabel("depth (layers)")
         axes[0, j].set_title(title)
-    axes[0, 0].set_ylabel("μ(X)/‖X‖_F (floored at 1e-17)")
+    axes[0, 0].set_ylabel(r"$-\log\,\mu(X)/\|X\|_F$ (log scale)")
     axes[0, 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.suptitle(f"Masks and LayerNorm in rank collapse (Wu et al.): m = {m}, n = {n}, V0 = I")
     return fig
@@ -186,17 +190,26 @@ def espa_spread(ds, kind, final):
 
 
 CAPTIONS = {
-    "rank_collapse": "Token similarity (top) and distance to rank one μ(X)/‖X‖_F (bottom, log "
-                     "scale) vs depth for unshaped Transformers (post-LN, pre-LN, attention-only, "
-                     "vanilla with E-SPA/U-SPA/Value-SkipInit) and shaped attention/block, literal "
-                     "finite networks (reduced for the shaped ones, same law) from orthogonal "
-                     "tokens. Median and 10–90 % band over paths; μ/‖X‖ is floored at 1e-17 "
-                     "(attention-only reaches round-off: complete collapse).",
-    "masks_layernorm": "Attention-only stacks (standard softmax attention, no skip): distance to "
-                       "rank one μ(X)/‖X‖_F vs depth (log scale) for each attention mask, "
-                       "without (left) and with (right) LayerNorm after each layer. Local masks "
-                       "slow the collapse; LayerNorm does not prevent it. Median and 10–90 % "
-                       "band; values at 1e-17 are round-off (complete collapse).",
+    "rank_collapse": "Token similarity (top) and −log μ(X)/‖X‖_F, the distance to rank one "
+                     "(bottom, log scale), vs depth for unshaped Transformers (post-LN, pre-LN, "
+                     "attention-only, vanilla with E-SPA/U-SPA/Value-SkipInit) and shaped "
+                     "attention/block, literal finite networks (reduced for the shaped ones, "
+                     "same law) from orthogonal tokens. Median and 10–90 % band over paths. "
+                     "μ is the dataset's log_consensus: carried without a round-off floor for "
+                     "the attention-only and shaped-attention stacks (docs/theory.md §2.4c), "
+                     "from V for the others, which stay far above V's floor. Attention-only "
+                     "collapses doubly exponentially: log μ triples per layer (asymptotically; "
+                     "tests/test_collapse_rate.py).",
+    "masks_layernorm": "Attention-only stacks (standard softmax attention, no skip): the "
+                       "distance to rank one as −log μ(X)/‖X‖_F vs depth (log scale) for each "
+                       "attention mask, "
+                       "without (left) and with (right) LayerNorm after each layer, on the "
+                       "carried log μ/‖X‖ (no round-off floor, docs/theory.md §2.4c). The "
+                       "complete mask collapses doubly exponentially (log μ triples per layer), "
+                       "with or without LayerNorm; a mask makes the collapse exponential, at the "
+                       "asymptotic rate log|λ₂(C)| of its row-normalised matrix C "
+                       "(docs/theory.md §2.4d; tests/test_collapse_rate.py), reached only after "
+                       "a transient. Median and 10–90 % band.",
     "similarity_removal": "Post-LN blocks: token similarity vs depth with the mean-token "
                           "component of the attention output removed by a fraction θ. The dashed "
                           "line is the width-first bound for θ = 1 (docs/theory.md §2.4b).",
@@ -209,6 +222,7 @@ CAPTIONS = {
 }
 
 
+CAPTIONS.update(RATE_CAPTIONS)
 FIGURES = tuple(CAPTIONS)
 
 
@@ -229,6 +243,10 @@ def draw_collapse_figure(name, size, seed, save):
         runs = [(label, ln, sample(model, V0, width=n, seed=seed + 10, **kw))
                 for label, ln, model in mask_models()]
         fig = plot_masks_layernorm(runs, m, n)
+        rates = [f"{label} {mask_asymptotic_rate(json.loads(ds.attrs['mask_matrix'])):.3g}"
+                 for label, ln, ds in runs if not ln and label != "complete"]
+        sizes = (f" Asymptotic rates log|λ₂(C)| per layer at m = {m}: " + ", ".join(rates)
+                 + "." + sizes)
     elif name == "similarity_removal":
         n = widths[-1]
         runs = [(th, sample(PostLN(similarity_removal=th), V0, width=n, seed=seed + 20, **kw))
@@ -246,6 +264,10 @@ def draw_collapse_figure(name, size, seed, save):
         main = sample(model, V0, width=n, depth=n // 2, n_paths=4 * paths, seed=seed + 31,
                       progress=False)
         fig = plot_espa_kernel(main, spread)
+    elif name in RATE_CAPTIONS:
+        fig, caption = draw_rate_figure(name, cfg, seed)
+        save(fig, name, caption + f" Seed {seed}.")
+        return
     else:
         raise ValueError(f"unknown collapse figure {name!r}")
     save(fig, name, CAPTIONS[name] + sizes)

@@ -1,20 +1,23 @@
-"""Causal vs bidirectional shaped attention: the law of ρ_{0,j} and V_jj against token position j.
+"""Causal vs bidirectional shaped attention: the law of ρ_{0,j} and V_jj against token position j,
+and the SDE's dead fraction over (γ, τ0) per mask.
 
-``python -m compare.figures.masked --out runs/masked`` runs the SDE and the reduced finite
-network of the same shaped block (same γ, τ0) with the complete and the causal mask
-(docs/theory.md §3.5) and draws, at each d/n ∈ {0.25, 1}, the median and 10–90 % band of
-ρ_{0,j} and of V_jj against j (SDE: lines and bands; finite network: markers with bars).
-Writes ``masked_positions.png`` and ``.pdf`` and the datasets, and the dead-fraction maps
-over (γ, τ0) of shaped attention with the complete, sliding (w = 1) and causal masks
-(``stability_map.png`` / ``.pdf``). Plot functions take an
+Drawn by ``covsde figures --only masked_positions`` / ``--only masked_stability``
+(:class:`compare.figures.gallery.Gallery`), which saves the datasets under ``DIR/data``:
+the SDE and the reduced finite network of the same shaped block (same γ, τ0) with the
+complete and the causal mask (docs/theory.md §3.5), and at each d/n ∈ {0.25, 1} the median
+and 10–90 % band of ρ_{0,j} and of V_jj against j (SDE: lines and bands; finite network:
+markers with bars); and the dead-fraction maps over (γ, τ0) of shaped attention with the
+complete, sliding (w = 1) and causal masks, with their table (CSV). Plot functions take an
 optional ``ax`` and return the Figure; nothing here selects a matplotlib backend.
 """
-import argparse
-import os
-
 import numpy as np
 
 MASK_COLORS = {"complete": "tab:blue", "causal": "tab:red"}
+#: the shaped block of ``masked_positions``
+MASKED_BLOCK = dict(gamma=0.5, tau0=1.0, rho0=0.2)
+#: the masks of ``masked_stability``: label → mask parameters of ShapedAttention
+STABILITY_MASKS = {"complete": {}, "sliding w = 1": dict(mask="sliding", window=1),
+                   "causal": dict(mask="causal")}
 QUANTILES = (0.1, 0.5, 0.9)
 
 
@@ -74,36 +77,6 @@ def plot_masked_positions(runs, times=(0.25, 1.0), title=None):
     return fig
 
 
-def run_masked_positions(out, m=8, gamma=0.5, tau0=1.0, rho0=0.2, sde_paths=4000,
-                         finite_paths=1000, width=128, seed=0):
-    """Run SDE and reduced finite networks for both masks to T = 1; save datasets and the
-    figure under ``out``; return the Figure."""
-    import finite
-    import sde
-    from sde.io import write_dataset
-
-    os.makedirs(out, exist_ok=True)
-    V0 = sde.equicorrelated(m, rho0)
-    runs = {}
-    for mask in ("complete", "causal"):
-        model = sde.ShapedBlock(gamma, tau0, mask=mask)
-        ds = sde.simulate(model, V0, t_end=1.0, dt=0.01, n_paths=sde_paths, seed=seed,
-                          save_every=25)
-        fin = finite.sample(model, V0, width=width, n_paths=finite_paths, seed=seed + 1,
-                            t_end=1.0, save_every=width // 4)
-        write_dataset(ds, os.path.join(out, f"sde_{mask}.nc"))
-        write_dataset(fin, os.path.join(out, f"finite_{mask}.nc"))
-        runs[(mask, "SDE")] = ds
-        runs[(mask, "finite")] = fin
-    title = (f"shaped block, γ = {gamma}, τ0 = {tau0}, m = {m}, ρ0 = {rho0}: causal vs "
-             f"complete mask; SDE ({sde_paths} paths, bands 10–90 %) vs finite n = {width} "
-             f"({finite_paths} paths)")
-    fig = plot_masked_positions(runs, title=title)
-    for ext in ("png", "pdf"):
-        fig.savefig(os.path.join(out, f"masked_positions.{ext}"), dpi=130)
-    return fig
-
-
 def stability_map(mask_kw, gammas, tau0s, m=8, rho0=0.2, t_end=1.0, dt=0.01, n_paths=1000,
                   seed=0):
     """Dead fraction at ``t_end`` of the shaped-attention SDE over the (γ, τ0) grid:
@@ -121,17 +94,25 @@ def stability_map(mask_kw, gammas, tau0s, m=8, rho0=0.2, t_end=1.0, dt=0.01, n_p
     return out
 
 
-def plot_stability_maps(maps, gammas, tau0s, axes=None, title=None):
-    """One heat map of the dead fraction per mask: ``maps`` {label: array (γ, τ0)}.
-    Returns the Figure."""
+def plot_stability_maps(table, axes=None, title=None):
+    """One heat map of the dead fraction per mask from a table with columns ``mask``,
+    ``gamma``, ``tau0``, ``dead_fraction`` (:meth:`Gallery.masked_stability_table`), each cell
+    labelled with its value. Returns the Figure."""
     import matplotlib.pyplot as plt
 
+    labels = list(dict.fromkeys(table["mask"]))
+    gammas = sorted(set(table["gamma"]))
+    tau0s = sorted(set(table["tau0"]))
     if axes is None:
-        fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 3.6),
+        fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 3.6),
                                  constrained_layout=True, squeeze=False)
         axes = axes[0]
     fig = axes[0].figure
-    for ax, (label, dead) in zip(axes, maps.items()):
+    for ax, label in zip(axes, labels):
+        rows = table[table["mask"] == label]
+        dead = np.full((len(gammas), len(tau0s)), np.nan)
+        for g, t, d in zip(rows["gamma"], rows["tau0"], rows["dead_fraction"]):
+            dead[gammas.index(g), tau0s.index(t)] = d
         im = ax.imshow(dead, origin="lower", cmap="magma_r", vmin=0, vmax=1, aspect="auto")
         for i in range(dead.shape[0]):
             for j in range(dead.shape[1]):
@@ -141,45 +122,8 @@ def plot_stability_maps(maps, gammas, tau0s, axes=None, title=None):
         ax.set_yticks(range(len(gammas)), [f"{g:g}" for g in gammas])
         ax.set_xlabel("τ0")
         ax.set_ylabel("γ")
-        ax.set_title(label, fontsize=9)
+        ax.set_title(f"mask: {label}", fontsize=9)
     fig.colorbar(im, ax=list(axes), label="dead fraction at T")
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
-
-
-def run_stability_maps(out, gammas=(0.3, 0.5, 0.7, 0.9), tau0s=(0.4, 0.6, 0.8, 1.0, 1.5),
-                       m=8, n_paths=1000, seed=0):
-    """Dead-fraction maps of shaped attention with the complete and the sliding (w = 1) mask;
-    saves ``stability_map.png`` / ``.pdf`` under ``out``; returns the Figure."""
-    os.makedirs(out, exist_ok=True)
-    masks_kw = {"complete": {}, "sliding w = 1": dict(mask="sliding", window=1),
-                "causal": dict(mask="causal")}
-    maps = {k: stability_map(kw, gammas, tau0s, m=m, n_paths=n_paths, seed=seed)
-            for k, kw in masks_kw.items()}
-    fig = plot_stability_maps(maps, gammas, tau0s, title=(
-        f"shaped attention SDE, m = {m}, ρ0 = 0.2, T = 1, dt = 0.01, {n_paths} paths per "
-        f"cell: dead fraction (blow-up or cone exit; mostly cone exits, which shrink with dt: "
-        f"step-dependent, docs/theory.md §4.4)"))
-    for ext in ("png", "pdf"):
-        fig.savefig(os.path.join(out, f"stability_map.{ext}"), dpi=130)
-    return fig, maps
-
-
-def main(argv=None):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/masked")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    run_masked_positions(args.out, seed=args.seed)
-    _, maps = run_stability_maps(args.out, seed=args.seed)
-    for k, v in maps.items():
-        print(k, np.array2string(v, precision=2))
-    print(f"wrote {args.out}/masked_positions.png, stability_map.png and .pdf")
-
-
-if __name__ == "__main__":
-    main()

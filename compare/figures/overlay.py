@@ -4,7 +4,10 @@ Every panel uses bins shared by all its sources (and by every panel of a row), o
 step histograms with a light hatched fill (overlaps stay readable), and, for statistics
 with a known bounded support (ρ ∈ [−1, 1], V_aa ≥ 0, …), a Gaussian KDE corrected at the
 boundary by reflection, so that it does not fall to half the histogram there. Heavy-tailed
-statistics (anything but ρ) are clipped to pooled quantiles, and the panel says so.
+statistics (anything but ρ) are clipped to pooled quantiles *per time* (each panel its own
+x-range and bins: a tail that grows with t does not squash the early panels), and the
+panel's title says so. Notes go in the titles, never over the bars; the legend sits outside
+the panels, below them.
 A one-path dataset (ODE) is a vertical dashed line. Plot functions return the Figure and do
 not save it.
 """
@@ -50,7 +53,7 @@ def reflected_kde(x, grid, low=None, high=None):
 def _values(datasets, stat, t):
     out = {}
     for label, ds in datasets.items():
-        x = compute_stat(ds["V"], stat).values[:, time_index(ds, t, label)]
+        x = compute_stat(ds, stat).values[:, time_index(ds, t, label)]
         out[label] = x[np.isfinite(x)]
     return out
 
@@ -62,9 +65,11 @@ def plot_overlay(datasets, stat, times, axes=None, title=None, xlabel=None, clip
     datasets: dict label → dataset; a one-path dataset (ODE) is a vertical line.
     times: times present in every dataset (else a :class:`CovsdeInputError` naming the
     nearest saved times). Statistics over the paths alive at that time.
-    axes: optional sequence of Axes, one per time (default: a new row of panels with shared
-    x and y axes). clip: ``None``, a pair of pooled quantiles, or ``"auto"`` (none for ρ,
-    :data:`CLIP` otherwise). kde: add the boundary-corrected KDE lines.
+    axes: optional sequence of Axes, one per time (default: a new row of panels; shared x
+    and y axes for a bounded statistic, each panel its own x-range for a clipped one —
+    given axes must not share x then). clip: ``None``, a pair of pooled quantiles, or
+    ``"auto"`` (none for ρ, :data:`CLIP` otherwise); the quantiles are taken per time over
+    the pooled sources. kde: add the boundary-corrected KDE lines.
     """
     if isinstance(stat, str):
         pass
@@ -75,9 +80,11 @@ def plot_overlay(datasets, stat, times, axes=None, title=None, xlabel=None, clip
         raise CovsdeInputError("times must list at least one time")
     for label, ds in datasets.items():
         parse_stat(stat, ds.sizes["token_a"])
+    if clip == "auto":
+        clip = None if stat.startswith("corr:") else CLIP
     if axes is None:
         fig, axes = plt.subplots(1, len(times), figsize=(3.4 * len(times) + 0.6, 3.8),
-                                 sharex=True, sharey=True, squeeze=False,
+                                 sharex=clip is None, sharey=clip is None, squeeze=False,
                                  constrained_layout=True)
         axes = list(axes[0])
     else:
@@ -85,27 +92,33 @@ def plot_overlay(datasets, stat, times, axes=None, title=None, xlabel=None, clip
         fig = axes[0].figure
     if len(axes) != len(times):
         raise CovsdeInputError(f"axes: need one Axes per time ({len(times)}), got {len(axes)}")
-    if clip == "auto":
-        clip = None if stat.startswith("corr:") else CLIP
     low, high = support(stat)
     look = styles(datasets)
     values = [_values(datasets, stat, t) for t in times]
     multi = [lab for lab, ds in datasets.items() if ds.sizes["path"] > 1]
-    # one set of bins for every source and every panel of the row
-    pooled = np.concatenate([v[lab] for v in values for lab in multi] or [np.zeros(1)])
-    lim = (np.quantile(pooled, clip) if clip is not None and pooled.size > 1
-           else np.array([pooled.min(), pooled.max()]))
-    if clip is None and low is not None and high is not None:
-        lim = np.array([low, high])  # a bounded statistic: show its whole support
-    elif clip is None:
-        lim[0] = lim[0] if low is None else max(lim[0], low)
-        lim[1] = lim[1] if high is None else min(lim[1], high)
-    if lim[1] <= lim[0]:
-        lim = np.array([lim[0] - 0.5, lim[0] + 0.5])
-    edges = np.linspace(lim[0], lim[1], 41)
-    grid = np.linspace(lim[0], lim[1], 400)
+
+    def limits(pooled):
+        lim = (np.quantile(pooled, clip) if clip is not None and pooled.size > 1
+               else np.array([pooled.min(), pooled.max()]))
+        if clip is None and low is not None and high is not None:
+            lim = np.array([low, high])  # a bounded statistic: show its whole support
+        elif clip is None:
+            lim[0] = lim[0] if low is None else max(lim[0], low)
+            lim[1] = lim[1] if high is None else min(lim[1], high)
+        if lim[1] <= lim[0]:
+            lim = np.array([lim[0] - 0.5, lim[0] + 0.5])
+        return lim
+
+    # without a clip: one x-range and one set of bins for every panel of the row; with a
+    # clip (heavy tails): each time its own pooled quantiles, x-range and bins
+    row_pool = np.concatenate([v[lab] for v in values for lab in multi] or [np.zeros(1)])
     handles = {}
     for ax, t, vals in zip(axes, times, values):
+        pooled = (np.concatenate([vals[lab] for lab in multi] or [np.zeros(1)])
+                  if clip is not None else row_pool)
+        lim = limits(pooled)
+        edges = np.linspace(lim[0], lim[1], 41)
+        grid = np.linspace(lim[0], lim[1], 400)
         counts = []
         for label, ds in datasets.items():
             x = vals[label]
@@ -134,11 +147,11 @@ def plot_overlay(datasets, stat, times, axes=None, title=None, xlabel=None, clip
                 handles.setdefault(label + " kde", (k, f"{label}: KDE{corr}"))
         outside = (np.mean((pooled < lim[0]) | (pooled > lim[1])) if clip is not None
                    else 0.0)
-        ax.set_title(f"t = d/n = {t:g}\npaths used: {', '.join(counts)}", fontsize=8)
-        if clip is not None:
-            ax.text(0.98, 0.97, f"x clipped to pooled\n{100 * clip[0]:g}–{100 * clip[1]:g} % "
-                    f"quantiles\n({100 * outside:.2g} % outside)", transform=ax.transAxes,
-                    ha="right", va="top", fontsize=6.5, color="0.3")
+        head = [f"t = d/n = {t:g}", f"paths used: {', '.join(counts)}"]
+        if clip is not None:  # in the title: a note inside the axes could cover bars
+            head.append(f"x: pooled {100 * clip[0]:g}–{100 * clip[1]:g} % quantiles at this t")
+            head.append(f"({100 * outside:.2g} % of the values outside)")
+        ax.set_title("\n".join(textwrap.fill(h, 44) for h in head), fontsize=8)
         ax.set_xlim(lim[0], lim[1])
         ax.set_xlabel(xlabel or stat_label(stat))
         ax.set_ylabel("density")
@@ -163,16 +176,20 @@ def pick_times(times, k=4):
 
 def compare_figure(datasets, stats, times, title=None):
     """``covsde compare --plot``: one row per statistic, one column per time (at most 4,
-    spread over ``times``), rows with shared axes; model parameters in the title."""
+    spread over ``times``); a bounded statistic's row shares its axes, a heavy-tailed one
+    gives each time its own x-range (:func:`plot_overlay`); model parameters in the title."""
     if isinstance(stats, str):
         raise CovsdeInputError(f"stats must be a list of statistic names, not the single "
                                f"string {stats!r}")
     times = pick_times(times)
     fig, axes = plt.subplots(len(stats), len(times), figsize=(3.4 * len(times) + 0.6,
-                                                              3.3 * len(stats) + 1.0),
-                             squeeze=False, sharey="row", sharex="row",
-                             constrained_layout=True)
+                                                              3.5 * len(stats) + 1.0),
+                             squeeze=False, constrained_layout=True)
     for i, s in enumerate(stats):
+        if s.startswith("corr:"):  # bounded: the row shares its axes
+            for ax in axes[i][1:]:
+                ax.sharex(axes[i][0])
+                ax.sharey(axes[i][0])
         plot_overlay(datasets, s, times, axes=axes[i], legend=(i == 0))
     first = next(iter(datasets.values()))
     if title is None:

@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -177,8 +178,10 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
 
     With a ``sources.blowup`` source: the converged blow-up probability ``P(τ ≤ T)``
     (``blowup_probability``, its Clopper–Pearson 95 % interval, the step ``blowup_dt``
-    reached and the estimate at twice that step are written in each cell; a cell that did
-    not converge in dt is hatched and marked "n.c."). Otherwise: the dead fraction of
+    reached and the paired interval of the last halving's change ``P(2 dt) − P(dt)`` are
+    written in each cell). A cell the rule could not settle (not converged: more paths
+    needed, or still moving with dt) is drawn as such: grey, hatched, marked "unsettled",
+    its value not coloured as a result. Otherwise: the dead fraction of
     ``source`` (a property of the step for Euler–Maruyama; docs/theory.md §4.4) and its
     interval.
 
@@ -205,6 +208,9 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
         conv = d["blowup_converged"].values.astype(float)
         prev = (d["blowup_previous_probability"].values.astype(float)
                 if "blowup_previous_probability" in d else np.full(frac.shape, np.nan))
+        dlo, dhi = ((d["blowup_difference_ci95_low"].values.astype(float),
+                     d["blowup_difference_ci95_high"].values.astype(float))
+                    if "blowup_difference_ci95_low" in d else (None, None))
     else:
         frac = d["dead_fraction"].values.astype(float)
         lo = d["dead_fraction_ci95_low"].values.astype(float)
@@ -212,21 +218,27 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
     gammas, taus = d["gamma"].values, d["tau0"].values
     fig, ax = _new_ax(ax, (1.7 * len(taus) + 2.8, 1.1 * len(gammas) + 2.2))
     vmax = nice_ceiling(100 * float(np.nanmax(hi))) if np.isfinite(hi).any() else 100.0
-    im = ax.imshow(frac * 100, origin="lower", cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
-    any_nc = False
+    unsettled = (conv != 1) if blowup else np.zeros(frac.shape, dtype=bool)
+    shown = np.where(unsettled, np.nan, frac * 100)  # an unsettled cell is not a result
+    cmap = matplotlib.colormaps["Reds"].with_extremes(bad="0.85")
+    im = ax.imshow(np.ma.masked_invalid(shown), origin="lower", cmap=cmap, vmin=0, vmax=vmax,
+                   aspect="auto")
+    any_nc = bool(unsettled.any())
     for i in range(len(gammas)):
         for j in range(len(taus)):
-            col = "white" if frac[i, j] * 100 > 0.6 * vmax else "black"
+            col = ("white" if frac[i, j] * 100 > 0.6 * vmax and not unsettled[i, j]
+                   else "black")
             text = f"{_pct(frac[i, j])} %\n[{_pct(lo[i, j])}, {_pct(hi[i, j])}]"
             if blowup and np.isfinite(dts[i, j]):
                 text += f"\ndt = {dts[i, j]:.3g}"
-                if np.isfinite(prev[i, j]):
+                if dlo is not None and np.isfinite(dlo[i, j]):
+                    text += f"\nΔ [{_signed_pct(dlo[i, j])}, {_signed_pct(dhi[i, j])}]"
+                elif np.isfinite(prev[i, j]):
                     text += f"\n(2·dt: {_pct(prev[i, j])} %)"
-                if conv[i, j] != 1:
-                    any_nc = True
-                    text += " n.c."
+                if unsettled[i, j]:
+                    text = "unsettled\n" + text
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                           edgecolor="0.35", lw=0))
+                                           edgecolor="0.55", lw=0))
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=col)
     ax.set_xticks(range(len(taus)), [f"{t:g}" for t in taus])
     ax.set_yticks(range(len(gammas)), [f"{g:g}" for g in gammas])
@@ -237,13 +249,14 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
         cfg = json.loads(ds.attrs["config"])["sources"]["blowup"] if "config" in ds.attrs \
             else {}
         label = colorbar_label or "P(τ ≤ T) (%), converged in dt"
-        how = (f"{cfg.get('method', '?')} scheme, {cfg.get('paths', '?')} paths per dt, dt "
-               f"halved from {cfg.get('dt0', '?')} until the 95 % intervals of the last "
-               f"{cfg.get('stable_pairs', 1) + 1} steps overlap pairwise") if cfg \
-            else ""
+        how = (f"{cfg.get('method', '?')} scheme, {cfg.get('paths', '?')} coupled paths, dt "
+               f"halved from {cfg.get('dt0', '?')} until the paired 95 % interval of "
+               f"Δ = P(2dt) − P(dt) lies inside ±max({cfg.get('atol', '?')}, "
+               f"{cfg.get('rtol', '?')}·P)") if cfg else ""
         auto = (f"Blow-up probability P(τ ≤ T) of the SDE converged in dt, T = d/n "
-                f"({fixed}); % [95 % Clopper–Pearson], dt reached (value at 2·dt)"
-                + ("; hatched + n.c. = not converged" if any_nc else "")
+                f"({fixed}); % [95 % Clopper–Pearson], dt reached, Δ [paired 95 %] in %"
+                + ("; grey hatched = unsettled (not converged: more paths needed or still "
+                   "moving with dt)" if any_nc else "")
                 + f"; {how}; {_model_text(ds)}")
     else:
         label = colorbar_label or f"dead {source} paths (%)"
@@ -252,6 +265,11 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
     fig.colorbar(im, ax=ax, label=label)
     ax.set_title(title or _wrap(auto), fontsize=8)
     return fig
+
+
+def _signed_pct(x):
+    """A signed percentage for a cell (``+0.12``, ``−0.05``)."""
+    return f"{100 * x:+.2f}".replace("-", "−")
 
 
 def fit_slope(n, y, y_boot=None, level=0.95):

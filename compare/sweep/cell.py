@@ -135,7 +135,7 @@ def run_blowup(spec, model=None, V0=None):
     return blowup_probability(model, V0, t_end=spec["ratio"], dt0=b["dt0"],
                               n_paths=b["paths"], seed=spec["seeds"]["blowup"],
                               method=b["method"], max_halvings=b["max_halvings"],
-                              stable_pairs=b["stable_pairs"], progress=False)
+                              rtol=b["rtol"], atol=b["atol"], progress=False)
 
 
 def blowup_dataset(res):
@@ -145,13 +145,21 @@ def blowup_dataset(res):
             "probability", "ci_low", "ci_high", "wall_time_s")
     ds = xr.Dataset({c: ("level", np.array([r[c] for r in res.sequence])) for c in cols},
                     coords={"level": np.arange(len(res.sequence))})
+    # the paired change P(previous dt) - P(this dt) from the coupled runs (NaN at level 0)
+    nan = float("nan")
+    for name, get in (("difference", lambda r: r["difference"]),
+                      ("difference_ci_low", lambda r: r["difference_ci"][0]),
+                      ("difference_ci_high", lambda r: r["difference_ci"][1]),
+                      ("tolerance", lambda r: r["tolerance"])):
+        ds[name] = ("level", np.array([get(r) if "difference" in r else nan
+                                       for r in res.sequence]))
     attrs = {k: v for k, v in res.attrs.items() if k not in ("V0",)}
     attrs = {k: (json.dumps(v) if isinstance(v, (list, dict)) else
                  int(v) if isinstance(v, bool) else v) for k, v in attrs.items()
              if v is not None}
     ds.attrs = {**attrs, "source": "sde-blowup", "probability": res.probability,
                 "ci_low": res.ci_low, "ci_high": res.ci_high, "dt": res.dt,
-                "converged": int(res.converged)}
+                "converged": int(res.converged), "status": res.status}
     return ds
 
 
@@ -286,8 +294,18 @@ def _blowup_summary(summary, b):
     summary["blowup_previous_probability"].attrs["long_name"] = (
         "the estimate at twice the final step (2 * blowup_dt): how much the last halving moved it")
     summary["blowup_n_paths"] = ((), np.int64(a["n_paths"]))
+    last = {k: (float(b[k].values[-1]) if k in b else np.nan)
+            for k in ("difference", "difference_ci_low", "difference_ci_high", "tolerance")}
+    summary["blowup_difference"] = ((), last["difference"])
+    summary["blowup_difference_ci95_low"] = ((), last["difference_ci_low"])
+    summary["blowup_difference_ci95_high"] = ((), last["difference_ci_high"])
+    summary["blowup_tolerance"] = ((), last["tolerance"])
+    summary["blowup_difference"].attrs["long_name"] = (
+        "P(2 blowup_dt) - P(blowup_dt) from coupled runs (one Brownian path), with its paired "
+        "95 % interval blowup_difference_ci95_low/high")
     summary["blowup_probability"].attrs["long_name"] = (
-        "P(tau <= T), T = ratio: the dead fraction at the step blowup_dt where the "
-        "Clopper-Pearson intervals of the last stable_pairs + 1 steps overlap pairwise "
+        "P(tau <= T), T = ratio: the dead fraction at the step blowup_dt where the paired "
+        "interval of P(2 dt) - P(dt) lies inside +-blowup_tolerance "
         "(sde.blowup.blowup_probability); the finest step's value if not converged")
-    summary["blowup_converged"].attrs["long_name"] = "1 = converged in dt, 0 = not converged"
+    summary["blowup_converged"].attrs["long_name"] = (
+        "1 = converged in dt, 0 = not converged (more paths needed, or still moving with dt)")

@@ -16,6 +16,9 @@ tokens, rho0, ratio, width). Its seeds come from
 ``SeedSequence([root_seed, int(sha256(canonical JSON of the key))])``, spawned into one child
 per source and one for the bootstrap, so they depend on the cell's values only — never on its
 position in the grid, the worker count or the order of completion.
+
+Length: the config grammar (every key with its check and its one-line error), the cells
+and their seeds form one specification; the commented example config is part of it.
 """
 import hashlib
 import itertools
@@ -79,10 +82,12 @@ paths = 2000
 
 # [sources.blowup]              # optional: the SDE's own P(tau <= T), T = ratio, converged in dt
 # paths = 2000                  # paths per step size (sde.blowup.blowup_probability)
-# dt0 = 0.05                    # first step; halved until the last estimates agree (below)
+# dt0 = 0.05                    # first step; halved on coupled runs until P(2dt) - P(dt)
+#                               # is resolved inside +-max(atol, rtol * P(dt)) (below)
 # method = "spd"                # spd | euler
 # max_halvings = 6
-# stable_pairs = 2              # the last stable_pairs + 1 estimates must agree pairwise
+# rtol = 0.1                    # relative tolerance on P(2dt) - P(dt)
+# atol = 0.001                  # absolute tolerance on P(2dt) - P(dt)
 # A blow-up-only sweep (stability map over gamma x tau0) needs no sde, stats or width.
 
 # [compare]
@@ -98,7 +103,7 @@ GRID_KEYS = ("ratio", "width")
 SOURCE_KEYS = {"sde": ("paths", "dt", "save_every", "share"),
                "finite": ("sampler", "paths", "key_width", "save_every", "share"),
                "ode": ("dt", "save_every"),
-               "blowup": ("paths", "dt0", "method", "max_halvings", "stable_pairs")}
+               "blowup": ("paths", "dt0", "method", "max_halvings", "rtol", "atol")}
 COMPARE_KEYS = ("n_boot", "quantiles", "boot_replicates")
 #: axes a source's sample may be shared across (``sources.<name>.share``).
 SHAREABLE = {"sde": ("ratio", "width"), "finite": ("ratio",)}
@@ -369,7 +374,8 @@ def _parse_share(name, table):
 
 
 def _parse_blowup(b):
-    from sde.blowup import BLOWUP_METHODS, DEFAULT_MAX_HALVINGS, DEFAULT_STABLE_PAIRS
+    from sde.blowup import (BLOWUP_METHODS, DEFAULT_ATOL, DEFAULT_MAX_HALVINGS, DEFAULT_RTOL,
+                            check_tolerances)
 
     for k in ("paths", "dt0"):
         if k not in b:
@@ -384,14 +390,15 @@ def _parse_blowup(b):
                                f"{', '.join(BLOWUP_METHODS)}, got {b['method']!r}")
     b["max_halvings"] = _positive_int("sources.blowup.max_halvings",
                                       b.get("max_halvings", DEFAULT_MAX_HALVINGS))
-    if b["max_halvings"] > 30:
-        raise CovsdeInputError(f"sources.blowup.max_halvings: must be at most 30, got "
+    if b["max_halvings"] > 20:
+        raise CovsdeInputError(f"sources.blowup.max_halvings: must be at most 20, got "
                                f"{b['max_halvings']}")
-    b["stable_pairs"] = _positive_int("sources.blowup.stable_pairs",
-                                      b.get("stable_pairs", DEFAULT_STABLE_PAIRS))
-    if b["stable_pairs"] > b["max_halvings"]:
-        raise CovsdeInputError(f"sources.blowup.stable_pairs: must be at most max_halvings = "
-                               f"{b['max_halvings']}, got {b['stable_pairs']}")
+    b["rtol"] = _number("sources.blowup.rtol", b.get("rtol", DEFAULT_RTOL))
+    b["atol"] = _number("sources.blowup.atol", b.get("atol", DEFAULT_ATOL))
+    try:
+        check_tolerances(b["rtol"], b["atol"])
+    except CovsdeInputError as e:
+        raise CovsdeInputError(f"sources.blowup.{e}") from None
 
 
 def load_config(path):

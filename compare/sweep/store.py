@@ -27,6 +27,8 @@ sweep equals an uninterrupted one, whatever the worker count or scheduling.
 Test hook (tests only): the environment variable ``COVSDE_SWEEP_TEST_KILL`` = ``after:N``
 makes the client SIGKILL itself after the N-th cell is recorded, ``write:N`` after the N-th
 cell's temporary file is written and before it is renamed.
+
+Length: writing a STORE and reading it back share its layout and checksums.
 """
 import datetime
 import fcntl

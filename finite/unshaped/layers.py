@@ -76,7 +76,9 @@ class FiniteSoftmaxAttention(FiniteLayer):
         K = (X @ WK).reshape(p, m, H, nk).transpose(0, 2, 1, 3)
         return self._from_logits(Q @ np.swapaxes(K, -1, -2) / (n * math.sqrt(nk)))
 
-    def reduced(self, Vh, gens, slices, alive, layer=0):
+    def reduced(self, Vh, gens, slices, alive, layer=0, record=None):
+        """``record``: a dict that receives this layer's draws ``QK`` (None for E-SPA/U-SPA)
+        and ``W`` (:mod:`finite.consensus` follows the same network with them)."""
         p, H, m, _ = Vh.shape
         n, nk, th = self.width, self.key_width, self.spec.similarity_removal
         L, fL = red.psd_factor(Vh.sum(axis=1))
@@ -93,6 +95,8 @@ class FiniteSoftmaxAttention(FiniteLayer):
         else:
             QK = np.concatenate([qk for qk, _ in parts])
             A = self._from_logits(Lx @ QK @ np.swapaxes(Lx, -1, -2) / math.sqrt(nk))
+        if record is not None:
+            record.update(QK=None if self.spa else QK, W=W)
         if th:
             A = (np.eye(m) - th / m) @ A
         AL = A @ Lx

@@ -22,26 +22,39 @@ import dataclasses
 import math
 
 from sde.errors import CovsdeInputError
-from sde.models import (PARAMETER_HELP, Model, Serial, _check_mask_given, _mask_of,
-                        _mask_params, _normalise_mask, register_model)
+from sde.models import Model, Serial, check_mask_given, mask_of, mask_params, normalise_mask
+from sde.parameters import parameter, shared
 from sde.validation import check_finite_real, check_positive_int, is_real
 
 ATTENTIONS = ("softmax", "value-skipinit", "e-spa", "u-spa")
 #: default final kernel parameter: γ_L for E-SPA, ρ_L for U-SPA
 SPA_FINAL_DEFAULT = {"e-spa": 0.005, "u-spa": 0.8}
 
-PARAMETER_HELP.update({
-    "attention": "attention variant: softmax, value-skipinit (A ← αI + βA), e-spa or u-spa "
-                 "(fixed bias giving a target kernel schedule; He et al.)",
-    "skip_alpha": "Value-SkipInit α (A ← αI + βA), finite",
-    "skip_beta": "Value-SkipInit β (A ← αI + βA), finite",
-    "spa_final": "final kernel parameter of the E-SPA/U-SPA schedule at the run's depth: γ_L > 0 "
-                 "(e-spa, default 0.005) or ρ_L in [0, 1) (u-spa, default 0.8)",
-    "similarity_removal": "θ in [0, 1]: attention output loses θ × its mean token "
-                          "(Zhang & Yu; post-ln)",
-    "mlp_slope": "leaky ReLU slope s of the He-scaled MLP (0 = ReLU)",
-    "layernorm": "attention-only: LayerNorm after each layer",
-})
+def _attention(default="softmax"):
+    return parameter(default, help="attention variant: softmax, value-skipinit (A ← αI + βA), "
+                     "e-spa or u-spa (fixed bias giving a target kernel schedule; He et al.)",
+                     range="softmax, value-skipinit, e-spa or u-spa")
+
+
+def _skip(which, default):
+    return parameter(default, help=f"Value-SkipInit {which} (A ← αI + βA), finite networks "
+                     f"only", range="finite")
+
+
+def _spa_final():
+    return parameter(None, help="final kernel parameter of the E-SPA/U-SPA schedule at the "
+                     "run's depth: γ_L (e-spa, default 0.005) or ρ_L (u-spa, default 0.8)",
+                     range="γ_L > 0 or ρ_L in [0, 1)")
+
+
+def _similarity_removal():
+    return parameter(0.0, help="θ: the attention output loses θ × its mean token (Zhang & Yu; "
+                     "post-ln)", range="in [0, 1]")
+
+
+def _mlp_slope():
+    return parameter(0.0, help="leaky ReLU slope s of the He-scaled MLP (0 = ReLU)",
+                     range="finite")
 
 
 def _no_limit(arch):
@@ -60,22 +73,22 @@ class _FiniteOnly:
 class SoftmaxAttention(_FiniteOnly, Model):
     """Standard (unshaped) multi-head softmax attention, no skip (docs/theory.md §2.4)."""
 
-    heads: int = 1
-    attention: str = "softmax"
-    skip_alpha: float = 1.0
-    skip_beta: float = 0.0
-    spa_final: float | None = None
-    similarity_removal: float = 0.0
+    heads: int = shared("heads", 1)
+    attention: str = _attention()
+    skip_alpha: float = _skip("α", 1.0)
+    skip_beta: float = _skip("β", 0.0)
+    spa_final: float | None = _spa_final()
+    similarity_removal: float = _similarity_removal()
     #: a name of :data:`sde.masks.MASKS`, or (Python only) a 0/1 matrix with unit diagonal
-    mask: str = "complete"
-    window: int = 0
-    sparse_k: int = 0
+    mask: str = shared("mask", "complete")
+    window: int = shared("window", 0)
+    sparse_k: int = shared("sparse_k", 0)
     arch = "softmax-attention"
     summary = "standard softmax attention sub-layer"
 
     def __post_init__(self):
         check_positive_int("heads", self.heads)
-        _normalise_mask(self)
+        normalise_mask(self)
         if self.attention not in ATTENTIONS:
             raise CovsdeInputError(f"attention must be one of {', '.join(ATTENTIONS)}, got "
                                    f"{self.attention!r}", "attention")
@@ -106,10 +119,10 @@ class SoftmaxAttention(_FiniteOnly, Model):
     @property
     def mask_spec(self):
         """The attention mask (docs/theory.md §2.4)."""
-        return _mask_of(self)
+        return mask_of(self)
 
     def params(self):
-        return _mask_params(self, Model.params(self))
+        return mask_params(self, Model.params(self))
 
     @property
     def spa_final_value(self):
@@ -122,7 +135,7 @@ class SoftmaxAttention(_FiniteOnly, Model):
 class ReLUMLP(_FiniteOnly, Model):
     """He-scaled leaky ReLU MLP, no skip: ``sqrt(2/(1+s²)) φ_s(X W¹/√n) W²/√n``."""
 
-    mlp_slope: float = 0.0
+    mlp_slope: float = _mlp_slope()
     arch = "relu-mlp"
     summary = "He-scaled leaky ReLU MLP sub-layer"
 
@@ -182,17 +195,17 @@ class PreNorm(_Wrapper):
 
 @dataclasses.dataclass(frozen=True)
 class _Block(_FiniteOnly, Serial):
-    heads: int = 1
-    attention: str = "softmax"
-    skip_alpha: float = 1.0
-    skip_beta: float = 0.0
-    spa_final: float | None = None
-    mask: str = "complete"
-    window: int = 0
-    sparse_k: int = 0
+    heads: int = shared("heads", 1)
+    attention: str = _attention()
+    skip_alpha: float = _skip("α", 1.0)
+    skip_beta: float = _skip("β", 0.0)
+    spa_final: float | None = _spa_final()
+    mask: str = shared("mask", "complete")
+    window: int = shared("window", 0)
+    sparse_k: int = shared("sparse_k", 0)
 
     def __post_init__(self):
-        _normalise_mask(self)
+        normalise_mask(self)
         Serial.__init__(self, *self._parts())
 
     def _attn(self, **extra):
@@ -202,16 +215,16 @@ class _Block(_FiniteOnly, Serial):
 
     @property
     def mask_spec(self):
-        return _mask_of(self)
+        return mask_of(self)
 
     def params(self):
-        return _mask_params(self, Model.params(self))
+        return mask_params(self, Model.params(self))
 
     replace = Model.replace
 
     @classmethod
     def check_given(cls, given, show=str):
-        _check_mask_given(given, show)
+        check_mask_given(given, show)
         att = given.get("attention") or "softmax"
         if att != "value-skipinit" and {"skip_alpha", "skip_beta"} & set(given):
             raise CovsdeInputError(f"{show('skip_alpha')}/{show('skip_beta')} apply only to "
@@ -221,13 +234,12 @@ class _Block(_FiniteOnly, Serial):
                                    f"e-spa or u-spa")
 
 
-@register_model
 @dataclasses.dataclass(frozen=True, eq=True)
 class PostLN(_Block):
     """Post-LN block: ``X ← LN(X + attn(X))``, then ``X ← LN(X + mlp(X))``."""
 
-    similarity_removal: float = 0.0
-    mlp_slope: float = 0.0
+    similarity_removal: float = _similarity_removal()
+    mlp_slope: float = _mlp_slope()
     arch = "post-ln"
     summary = "post-LN Transformer block (standard attention)"
 
@@ -236,12 +248,11 @@ class PostLN(_Block):
                 Residual(ReLUMLP(self.mlp_slope)), LayerNorm())
 
 
-@register_model
 @dataclasses.dataclass(frozen=True, eq=True)
 class PreLN(_Block):
     """Pre-LN block: ``X ← X + attn(LN(X))``, then ``X ← X + mlp(LN(X))``."""
 
-    mlp_slope: float = 0.0
+    mlp_slope: float = _mlp_slope()
     arch = "pre-ln"
     summary = "pre-LN Transformer block (standard attention)"
 
@@ -249,12 +260,11 @@ class PreLN(_Block):
         return (PreNorm(self._attn()), PreNorm(ReLUMLP(self.mlp_slope)))
 
 
-@register_model
 @dataclasses.dataclass(frozen=True, eq=True)
 class AttentionOnly(_Block):
     """Attention-only stack: ``X ← attn(X)`` (no skip, no MLP), LN after it if ``layernorm``."""
 
-    layernorm: bool = False
+    layernorm: bool = parameter(False, help="attention-only: LayerNorm after each layer")
     arch = "attention-only"
     summary = "attention-only stack (standard attention, no skip; --layernorm adds LN)"
 
@@ -262,14 +272,18 @@ class AttentionOnly(_Block):
         return (self._attn(), LayerNorm()) if self.layernorm else (self._attn(),)
 
 
-@register_model
 @dataclasses.dataclass(frozen=True, eq=True)
 class Vanilla(_Block):
     """He et al.'s vanilla block, no skips and no LN: ``X ← attn(X)``, then ``X ← mlp(X)``."""
 
-    mlp_slope: float = 0.0
+    mlp_slope: float = _mlp_slope()
     arch = "vanilla"
     summary = "vanilla Transformer block (no skips, no LN; He et al.)"
 
     def _parts(self):
         return (self._attn(), ReLUMLP(self.mlp_slope))
+
+
+#: the named stacks, by ``arch`` in :data:`sde.models.MODELS`: declared to the registry by the
+#: entry point ``covsde.models`` (pyproject.toml), so that no import registers anything.
+MODELS = (PostLN, PreLN, AttentionOnly, Vanilla)
