@@ -12,10 +12,12 @@ of :mod:`sde.schema` with ``time = layer / width`` (dt = 1/width) and a ``depth`
 
 Random numbers: paths are cut into RNG blocks of :data:`sde.simulate.RNG_BLOCK` paths, block
 k drawing from ``Generator(PCG64(SeedSequence(seed).spawn(n_blocks)[k]))``
-(:func:`sde.simulate.block_generators`). Within a block every draw happens in a fixed order
-(layer by layer; within a layer path by path for the literal sampler, array by array for the
-reduced one), so a result depends only on (seed, RNG_BLOCK, sampler) — not on the thread
-count, on :data:`REDUCED_CHUNK_BLOCKS` or on :data:`LITERAL_CHUNK_BYTES`.
+(:func:`sde.simulate.block_generators`). Within a block every draw happens in a fixed order:
+layer by layer, sub-layer by sub-layer, path by path. The literal sampler calls the block's
+Generator (:mod:`finite.literal`); the reduced one draws the same PCG64 stream through the
+inlined generator (:mod:`finite.streams`), each path's draws in the order of
+:mod:`finite.reduced_kernels`. A result depends only on (seed, RNG_BLOCK, sampler) — not on
+the thread count, on :data:`REDUCED_CHUNK_BLOCKS` or on :data:`LITERAL_CHUNK_BYTES`.
 """
 import concurrent.futures
 import math
@@ -41,10 +43,12 @@ from .unshaped import layers as unshaped_layers  # noqa: F401  (registers their 
 from . import literal as lit
 from . import reduced as red
 from . import weight_init as wi
+from .streams import BlockStreams
 
 SAMPLERS = ("literal", "reduced")
-#: RNG blocks per reduced-sampler task (vectorisation width); not part of the result.
-REDUCED_CHUNK_BLOCKS = 8
+#: at most this many RNG blocks per reduced-sampler task (the blocks are split evenly over
+#: the threads, so that every thread gets the same work); not part of the result.
+REDUCED_CHUNK_BLOCKS = 64
 #: bytes of weights drawn at once by one literal-sampler task; not part of the result.
 LITERAL_CHUNK_BYTES = 256 * 2 ** 20
 #: literal runs whose time estimate exceeds this many seconds are refused.
@@ -206,7 +210,8 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     cfg = _Config(bound_layers, V0, width, heads, depth, steps)
     cfg.haar = initial_x == "haar" and sampler == "literal"
     cfg.carry = cons.carried(bound_layers, sampler)
-    per_task = REDUCED_CHUNK_BLOCKS if sampler == "reduced" else 1
+    per_task = (min(REDUCED_CHUNK_BLOCKS, math.ceil(len(gens) / threads))
+                if sampler == "reduced" else 1)
     tasks = []
     for b0 in range(0, len(gens), per_task):
         p0 = b0 * RNG_BLOCK
@@ -289,6 +294,7 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes, out_
     Vh = np.broadcast_to(start, (p, H, m, m)).copy()
     alive = np.ones(p, dtype=bool)
     n_clip = 0
+    streams = BlockStreams(gens)
     if cfg.carry:
         state = cons.ReducedState(np.broadcast_to(np.linalg.cholesky(cfg.V0), (p, m, m)), H)
     if 0 in cfg.save_at:
@@ -299,8 +305,8 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes, out_
         failed = np.zeros(p, dtype=bool)
         for sub in cfg.layers:
             rec = {} if cfg.carry else None
-            Vh, f, c = (sub.reduced(Vh, gens, sls, alive, layer, record=rec) if cfg.carry
-                        else sub.reduced(Vh, gens, sls, alive, layer))
+            Vh, f, c = (sub.reduced(Vh, streams, sls, alive, layer, record=rec) if cfg.carry
+                        else sub.reduced(Vh, streams, sls, alive, layer))
             if cfg.carry:
                 cons.reduced_step(state, sub, rec, layer)
             failed |= f
@@ -323,6 +329,7 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes, out_
                 lc[~alive] = np.nan
                 out_lc[:, j] = lc
         bar.update(p)
+    streams.write_back()
     return n_clip
 
 
