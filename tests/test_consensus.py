@@ -106,9 +106,10 @@ def test_carried_equals_measure_from_V_where_that_is_accurate(kw, sampler):
     got, fromV = ds.log_consensus.values, log_consensus_from_V(ds.V.values)
     ok = fromV > -5.0
     if sampler == "reduced" and "heads" not in kw:
-        # (one head: the sampler factors the saved V itself) where V was too close to singular for Cholesky, the sampler factors it by eigh
-        # (clipped) and the carried state keeps its own Cholesky frame: the same law, another
-        # pathwise coupling (docs/theory.md §2.4c). Compare only up to the first such layer.
+        # one head: the sampler factors the saved V itself. Where V was too close to
+        # singular for Cholesky, the sampler factors it by eigh (clipped) and the carried
+        # state keeps its own Cholesky frame: the same law, another pathwise coupling
+        # (docs/theory.md §2.4c). Compare only up to the first such layer.
         _, flag = psd_factor(ds.V.values)
         clipped_before = np.cumsum(flag != FACTOR_OK, axis=1) - (flag != FACTOR_OK)
         assert (clipped_before[:, -1] > 0).sum() <= 2
