@@ -1,39 +1,110 @@
-"""Per-layer, per-path time of the literal vs the exact reduced finite-network sampler.
+"""Finite-network samplers: the reduced sampler against its RNG floor, literal vs reduced, and
+the literal sampler's GFLOP/s against numpy's matmul.
 
     .venv/bin/python benchmarks/bench_finite.py [--quick]
 
-m = 8 tokens, one head, γ = 0.5, τ0 = 1, ρ0 = 0.2; attention and block (attention + MLP per
-layer); n ∈ {64, 256, 1024, 4096} (literal up to 1024). Both samplers run through
-:func:`finite.sample` with one worker thread, so the ratios are per core and measured in the
-same run; each timing is the best of ``REPEATS`` runs after a warm-up (numba compile).
+Three tables, every ratio measured in the same run, one thread (``threads=1``), times in CPU
+seconds of this process (``time.process_time``: other jobs on a shared machine inflate them
+less than wall time; BLAS is limited to one thread):
+
+1. **RNG floor.** The reduced block sampler (shaped block γ = 0.3536, τ0 = 1, c₊ = 0, c₋ = −1,
+   m = 3, ρ0 = 0.2, 2048 paths) per path-layer, against the time to draw the m·n normals of
+   its MLP hidden pre-activations — the draws it cannot avoid — with numba's ``Generator``
+   (``gen.standard_normal()`` in an njit loop) and with the inlined PCG64 + ziggurat
+   (:mod:`sde.pcg64`) it uses. A ratio floor/sampler ≥ 1 means the sampler costs less than
+   drawing its normals with numba's Generator.
+2. **Literal vs reduced**, m = 8, one head: µs per path-layer.
+3. **Literal GFLOP/s**: the literal sampler's flops (its cost model's matrix products) per
+   CPU second, against ``numpy.matmul`` on the shape of its products (the weight products
+   X W, (p, m, n) @ (n, n)); also the share of its time spent drawing the n² weight normals
+   (``finite.literal.draw_weights``) and the GFLOP/s of the rest.
 """
 import argparse
+import os
 import platform
+import subprocess
 import time
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from finite import sample
-from sde import ShapedAttention, ShapedBlock, equicorrelated
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
+
+from finite import layers as fl  # noqa: E402
+from finite import literal as lit  # noqa: E402
+from finite import sample  # noqa: E402
+from sde import ShapedAttention, ShapedBlock, equicorrelated, pcg64  # noqa: E402
+from sde.runs import block_generators  # noqa: E402
 
 M = 8
 WIDTHS = (64, 256, 1024, 4096)
 LITERAL_MAX = 1024
 REPEATS = 2
+FLOOR_M, FLOOR_WIDTHS, FLOOR_PATHS = 3, (256, 1024), 2048
+GRID_MODEL = ShapedBlock(0.3536, 1.0, 0.0, -1.0)
+
+
+@njit(cache=True)
+def _generator_floor(gens, count):
+    """``count`` normals from each Generator of ``gens`` through numba's Generator."""
+    acc = 0.0
+    for g in gens:
+        for _ in range(count):
+            acc += g.standard_normal()
+    return acc
+
+
+@njit(cache=True)
+def _inline_floor(rows, count):
+    """``count`` normals from each PCG64 state row through the inlined generator."""
+    acc = 0.0
+    for k in range(rows.shape[0]):
+        hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
+        for _ in range(count):
+            x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            acc += x
+        rows[k, 0] = hi
+        rows[k, 1] = lo
+    return acc
+
+
+def _cpu(f, *a, **kw):
+    t0 = time.process_time()
+    f(*a, **kw)
+    return time.process_time() - t0
+
+
+def floor_row(width, depth):
+    """(sampler, generator floor, inline floor) CPU seconds for FLOOR_PATHS paths × depth."""
+    V0 = equicorrelated(FLOOR_M, 0.2)
+    kw = dict(width=width, n_paths=FLOOR_PATHS, seed=1, threads=1, progress=False)
+    sample(GRID_MODEL, V0, depth=1, **kw)                                  # compile
+    gens = block_generators(1, FLOOR_PATHS)
+    per_block = FLOOR_PATHS // len(gens) * FLOOR_M * width * depth
+    _generator_floor(tuple(gens[:1]), 10)
+    _inline_floor(pcg64.states(gens[:1]), 10)
+    best = [np.inf] * 3
+    for _ in range(REPEATS):
+        times = (_cpu(sample, GRID_MODEL, V0, depth=depth, save_every=depth, **kw),
+                 _cpu(_generator_floor, tuple(gens), per_block),
+                 _cpu(_inline_floor, pcg64.states(gens), per_block))
+        best = [min(b, t) for b, t in zip(best, times)]
+    return best
 
 
 def _time(model, V0, width, sampler, n_paths, depth):
-    t0 = time.perf_counter()
-    sample(model, V0, width=width, n_paths=n_paths, seed=1, depth=depth, sampler=sampler,
-           threads=1, progress=False, save_every=depth)
-    return (time.perf_counter() - t0) / (n_paths * depth)
+    t = _cpu(sample, model, V0, width=width, n_paths=n_paths, seed=1, depth=depth,
+             sampler=sampler, threads=1, progress=False, save_every=depth)
+    return t / (n_paths * depth)
 
 
 def per_path_layer(model, V0, width, sampler, budget_s):
-    """Best-of-REPEATS seconds per path-layer, the run sized from a probe to ~budget_s.
+    """Best-of-REPEATS CPU seconds per path-layer, the run sized from a probe to ~budget_s.
 
-    Reduced: 2048 paths (8 RNG blocks, the sampler's vectorisation width) and as many
-    layers as fit; literal: 2 layers and as many paths as fit (at least 2).
+    Reduced: 2048 paths and as many layers as fit; literal: 2 layers and as many paths as
+    fit (at least 2).
     """
     if sampler == "reduced":
         n_paths = 2048
@@ -41,10 +112,34 @@ def per_path_layer(model, V0, width, sampler, budget_s):
         per = _time(model, V0, width, sampler, n_paths, 1)
         depth = int(min(50, max(1, budget_s / (per * n_paths))))
     else:
-        depth = 2                                               # amortise buffer set-up
+        depth = 2
         per = _time(model, V0, width, sampler, 2, 1)
         n_paths = int(min(4096, max(2, budget_s / (2 * per))))
     return min(_time(model, V0, width, sampler, n_paths, depth) for _ in range(REPEATS))
+
+
+def literal_gflops(model, width, n_paths=8):
+    """(sampler GFLOP/s, GFLOP/s without its weight draws, numpy matmul GFLOP/s, draw share)
+    of one literal layer at m = M."""
+    V0 = equicorrelated(M, 0.2)
+    bound = fl.bind(model, width, model.heads, width // model.heads)
+    flops = sum(b.literal_cost(M)[1] for b in bound) * n_paths
+    kw = dict(width=width, seed=1, depth=1, sampler="literal", threads=1, progress=False)
+    sample(model, V0, n_paths=2, **kw)
+    t_lit = min(_cpu(sample, model, V0, n_paths=n_paths, **kw) for _ in range(REPEATS))
+    gen = np.random.default_rng(2)
+    t_draw = min(sum(_cpu(lit.draw_weights, gen, n_paths, b.literal_shapes()) for b in bound)
+                 for _ in range(REPEATS))
+    X = np.random.default_rng(0).standard_normal((n_paths, M, width))
+    W = np.random.default_rng(1).standard_normal((n_paths, width, width))
+    t_mm = min(_cpu(np.matmul, X, W) for _ in range(REPEATS + 1))
+    g_mm = 2.0 * M * width * width * n_paths / t_mm / 1e9
+    return (flops / t_lit / 1e9, flops / max(t_lit - t_draw, 1e-9) / 1e9, g_mm,
+            t_draw / t_lit)
+
+
+def load():
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main(argv=None):
@@ -52,21 +147,47 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smaller budgets (rougher numbers)")
     args = ap.parse_args(argv)
     budget = 0.5 if args.quick else 2.0
+    print(f"# bench_finite: one thread, CPU seconds; {platform.processor() or platform.machine()}, "
+          f"numpy {np.__version__}")
+    print(f"# load before: {load()}")
+
+    print(f"\n## reduced block sampler vs RNG floor: m = {FLOOR_M}, {FLOOR_PATHS} paths")
+    print("| n | depth | sampler µs/path-layer | numba Generator floor µs | inline floor µs "
+          "| Generator floor / sampler | inline floor / sampler |")
+    print("|---|---|---|---|---|---|---|")
+    for n in FLOOR_WIDTHS:
+        depth = (16 if args.quick else 64) * 1024 // n
+        t_s, t_g, t_i = floor_row(n, depth)
+        per = 1e6 / (FLOOR_PATHS * depth)
+        print(f"| {n} | {depth} | {t_s * per:.2f} | {t_g * per:.2f} | {t_i * per:.2f} "
+              f"| {t_g / t_s:.2f} | {t_i / t_s:.2f} |", flush=True)
+
     V0 = equicorrelated(M, 0.2)
     models = {"attention": ShapedAttention(0.5, 1.0), "block": ShapedBlock(0.5, 1.0)}
-    print(f"# bench_finite: m = {M}, H = 1, one thread; {platform.processor() or platform.machine()}, "
-          f"numpy {np.__version__}")
-    print(f"{'arch':<10} {'n':>5} {'literal µs/path-layer':>22} {'reduced µs/path-layer':>22} "
-          f"{'literal/reduced':>16}")
+    print(f"\n## literal vs reduced: m = {M}, H = 1")
+    print("| arch | n | literal µs/path-layer | reduced µs/path-layer | literal / reduced |")
+    print("|---|---|---|---|---|")
     for arch, model in models.items():
         for n in WIDTHS:
             red = per_path_layer(model, V0, n, "reduced", budget)
             if n <= LITERAL_MAX:
                 lit = per_path_layer(model, V0, n, "literal", budget)
-                lit_s, ratio = f"{lit * 1e6:22.1f}", f"{lit / red:16.0f}"
+                lit_s, ratio = f"{lit * 1e6:.1f}", f"{lit / red:.0f}"
             else:
-                lit_s, ratio = f"{'—':>22}", f"{'—':>16}"
-            print(f"{arch:<10} {n:>5} {lit_s} {red * 1e6:22.2f} {ratio}", flush=True)
+                lit_s, ratio = "—", "—"
+            print(f"| {arch} | {n} | {lit_s} | {red * 1e6:.2f} | {ratio} |", flush=True)
+
+    print(f"\n## literal sampler GFLOP/s vs numpy matmul (m = {M}, 8 paths, one layer)")
+    print("| arch | n | literal GFLOP/s | share of time drawing weights | literal without the "
+          "draws GFLOP/s | matmul (p, m, n) @ (n, n) GFLOP/s | literal / matmul | "
+          "without draws / matmul |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arch, model in models.items():
+        for n in (256, 1024):
+            g_lit, g_nodraw, g_mm, share = literal_gflops(model, n)
+            print(f"| {arch} | {n} | {g_lit:.2f} | {share:.2f} | {g_nodraw:.1f} | {g_mm:.1f} "
+                  f"| {g_lit / g_mm:.2f} | {g_nodraw / g_mm:.2f} |", flush=True)
+    print(f"\n# load after: {load()}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ paths (dt = 0.01) and 10⁴ reduced finite paths, compared on corr:0,1 and V:0,0
 Both runs are fresh processes (imports, numba cache loading and, for the sweep, the cluster
 start-up are included): ``covsde sweep CONFIG --out STORE --workers 2`` and a loop calling
 :func:`compare.sweep.cell.run_cell` on every cell in one process (numba threads = all cores).
-The loop's distances are checked equal to the sweep's (same seeds). Prints both times, the
-ratio and the machine load (``uptime``)::
+The loop's distances are checked equal to the sweep's (same seeds). Prints both wall times,
+their CPU times (user + system of the processes, Dask workers included: on a machine shared
+with other jobs the wall time grows with the load, the CPU time much less; CPU / cores is
+the wall time a quiet machine could reach with both cores busy) and the machine load
+(``uptime``)::
 
     python benchmarks/bench_sweep.py                     # the paper grid (tens of minutes)
     python benchmarks/bench_sweep.py --paths 1000 --widths 64 128   # a small check
@@ -16,6 +19,7 @@ ratio and the machine load (``uptime``)::
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -70,6 +74,20 @@ def load():
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def children_cpu():
+    """CPU seconds (user + system) of the finished child processes and their waited-for
+    descendants (the Dask workers of ``covsde sweep``)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd):
+    """(wall seconds, CPU seconds) of a child process run to completion."""
+    c0, t0 = children_cpu(), time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0, children_cpu() - c0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--paths", type=int, default=10_000)
@@ -77,6 +95,8 @@ def main():
     p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--skip-loop", action="store_true")
+    p.add_argument("--skip-sweep", action="store_true",
+                   help="only the single-process loop (no distance check against the sweep)")
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench_sweep_")
     cfg = os.path.join(tmp, "grid.toml")
@@ -88,34 +108,34 @@ def main():
           f"{args.paths} SDE + {args.paths} finite paths per cell; cores: {os.cpu_count()}")
     print(f"load before: {load()}", flush=True)
     store = os.path.join(tmp, "store")
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "compare.cli", "sweep", cfg, "--out", store,
-                    "--workers", str(args.workers), "--no-progress"], check=True)
-    t_sweep = time.perf_counter() - t0
-    print(f"sweep --workers {args.workers}: {t_sweep:.1f} s; load: {load()}", flush=True)
-    rows = [(f"covsde sweep --workers {args.workers}", t_sweep)]
+    rows = []
+    if not args.skip_sweep:
+        t_sweep, c_sweep = timed([sys.executable, "-m", "compare.cli", "sweep", cfg, "--out",
+                                  store, "--workers", str(args.workers), "--no-progress"])
+        print(f"sweep --workers {args.workers}: {t_sweep:.1f} s wall, {c_sweep:.1f} CPU s; "
+              f"load: {load()}", flush=True)
+        rows.append((f"covsde sweep --workers {args.workers}", t_sweep, c_sweep))
     if not args.skip_loop:
         res = os.path.join(tmp, "loop.json")
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", LOOP, cfg, res], check=True)
-        t_loop = time.perf_counter() - t0
-        print(f"single-process loop: {t_loop:.1f} s; load: {load()}", flush=True)
-        rows.append(("single-process loop (numba threads = cores)", t_loop))
-        from compare.sweep import open_sweep
-        from compare.sweep.config import cells, load_config
+        t_loop, c_loop = timed([sys.executable, "-c", LOOP, cfg, res])
+        print(f"single-process loop: {t_loop:.1f} s wall, {c_loop:.1f} CPU s; load: {load()}",
+              flush=True)
+        rows.append(("single-process loop (numba threads = cores)", t_loop, c_loop))
+        if not args.skip_sweep:
+            from compare.sweep import open_sweep
+            from compare.sweep.config import cells, load_config
 
-        ds = open_sweep(store)
-        loop = json.load(open(res))
-        for spec in cells(load_config(cfg), validate=False):
-            got = ds["ks"].sel(**spec["axes"]).values.tolist()
-            assert got == loop[spec["id"]], (spec["id"], got, loop[spec["id"]])
-        print("loop and sweep distances identical (same seeds)")
+            ds = open_sweep(store)
+            loop = json.load(open(res))
+            for spec in cells(load_config(cfg), validate=False):
+                got = ds["ks"].sel(**spec["axes"]).values.tolist()
+                assert got == loop[spec["id"]], (spec["id"], got, loop[spec["id"]])
+            print("loop and sweep distances identical (same seeds)")
     print()
-    print("| run | wall time (s) | vs loop |")
-    print("|---|---|---|")
-    base = rows[-1][1]
-    for name, t in rows:
-        print(f"| {name} | {t:.1f} | {t / base:.2f}× |")
+    print(f"| run | wall time (s) | CPU time (s) | CPU / {os.cpu_count()} cores (s) |")
+    print("|---|---|---|---|")
+    for name, t, c in rows:
+        print(f"| {name} | {t:.1f} | {c:.1f} | {c / os.cpu_count():.1f} |")
     print(f"\nstore left in {store}")
 
 

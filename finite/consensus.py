@@ -371,10 +371,13 @@ def literal_step_of(bound):
 def carried(bound_layers, sampler):
     """Whether the consensus distance is carried for these bound layers and sampler: every
     sub-layer must have a step (literal: standard or shaped attention, LayerNorm; reduced:
-    standard or shaped attention)."""
+    standard or shaped attention), and the attention weights must be Gaussian."""
     from sde.models import ShapedAttention
 
     from .unshaped import SoftmaxAttention
+    if any(isinstance(b.spec, SoftmaxAttention) and b.spec.value_init != "gaussian"
+           for b in bound_layers) or any(getattr(b, "fixed", None) for b in bound_layers):
+        return False        # non-Gaussian weights (docs/theory.md §2.4c): from V
     if sampler == "literal":
         return all(literal_step_of(b) is not None for b in bound_layers)
     return all(isinstance(b.spec, (SoftmaxAttention, ShapedAttention)) for b in bound_layers)

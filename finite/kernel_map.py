@@ -46,13 +46,15 @@ def kernel_map(model, V0, *, depth, width, save_every=None):
             if V is None:
                 raise CovsdeInputError(
                     f"arch {model.arch} has no exact width-first kernel map (a layer's "
-                    f"attention matrix stays random in that limit, or LayerNorm/MLP are "
-                    f"present): only attention-only E-SPA/U-SPA or Value-SkipInit with β = 0")
+                    f"attention matrix stays random in that limit, or LayerNorm is "
+                    f"present): only E-SPA/U-SPA or Value-SkipInit with β = 0, attention-only "
+                    f"or vanilla")
         if layer + 1 in save_at:
             out[0, save_at[layer + 1]] = V
     attrs = provenance("kernel-map", model, method="kernel-map", seed=0, dt=1.0 / width,
                        t_end=depth / width, n_steps=depth, steps=steps, V0=V0,
                        wall=_time.perf_counter() - t0, width=width, depth_layers=depth,
-                       scheme="width-first kernel map Σ ← A Σ Aᵀ (deterministic)")
+                       scheme="width-first kernel map Σ ← A Σ Aᵀ (deterministic)",
+                       **{k: v for b in bound for k, v in b.run_attrs().items()})
     return make_dataset(out, np.zeros(1, dtype=np.int8), np.full(1, np.inf), steps,
                         1.0 / width, attrs, depth=steps)

@@ -12,8 +12,10 @@ A bound layer (:class:`FiniteLayer`) owns, for one run (width n, heads H, key wi
   and its map ``X → X'`` on X (p, m, n) at network layer ``layer`` (0-based; only
   depth-dependent layers such as E-SPA use it) (:mod:`finite.literal`);
 * ``reduced(Vh, gens, slices, alive, layer)``: its exact reduced map on the head-block Grams
-  Vh (p, H, m, m), drawing from the RNG blocks ``gens`` (paths ``slices``) in a fixed
-  order; returns ``(Vh', failed, n_clipped)`` (:mod:`finite.reduced`);
+  Vh (p, H, m, m), drawing from the RNG blocks ``gens`` (a :class:`finite.streams.BlockStreams`:
+  its ``rows`` feed the kernels of :mod:`finite.reduced_kernels`, and iterating it gives one
+  stream per block, with ``standard_normal`` like a Generator) holding the paths ``slices``,
+  in a fixed order; returns ``(Vh', failed, n_clipped)`` (:mod:`finite.reduced`);
 * ``literal_cost(m)`` → (normals, flops) of one literal layer for one path, and
   ``reduced_work(m)``, the relative cost of one reduced layer (progress heuristics only);
 * ``takes_key_width``: whether the key width n_k applies; ``has_reduced``: whether an exact
@@ -25,10 +27,13 @@ Register a new sub-layer with ``@register(ModelType)`` (see docs/developing.md,
 """
 import numpy as np
 
+from sde.activations import ShapedTanh
 from sde.models import ShapedAttention, ShapedMLP, ShapedMLPResidual
 
 from . import literal as lit
 from . import reduced as red
+from . import reduced_kernels as rk
+from .streams import BlockStreams
 
 _REGISTRY = {}
 
@@ -94,6 +99,9 @@ class FiniteLayer:
 
     #: the run's seed (set by :func:`bind`; draws a sparse mask's graph)
     seed = None
+    #: whether the layer's law commutes with rotations of each head block of features (then
+    #: a network's law depends on X0 only through V0; docs/theory.md §2.4f)
+    rotation_invariant = True
 
     def __init__(self, spec, width, heads, key_width, depth=None):
         self.spec, self.width, self.heads, self.key_width = spec, width, heads, key_width
@@ -101,6 +109,10 @@ class FiniteLayer:
 
     def prepare(self, m):
         """Precompute what depends on the number of tokens m (called once per run)."""
+
+    def run_attrs(self):
+        """Values this layer resolved for the run (recorded in the output attrs)."""
+        return {}
 
     def kernel_step(self, V, layer):
         """The width-first (n → ∞ first) map of V where it is exact and deterministic, else
@@ -150,14 +162,14 @@ class FiniteShapedAttention(FiniteLayer):
     def reduced(self, Vh, gens, slices, alive, layer=0, record=None):
         """``record``: a dict that receives the draws QK, M, W (:mod:`finite.consensus`)."""
         m, n, s = Vh.shape[-1], self.width, self.spec
-        L, fL, Lh, fLh, failed = self._factors(Vh)
-        draws = concat([red.attention_draws(g, sl.stop - sl.start, m, n, self.heads,
-                                            self.key_width) for g, sl in zip(gens, slices)])
+        mask, centre = red._mask_and_centre(self.mask_matrix(m), m)
+        rec = np.empty((3, Vh.shape[0], self.heads, m, m) if record is not None else (3, 1, 1, 1, 1))
+        out = _run_kernel(rk.attention_kernel, Vh, gens, slices, alive, s.gamma, s.tau0,
+                          int(n), int(self.key_width), mask, centre, red.PSD_TOL,
+                          extra=(rec, record is not None))
         if record is not None:
-            record.update(QK=draws[0], M=draws[1], W=draws[2])
-        Vh = red.attention_update(Vh, L, Lh, draws, s.gamma, s.tau0, n, self.key_width,
-                                  self.mask_matrix(m))
-        return Vh, failed, count_clipped(alive, fL, fLh)
+            record.update(QK=rec[0], M=rec[1], W=rec[2])
+        return out
 
 
 @register(ShapedMLPResidual)
@@ -182,15 +194,28 @@ class FiniteShapedMLPResidual(FiniteLayer):
         return m * self.width / 5e3
 
     def reduced(self, Vh, gens, slices, alive, layer=0):
+        return self._reduced_mlp(Vh, gens, slices, alive, True)
+
+    def _reduced_mlp(self, Vh, gens, slices, alive, residual):
         n = self.width
-        L, fL, Lh, fLh, failed = self._factors(Vh)
-        slopes = self.act.slopes(n)
-        draws = concat([red.mlp_draws(g, L[sl], self.phi, n, self.heads, slopes)
-                        for g, sl in zip(gens, slices)])
-        R, fR = red.psd_factor(draws[0])
-        Vh = red.mlp_update(Vh, R, Lh, draws, self.spec.gamma, self.c, n)
-        failed = failed | (fR == red.FACTOR_FAILED)
-        return Vh, failed, count_clipped(alive, fL, fLh, fR)
+        act, a1, a2 = self._kernel_activation()
+        K = np.empty((0, 1, 1))
+        if act == rk.ACT_GIVEN:   # an activation without a kernel form: Gram in numpy
+            L, _ = red.psd_factor(Vh.sum(axis=1))
+            K = np.concatenate([red.hidden_gram(g, L[sl], self.phi, n)
+                                for g, sl in zip(gens, slices)])
+        gamma = self.spec.gamma if residual else 1.0
+        return _run_kernel(rk.mlp_kernel, Vh, gens, slices, alive, residual, gamma, self.c,
+                           int(n), act, a1, a2, K, red.PSD_TOL)
+
+    def _kernel_activation(self):
+        """(code, a1, a2) of the activation for :func:`finite.reduced_kernels.mlp_kernel`."""
+        slopes = self.act.slopes(self.width)
+        if slopes is not None:
+            return rk.ACT_RELU, float(slopes[0]), float(slopes[1])
+        if isinstance(self.act, ShapedTanh):
+            return rk.ACT_TANH, float(self.act.a * np.sqrt(self.width)), 0.0
+        return rk.ACT_GIVEN, 0.0, 0.0
 
 
 @register(ShapedMLP)
@@ -207,9 +232,21 @@ class FiniteShapedMLP(FiniteShapedMLPResidual):
         return lit.weight_count(self.literal_shapes()), 2.0 * m * self.width ** 2
 
     def reduced(self, Vh, gens, slices, alive, layer=0):
-        n = self.width
-        L, fL = red.psd_factor(Vh[:, 0])
-        slopes = self.act.slopes(n)
-        K = np.concatenate([red.hidden_gram(g, L[sl], self.phi, n, slopes=slopes)
-                            for g, sl in zip(gens, slices)])
-        return (self.c * K)[:, None], fL == red.FACTOR_FAILED, count_clipped(alive, fL)
+        return self._reduced_mlp(Vh, gens, slices, alive, False)
+
+
+def _run_kernel(kernel, Vh, gens, slices, alive, *args, extra=()):
+    """Run a sub-layer kernel of :mod:`finite.reduced_kernels` on a copy of Vh over the RNG
+    blocks ``gens`` (a :class:`finite.streams.BlockStreams`, or Generators whose states are
+    written back) holding the paths ``slices``; ``extra``: arguments after the kernel's
+    outputs ``failed, clipped``. Returns ``(Vh', failed, n_clipped)``."""
+    streams = gens if isinstance(gens, BlockStreams) else BlockStreams(gens)
+    out = np.array(Vh, dtype=np.float64, order="C")
+    p = out.shape[0]
+    bounds = np.array([sl.start for sl in slices] + [slices[-1].stop], dtype=np.int64)
+    failed = np.zeros(p, dtype=np.bool_)
+    clipped = np.zeros(p, dtype=np.int64)
+    kernel(streams.rows, bounds, out, *args, failed, clipped, *extra)
+    if streams is not gens:
+        streams.write_back()
+    return out, failed, int(clipped[alive].sum())

@@ -25,59 +25,34 @@ eigen-decomposition with negative eigenvalues clipped to zero (counted); a matri
 non-finite or has an eigenvalue below ``-PSD_TOL · max|eigenvalue|`` is a failure, and the
 sampler marks that path dead (status 3).
 
-Random numbers: every function that draws takes one ``Generator`` and the paths of one
-RNG block, and draws its arrays in a fixed order, so the stream of a block does not depend
-on which other blocks are processed alongside it.
+Random numbers: every function that draws takes one RNG block's stream — a
+:class:`finite.streams.BlockStream` or a numpy PCG64 ``Generator`` (its state is used and
+written back) — and draws from the inlined PCG64 stream (:mod:`finite.inline_rng`) in the
+documented order, matrix by matrix: one path's (and head's) matrix is complete before the
+next one's. The samplers themselves run the fused kernels of :mod:`finite.reduced_kernels`.
 """
 import math
 
 import numpy as np
 from numba import njit
 
-from sde.coefficients import cholesky_into
+from sde.masks import centring_matrix
 
-from .shaping import residual_lambda, shaped_attention_matrix
+from . import inline_rng
+from . import reduced_kernels as rk
+from .shaping import residual_lambda
+from .streams import as_stream
 
 #: relative tolerance below which a negative eigenvalue is round-off (clipped), not failure.
 PSD_TOL = 1e-8
 #: factorisation flags
 FACTOR_OK, FACTOR_CLIPPED, FACTOR_FAILED = 0, 1, 2
-#: bytes for one hidden-activation chunk (m × n normals per path) in the MLP Gram.
-HIDDEN_CHUNK_BYTES = 128 * 2 ** 20
 
 
 @njit(cache=True)
 def _psd_factor_kernel(V, L, flag, tol):
-    p, m, _ = V.shape
-    for k in range(p):
-        finite = True
-        for i in range(m):
-            for j in range(m):
-                if not np.isfinite(V[k, i, j]):
-                    finite = False
-        if not finite:
-            L[k] = 0.0
-            flag[k] = 2
-            continue
-        ok = cholesky_into(V[k], L[k])
-        if ok:
-            flag[k] = 0
-            continue
-        # eigen-decomposition with clipping
-        A = 0.5 * (V[k] + V[k].T)
-        w, Q = np.linalg.eigh(A)
-        scale = 0.0
-        for i in range(m):
-            scale = max(scale, abs(w[i]))
-        if w[0] < -tol * scale:
-            L[k] = 0.0
-            flag[k] = 2
-            continue
-        for i in range(m):
-            r = np.sqrt(max(w[i], 0.0))
-            for j in range(m):
-                L[k, j, i] = Q[j, i] * r
-        flag[k] = 1
+    for k in range(V.shape[0]):
+        flag[k] = rk.factor_into(V[k], L[k], tol)
 
 
 def psd_factor(V, tol=PSD_TOL):
@@ -105,29 +80,48 @@ def _t(A):
 
 # ---------------------------------------------------------------- random matrices
 
+def _each_matrix(gen, shape, m, cols, fill):
+    """Draw ``fill(row, out_matrix)`` for every index of ``shape``, in C order."""
+    st = as_stream(gen)
+    out = np.empty(tuple(shape) + (m, m))
+    flat = out.reshape(-1, m, m)
+    work = np.empty((3, m, max(m, cols)))
+    fill(st.row, flat, work)
+    st.finish()
+    return out
+
+
+@njit(cache=True)
+def _fill_bartlett(row, out, work, k):
+    for i in range(out.shape[0]):
+        inline_rng.bartlett_into(row, k, out[i])
+
+
+@njit(cache=True)
+def _fill_wishart(row, out, work, k):
+    for i in range(out.shape[0]):
+        inline_rng.wishart_into(row, k, out[i], work[0])
+
+
+@njit(cache=True)
+def _fill_query_key(row, out, work, k):
+    for i in range(out.shape[0]):
+        inline_rng.query_key_into(row, k, out[i], work)
+
+
 def bartlett(gen, shape, m, k):
     """Bartlett factors B (shape + (m, m)), lower triangular, ``B Bᵀ ~ Wishart_m(I, k)``.
 
-    Needs k ≥ m: ``B_ii = sqrt(χ²_{k−i})``, ``B_ij ~ N(0, 1)`` for i > j. Draw order:
-    the χ² diagonal, then an (m, m) block of normals whose strict lower part is used.
+    Needs k ≥ m: ``B_ii = sqrt(χ²_{k−i})``, ``B_ij ~ N(0, 1)`` for i > j; per matrix, the
+    diagonal then the strict lower triangle (:func:`finite.inline_rng.bartlett_into`).
     """
-    diag = np.sqrt(gen.chisquare(k - np.arange(m, dtype=np.float64), size=tuple(shape) + (m,)))
-    B = np.tril(gen.standard_normal(tuple(shape) + (m, m)), -1)
-    idx = np.arange(m)
-    B[..., idx, idx] = diag
-    return B
+    return _each_matrix(gen, shape, m, m, lambda r, o, w: _fill_bartlett(r, o, w, int(k)))
 
 
 def wishart(gen, shape, m, k):
     """``Wishart_m(I, k)`` draws (shape + (m, m)): Bartlett for k ≥ m, ``G Gᵀ`` with G an
     m × k Gaussian for 0 < k < m, zeros for k = 0."""
-    if k >= m:
-        B = bartlett(gen, shape, m, k)
-        return B @ _t(B)
-    if k > 0:
-        G = gen.standard_normal(tuple(shape) + (m, k))
-        return G @ _t(G)
-    return np.zeros(tuple(shape) + (m, m))
+    return _each_matrix(gen, shape, m, k, lambda r, o, w: _fill_wishart(r, o, w, int(k)))
 
 
 def query_key_product(gen, shape, m, key_width):
@@ -136,113 +130,92 @@ def query_key_product(gen, shape, m, key_width):
     n_k ≥ m: ``M_Q Bᵀ`` with M_Q an m × m Gaussian and B the Bartlett factor of
     ``Wishart_m(n_k)`` (O(m³) whatever n_k); n_k < m: the plain product.
     """
-    if key_width >= m:
-        MQ = gen.standard_normal(tuple(shape) + (m, m))
-        B = bartlett(gen, shape, m, key_width)
-        return MQ @ _t(B)
-    GQ = gen.standard_normal(tuple(shape) + (m, key_width))
-    GK = gen.standard_normal(tuple(shape) + (m, key_width))
-    return GQ @ _t(GK)
+    return _each_matrix(gen, shape, m, key_width,
+                        lambda r, o, w: _fill_query_key(r, o, w, int(key_width)))
 
 
-def attention_draws(gen, p, m, width, heads, key_width):
-    """Random matrices of one reduced attention layer for p paths, in draw order:
-    ``(G_Q G_Kᵀ, M, W)``, each (p, H, m, m)."""
-    QK = query_key_product(gen, (p, heads), m, key_width)
-    M = gen.standard_normal((p, heads, m, m))
-    W = wishart(gen, (p, heads), m, width // heads - m)
-    return QK, M, W
-
-
-@njit(cache=True, nogil=True)
-def _hidden_gram_relu_kernel(gen, L, s_plus, s_minus, width, K):
+@njit(cache=True)
+def _hidden_gram_kernel(row, L, act, a1, a2, width, K):
     p, m, _ = L.shape
-    S = np.empty((m, width))
+    G = np.empty((m, rk.GRAM_CHUNK))
+    S = np.empty((m, rk.GRAM_CHUNK))
+    acc = np.empty((m * (m + 1) // 2, rk.GRAM_CHUNK))
     for k in range(p):
-        G = gen.standard_normal((m, width))
-        S[:, :] = 0.0
+        lower = True
         for a in range(m):
-            for b in range(m):
-                lab = L[k, a, b]
-                if lab != 0.0:
-                    for j in range(width):
-                        S[a, j] += lab * G[b, j]
-        for a in range(m):
-            for j in range(width):
-                x = S[a, j]
-                S[a, j] = s_plus * x if x > 0.0 else s_minus * x
-        for a in range(m):
-            for b in range(a + 1):
-                acc = 0.0
-                for j in range(width):
-                    acc += S[a, j] * S[b, j]
-                K[k, a, b] = acc / width
-                K[k, b, a] = acc / width
+            for b in range(a + 1, m):
+                if L[k, a, b] != 0.0:
+                    lower = False
+        rk.hidden_gram_path(row, L[k], lower, act, a1, a2, width, K[k], G, S, acc)
 
 
-def hidden_gram(gen, L, phi, width, chunk_bytes=HIDDEN_CHUNK_BYTES, slopes=None):
+def hidden_gram(gen, L, phi, width, slopes=None):
     """``S Sᵀ / n`` with ``S = phi(L G)``, G (m, n) iid N(0, 1) per path; L (p, m, m).
 
-    The columns of S are iid draws of ``phi(N(0, L Lᵀ))``. G is drawn path by path in
-    order (one ``(m, n)`` block per path), so the result does not depend on how paths are
-    chunked. A two-slope ReLU (``slopes = (s₊, s₋)``, from the activation object's
-    ``slopes(n)``; ``phi`` must be that ReLU) runs in a numba kernel (one path at a time,
-    same stream); any other activation (``slopes=None``) in numpy over sub-chunks of at most
-    ``chunk_bytes`` of normals.
+    The columns of S are iid draws of ``phi(N(0, L Lᵀ))``. Paths in order, each drawing
+    G column by column (m normals per column; :func:`finite.reduced_kernels.hidden_gram_path`).
+    A two-slope ReLU (``slopes = (s₊, s₋)``, from the activation object's ``slopes(n)``;
+    ``phi`` must be that ReLU) runs fused in the kernel; any other ``phi`` is applied in
+    numpy to the same normals (drawn into an array first).
     """
+    L = np.ascontiguousarray(L, dtype=np.float64)
     p, m, _ = L.shape
+    st = as_stream(gen)
     K = np.empty((p, m, m))
     if slopes is not None:
-        _hidden_gram_relu_kernel(gen, np.ascontiguousarray(L), slopes[0], slopes[1],
-                                 int(width), K)
-        return K
-    q = max(1, int(chunk_bytes // (8 * m * width)))
-    for i0 in range(0, p, q):
-        i1 = min(p, i0 + q)
-        S = phi(L[i0:i1] @ gen.standard_normal((i1 - i0, m, width)))
-        K[i0:i1] = S @ _t(S) / width
+        _hidden_gram_kernel(st.row, L, rk.ACT_RELU, float(slopes[0]), float(slopes[1]),
+                            int(width), K)
+    else:
+        G = np.empty((p, width, m))
+        inline_rng.fill_normals(st.row, G.reshape(-1))
+        S = phi(L @ _t(G))
+        K[:] = S @ _t(S) / width
+    st.finish()
     return K
-
-
-def mlp_draws(gen, L, phi, width, heads, slopes=None):
-    """Random parts of one reduced residual MLP layer for the p paths of L (p, m, m), in
-    draw order: the hidden Gram (without c), then ``M`` and ``W`` (p, H, m, m)."""
-    p, m, _ = L.shape
-    K = hidden_gram(gen, L, phi, width, slopes=slopes)
-    M = gen.standard_normal((p, heads, m, m))
-    W = wishart(gen, (p, heads), m, width // heads - m)
-    return K, M, W
 
 
 # ---------------------------------------------------------------- layer maps
 
-def attention_update(Vh, L, Lh, draws, gamma, tau0, width, key_width, mask=None):
-    """One reduced attention layer: block Grams Vh (p, H, m, m) → Vh'.
+def _mask_and_centre(mask, m):
+    if mask is None:
+        return np.ones((m, m)), np.full((m, m), 1.0 / m)
+    M = np.asarray(mask, dtype=np.float64)
+    return M, centring_matrix(M)
 
-    L (p, m, m) factors ``V = Σ_h V_h``, Lh (p, H, m, m) factors each V_h; draws from
-    :func:`attention_draws`; ``mask`` the realised 0/1 mask (None: complete). A mask changes
-    only how A is computed from the logits (docs/theory.md §5.8).
+
+def attention_update(Vh, L, Lh, draws, gamma, tau0, width, key_width, mask=None):
+    """One reduced attention layer with its draws given: block Grams Vh (p, H, m, m) → Vh'.
+
+    L (p, m, m) factors ``V = Σ_h V_h``, Lh (p, H, m, m) factors each V_h; draws
+    ``(G_Q G_Kᵀ, M, W)``, each (p, H, m, m) (broadcast); ``mask`` the realised 0/1 mask
+    (None: complete). The same map as the sampler's kernel
+    (:func:`finite.reduced_kernels.attention_kernel`).
     """
     QK, M, W = draws
-    lam = residual_lambda(gamma)
-    Lx = L[:, None]
-    Y = Lx @ QK @ _t(Lx)
-    A = shaped_attention_matrix(Y, tau0, width, key_width, mask)
-    AL = A @ Lx
-    cross = AL @ M @ _t(Lh)
-    return (lam * lam * Vh + (lam * gamma / math.sqrt(width)) * (cross + _t(cross))
-            + (gamma * gamma / width) * (AL @ (M @ _t(M) + W) @ _t(AL)))
+    p, H, m = Vh.shape[0], Vh.shape[1], Vh.shape[-1]
+    shape = (p, H, m, m)
+    out = np.array(np.broadcast_to(Vh, shape), dtype=np.float64)
+    Mk, C = _mask_and_centre(mask, m)
+    args = [np.ascontiguousarray(np.broadcast_to(a, s), dtype=np.float64)
+            for a, s in ((L, (p, m, m)), (Lh, shape), (QK, shape), (M, shape), (W, shape))]
+    rk.attention_update_given(out, *args, float(gamma),
+                              1.0 / (tau0 * math.sqrt(width * key_width)), float(width), Mk, C)
+    return out
 
 
 def mlp_update(Vh, R, Lh, draws, gamma, c, width):
-    """One reduced residual MLP layer: Vh (p, H, m, m) → Vh''.
+    """One reduced residual MLP layer with its draws given: Vh (p, H, m, m) → Vh''.
 
-    R (p, m, m) factors the hidden Gram K of ``draws`` (from :func:`mlp_draws`), Lh the
-    blocks of Vh; ``c`` the activation's normaliser.
+    R (p, m, m) factors the hidden Gram K, Lh the blocks of Vh, draws ``(K, M, W)`` (M, W
+    (p, H, m, m)); ``c`` the activation's normaliser. The same map as the sampler's kernel.
     """
     _, M, W = draws
+    p, H, m = Vh.shape[0], Vh.shape[1], Vh.shape[-1]
+    shape = (p, H, m, m)
+    out = np.array(np.broadcast_to(Vh, shape), dtype=np.float64)
+    args = [np.ascontiguousarray(np.broadcast_to(a, s), dtype=np.float64)
+            for a, s in ((R, (p, m, m)), (Lh, shape), (M, shape), (W, shape))]
     lam = residual_lambda(gamma)
-    Rx = R[:, None]
-    cross = Rx @ M @ _t(Lh)
-    return (lam * lam * Vh + (lam * gamma * math.sqrt(c / width)) * (cross + _t(cross))
-            + (gamma * gamma * c / width) * (Rx @ (M @ _t(M) + W) @ _t(Rx)))
+    rk.residual_update_given(out, *args, lam, lam * gamma * math.sqrt(c / width),
+                             gamma * gamma * c / width)
+    return out

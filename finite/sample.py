@@ -12,10 +12,12 @@ of :mod:`sde.schema` with ``time = layer / width`` (dt = 1/width) and a ``depth`
 
 Random numbers: paths are cut into RNG blocks of :data:`sde.simulate.RNG_BLOCK` paths, block
 k drawing from ``Generator(PCG64(SeedSequence(seed).spawn(n_blocks)[k]))``
-(:func:`sde.simulate.block_generators`). Within a block every draw happens in a fixed order
-(layer by layer; within a layer path by path for the literal sampler, array by array for the
-reduced one), so a result depends only on (seed, RNG_BLOCK, sampler) — not on the thread
-count, on :data:`REDUCED_CHUNK_BLOCKS` or on :data:`LITERAL_CHUNK_BYTES`.
+(:func:`sde.simulate.block_generators`). Within a block every draw happens in a fixed order:
+layer by layer, sub-layer by sub-layer, path by path. The literal sampler calls the block's
+Generator (:mod:`finite.literal`); the reduced one draws the same PCG64 stream through the
+inlined generator (:mod:`finite.streams`), each path's draws in the order of
+:mod:`finite.reduced_kernels`. A result depends only on (seed, RNG_BLOCK, sampler) — not on
+the thread count, on :data:`REDUCED_CHUNK_BLOCKS` or on :data:`LITERAL_CHUNK_BYTES`.
 """
 import concurrent.futures
 import math
@@ -40,10 +42,13 @@ from . import layers
 from .unshaped import layers as unshaped_layers  # noqa: F401  (registers their finite maps)
 from . import literal as lit
 from . import reduced as red
+from . import weight_init as wi
+from .streams import BlockStreams
 
 SAMPLERS = ("literal", "reduced")
-#: RNG blocks per reduced-sampler task (vectorisation width); not part of the result.
-REDUCED_CHUNK_BLOCKS = 8
+#: at most this many RNG blocks per reduced-sampler task (the blocks are split evenly over
+#: the threads, so that every thread gets the same work); not part of the result.
+REDUCED_CHUNK_BLOCKS = 64
 #: bytes of weights drawn at once by one literal-sampler task; not part of the result.
 LITERAL_CHUNK_BYTES = 256 * 2 ** 20
 #: literal runs whose time estimate exceeds this many seconds are refused.
@@ -105,7 +110,7 @@ def literal_estimate(bound_layers, m, depth, n_paths):
 
 def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=None,
            key_width=None, save_every=None, progress=None, threads=None,
-           memory_limit=DEFAULT_MEMORY_LIMIT):
+           memory_limit=DEFAULT_MEMORY_LIMIT, initial_x=None):
     """Sample covariance paths of the finite network of ``model`` at width ``width``.
 
     Parameters
@@ -124,6 +129,10 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     progress : bool, tqdm bar (default: on for long runs).
     threads : worker threads (default: the machine's cores); never changes the result.
     memory_limit : bytes allowed for the output V array.
+    initial_x : ``"haar"`` (a fresh Haar-random orthonormal frame E per path, inside each head
+        block) or ``"aligned"`` (E = the even spread of coordinate vectors), X0 = √n L E
+        (:mod:`finite.weight_init`). Default: ``"haar"`` where the law depends on X0 beyond
+        V0 (LayerNorm, fixed weight matrices), else ``"aligned"`` (the two agree in law).
 
     Returns
     -------
@@ -169,6 +178,12 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     elif sampler == "reduced" and not all(b.has_reduced for b in bound_layers):
         raise CovsdeInputError(f"sampler reduced is not available for arch {model.arch} (no "
                                f"exact reduction, docs/theory.md §5.8): use sampler literal")
+    invariant = all(getattr(b, "rotation_invariant", True) for b in bound_layers)
+    if initial_x is None:
+        initial_x = "aligned" if invariant else "haar"
+    elif initial_x not in wi.INITIAL_X:
+        raise CovsdeInputError(f"initial_x must be one of {', '.join(wi.INITIAL_X)}, got "
+                               f"{initial_x!r}", "initial_x")
     for b in bound_layers:
         b.prepare(m)
     if sampler == "literal":
@@ -193,8 +208,10 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     gens = block_generators(seed, n_paths)
     sizes = [min(RNG_BLOCK, n_paths - k * RNG_BLOCK) for k in range(len(gens))]
     cfg = _Config(bound_layers, V0, width, heads, depth, steps)
+    cfg.haar = initial_x == "haar" and sampler == "literal"
     cfg.carry = cons.carried(bound_layers, sampler)
-    per_task = REDUCED_CHUNK_BLOCKS if sampler == "reduced" else 1
+    per_task = (min(REDUCED_CHUNK_BLOCKS, math.ceil(len(gens) / threads))
+                if sampler == "reduced" else 1)
     tasks = []
     for b0 in range(0, len(gens), per_task):
         p0 = b0 * RNG_BLOCK
@@ -226,7 +243,12 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
         t_end=depth / width, n_steps=depth, steps=steps, V0=V0, wall=wall,
         sampler=sampler, width=width, key_width=key_width, heads=heads, depth_layers=depth,
         t_end_requested=None if t_end is None else float(t_end),
-        initial_X="X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks",
+        initial_x=initial_x,
+        initial_X=("X0 = L E sqrt(n), L L^T = V0, E a fresh Haar-random orthonormal frame per "
+                   "path inside each head block" if initial_x == "haar" else
+                   "X0 = L E sqrt(n), L L^T = V0, rows of E spread evenly over head blocks")
+        + ("" if invariant else "; the law depends on this choice (LayerNorm or fixed weights)"),
+        **_init_attrs(model), **{k: v for b in bound_layers for k, v in b.run_attrs().items()},
         n_psd_clipped=int(clipped[0]), psd_tol=red.PSD_TOL,
         log_consensus_method=LOG_CONSENSUS_CARRIED if cfg.carry else LOG_CONSENSUS_FROM_V,
         **mask_attrs)
@@ -236,6 +258,18 @@ def sample(model, V0, *, width, n_paths, seed, depth=None, t_end=None, sampler=N
     ds["log_consensus"] = (("path", "time"), out_lc)
     ds["log_consensus"].attrs["long_name"] = "natural log of mu(X)/||X||_F"
     return ds
+
+
+def _init_attrs(model):
+    """sha256 digests of the .npy weight files a model reads (provenance)."""
+    out = {}
+    for sub in model.sublayers():
+        sub = getattr(sub, "inner", sub)
+        for name in ("value_init", "query_init", "key_init"):
+            init = getattr(sub, name, "gaussian")
+            if wi.is_file_init(init):
+                out[f"{name}_sha256"] = wi.file_digest(init)
+    return out
 
 
 class _Config:
@@ -260,6 +294,7 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes, out_
     Vh = np.broadcast_to(start, (p, H, m, m)).copy()
     alive = np.ones(p, dtype=bool)
     n_clip = 0
+    streams = BlockStreams(gens)
     if cfg.carry:
         state = cons.ReducedState(np.broadcast_to(np.linalg.cholesky(cfg.V0), (p, m, m)), H)
     if 0 in cfg.save_at:
@@ -270,8 +305,8 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes, out_
         failed = np.zeros(p, dtype=bool)
         for sub in cfg.layers:
             rec = {} if cfg.carry else None
-            Vh, f, c = (sub.reduced(Vh, gens, sls, alive, layer, record=rec) if cfg.carry
-                        else sub.reduced(Vh, gens, sls, alive, layer))
+            Vh, f, c = (sub.reduced(Vh, streams, sls, alive, layer, record=rec) if cfg.carry
+                        else sub.reduced(Vh, streams, sls, alive, layer))
             if cfg.carry:
                 cons.reduced_step(state, sub, rec, layer)
             failed |= f
@@ -294,6 +329,7 @@ def _run_reduced(cfg, gens, sizes, out_V, status, death, bar, _chunk_bytes, out_
                 lc[~alive] = np.nan
                 out_lc[:, j] = lc
         bar.update(p)
+    streams.write_back()
     return n_clip
 
 
@@ -303,7 +339,11 @@ def _run_literal(cfg, gens, sizes, out_V, status, death, bar, chunk_bytes, out_l
     """Run one RNG block through all layers with explicit weights."""
     (gen,), (p,) = gens, sizes
     m, H, n = cfg.m, cfg.heads, cfg.width
-    X = np.broadcast_to(lit.initial_X(cfg.V0, n, H), (p, m, n)).copy()
+    if cfg.haar:
+        L0 = np.linalg.cholesky(cfg.V0)
+        X = (L0 @ wi.haar_frames(gen, p, m, n, H)) * math.sqrt(n)
+    else:
+        X = np.broadcast_to(lit.initial_X(cfg.V0, n, H), (p, m, n)).copy()
     subs = [(sub.literal_shapes(), sub.literal) for sub in cfg.layers]
     alive = np.ones(p, dtype=bool)
     if cfg.carry:

@@ -38,6 +38,16 @@ def cases():
                 save_every=2))
     out["finite-reduced-attention-nk"] = ("finite", MODELS["attention"], dict(
         V0=V3, width=16, depth=6, n_paths=40, seed=5, sampler="reduced", key_width=2))
+    # unshaped networks: LayerNorm archs start from Haar-random frames (initial_x="haar"),
+    # the others from the aligned frame (docs/theory.md §2.4f)
+    from finite.unshaped import AttentionOnly, PostLN, Vanilla
+
+    for name, model in (("post-ln", PostLN(mask="causal", heads=2)),
+                        ("attention-only-ln", AttentionOnly(layernorm=True)),
+                        ("attention-only", AttentionOnly(mask="causal")),
+                        ("vanilla-u-spa", Vanilla(attention="u-spa"))):
+        out[f"finite-literal-{name}"] = ("finite", model, dict(
+            V0=V8, width=16, depth=4, n_paths=40, seed=7, sampler="literal", save_every=2))
     return out
 
 

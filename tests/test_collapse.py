@@ -43,11 +43,11 @@ def test_collapse_figures_tiny(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from compare.figures.collapse import CAPTIONS, make_collapse_figures
+    from compare.figures.collapse import FIGURES, make_collapse_figures
 
     written = make_collapse_figures(str(tmp_path), size="tiny", log=lambda *_: None)
     names = sorted(p.split("/")[-1] for p in written)
-    assert names == sorted(f"{k}.{e}" for k in CAPTIONS for e in ("png", "pdf"))
+    assert names == sorted(f"{k}.{e}" for k in FIGURES for e in ("png", "pdf"))
     assert all((tmp_path / n).stat().st_size > 1000 for n in names)
 
 

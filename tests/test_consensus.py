@@ -19,6 +19,7 @@ import consensus_reference as ref
 import sde
 from finite import sample
 from finite.consensus import log_consensus_from_V
+from finite.reduced import FACTOR_OK, psd_factor
 from finite.unshaped import AttentionOnly
 from sde.masks import Mask
 
@@ -27,8 +28,10 @@ TOL = 1e-9
 
 
 def _run(model, m, n, depth, paths, seed, sampler):
+    # the mpmath references start from the aligned frame X0 = √n L [I 0] (LayerNorm stacks
+    # default to Haar-random frames, docs/theory.md §2.4f)
     return sample(model, np.eye(m), width=n, depth=depth, n_paths=paths, seed=seed,
-                  sampler=sampler, save_every=1, progress=False)
+                  sampler=sampler, save_every=1, progress=False, initial_x="aligned")
 
 
 @pytest.mark.parametrize("mask,m,depth,deep", [("complete", 4, 5, -50.0),
@@ -102,6 +105,15 @@ def test_carried_equals_measure_from_V_where_that_is_accurate(kw, sampler):
     ds = _run(AttentionOnly(**kw), 6, 16, 6, 16, 5, sampler)
     got, fromV = ds.log_consensus.values, log_consensus_from_V(ds.V.values)
     ok = fromV > -5.0
+    if sampler == "reduced" and "heads" not in kw:
+        # one head: the sampler factors the saved V itself. Where V was too close to
+        # singular for Cholesky, the sampler factors it by eigh (clipped) and the carried
+        # state keeps its own Cholesky frame: the same law, another pathwise coupling
+        # (docs/theory.md §2.4c). Compare only up to the first such layer.
+        _, flag = psd_factor(ds.V.values)
+        clipped_before = np.cumsum(flag != FACTOR_OK, axis=1) - (flag != FACTOR_OK)
+        assert (clipped_before[:, -1] > 0).sum() <= 2
+        ok &= clipped_before == 0
     assert ok.sum() >= 40
     assert np.max(np.abs(got[ok] - fromV[ok])) < 1e-8
     assert ds.attrs["log_consensus_method"].startswith("carried")

@@ -17,7 +17,8 @@ from compare.figures.gallery import CONV_RATIOS, FIGURES, SIZES, fit_slope
 from compare.sweep import open_sweep
 from sde.schema import dead_fraction_ci
 
-STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability")
+STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "weak_error",
+         "stability")
 
 
 @pytest.fixture(scope="module")
@@ -245,9 +246,11 @@ def test_quick_mode_finishes_in_three_minutes(tmp_path):
     assert time.perf_counter() - t0 < 180
     for stem in STEMS:
         assert (tmp_path / "q" / f"{stem}.png").exists()
-    assert set(FIGURES) == {"distribution", "trajectories", "convergence", "stability",
+    assert set(FIGURES) == {"distribution", "trajectories", "convergence", "weak_error",
+                            "stability",
                             "rank_collapse", "masks_layernorm", "similarity_removal",
-                            "espa_kernel", "masked_positions", "masked_stability"}
+                            "espa_kernel", "ln_equilibria", "doubly_exponential",
+                            "collapse_rate_diameter", "masked_positions", "masked_stability"}
 
 
 # --------------------------------------------------------------------------- drawing details

@@ -10,6 +10,7 @@ import xarray as xr
 
 import importlib
 from conftest import random_spd
+from finite import layers as fl
 from finite import literal as lit
 from finite import reduced as red
 from finite import sample
@@ -256,7 +257,6 @@ def test_same_seed_identical_any_chunking_and_threads(monkeypatch, model, sample
     # other chunking in memory and two worker threads: identical
     monkeypatch.setattr(fs, "REDUCED_CHUNK_BLOCKS", 1)
     monkeypatch.setattr(fs, "LITERAL_CHUNK_BYTES", 3 * 8 * 12 * 12 * 5)  # a few paths
-    monkeypatch.setattr(red, "HIDDEN_CHUNK_BYTES", 8 * 3 * 12 * 7)        # 7 paths
     other = sample(model, V0, **{**kw, "threads": 2})
     xr.testing.assert_identical(_strip(ref), _strip(other))
     different = sample(model, V0, **{**kw, "seed": 12})
@@ -269,22 +269,23 @@ def test_same_seed_identical_any_chunking_and_threads(monkeypatch, model, sample
 # ---------------------------------------------------------------- dead paths
 
 def test_factorisation_failure_marks_path_dead(monkeypatch):
-    """A failed factorisation (forced on path 2 at the 3rd layer's first factor) gives
-    status 3, death time 3/n, NaN from that layer on; other paths are untouched."""
+    """A failed factorisation (reported for path 2 by the 3rd layer) gives status 3, death
+    time 3/n, NaN from that layer on; other paths are untouched. The kernel's own flag is
+    checked in tests/test_finite_floor.py (a non-finite state fails)."""
     calls = {"n": 0}
-    real = red.psd_factor
+    real = fl.FiniteShapedAttention.reduced
 
-    def failing(V, tol=red.PSD_TOL):
-        L, flag = real(V, tol)
+    def failing(self, Vh, gens, slices, alive, layer=0, **kw):
+        Vh, failed, clipped = real(self, Vh, gens, slices, alive, layer, **kw)
         calls["n"] += 1
-        if calls["n"] == 5 and flag.ndim == 1:      # 2 factorisations per attention layer
-            flag = flag.copy()
-            flag[2] = red.FACTOR_FAILED
-        return L, flag
+        if calls["n"] == 3:
+            failed = failed.copy()
+            failed[2] = True
+        return Vh, failed, clipped
 
     model = ShapedAttention(0.5, 0.7)
     ref = sample(model, V0, width=12, n_paths=4, seed=5, depth=5, save_every=1, threads=1)
-    monkeypatch.setattr(red, "psd_factor", failing)
+    monkeypatch.setattr(fl.FiniteShapedAttention, "reduced", failing)
     ds = sample(model, V0, width=12, n_paths=4, seed=5, depth=5, save_every=1, threads=1)
     assert list(ds.status.values) == [0, 0, 3, 0]
     assert ds.death_time.values[2] == pytest.approx(3 / 12)
@@ -302,17 +303,29 @@ def test_equicorrelated_input_and_many_tokens():
 
 
 def test_hidden_gram_relu_kernel_matches_numpy(rng):
-    """The numba ReLU hidden Gram equals phi(L G) phi(L G)ᵀ/n on the same stream, and leaves
-    the Generator where numpy would (the next draws agree)."""
-    m, n, p = 4, 30, 7
+    """The fused ReLU hidden Gram equals phi(L G) phi(L G)ᵀ/n with G drawn from an equal
+    Generator in the documented order (path by path, column by column: G[k, :, j] is m
+    consecutive normals), leaves the Generator where that draw would (the next draws agree),
+    and the numpy form (any other activation) draws the same normals."""
+    m, n, p = 4, 300, 7
     L = np.linalg.cholesky(np.stack([random_spd(rng, m) for _ in range(p)]))
     for act in (ShapedMLP(0.4, -1.0).shaped_activation,
                 ShapedMLP(activation="tanh", a=0.7).shaped_activation):
         phi = act.at_width(n)[0]
         g1, g2 = np.random.default_rng(9), np.random.default_rng(9)
         K = red.hidden_gram(g1, L, phi, n, slopes=act.slopes(n))
-        S = phi(L @ g2.standard_normal((p, m, n)))
-        np.testing.assert_allclose(K, S @ np.swapaxes(S, -1, -2) / n, rtol=1e-13, atol=1e-14)
+        G = np.swapaxes(g2.standard_normal((p, n, m)), -1, -2)
+        S = phi(L @ G)
+        np.testing.assert_allclose(K, S @ np.swapaxes(S, -1, -2) / n, rtol=1e-12, atol=1e-13)
         np.testing.assert_array_equal(g1.standard_normal(5), g2.standard_normal(5))
+    # a factor that is not lower triangular (the clipped eigen-factor) uses every entry
+    Q = np.linalg.qr(rng.standard_normal((m, m)))[0]
+    Lfull = (L @ Q)[None, 0]
+    relu = ShapedMLP(0.4, -1.0).shaped_activation
+    K = red.hidden_gram(np.random.default_rng(3), Lfull, relu.at_width(n)[0], n,
+                        slopes=relu.slopes(n))
+    S = relu.at_width(n)[0](Lfull @ np.swapaxes(
+        np.random.default_rng(3).standard_normal((1, n, m)), -1, -2))
+    np.testing.assert_allclose(K, S @ np.swapaxes(S, -1, -2) / n, rtol=1e-12, atol=1e-13)
     assert ShapedMLP(0.4, -1.0).shaped_activation.slopes(16) == (1.1, 0.75)
     assert ShapedMLP(activation="tanh").shaped_activation.slopes(16) is None

@@ -15,6 +15,7 @@ from .args import Parser
 from .blowup import add_blowup
 from .collapse_rate import add_collapse_rate
 from .compare import add_compare
+from .convergence import add_convergence
 from .demo import add_demo
 from .figures import add_figures
 from .finite import add_finite
@@ -23,7 +24,7 @@ from .sweep import add_sweep
 
 #: the subcommands, in ``--help`` order
 SUBCOMMANDS = (add_simulate, add_demo, add_compare, add_finite, add_figures, add_sweep,
-               add_blowup, add_collapse_rate)
+               add_blowup, add_collapse_rate, add_convergence)
 
 
 def build_parser():

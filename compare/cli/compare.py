@@ -57,6 +57,10 @@ def add_compare(sub):
                         f"%(default)s; a warning below {WARN_N_BOOT})")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutations and "
                                                        "resamples (default %(default)s)")
+    p.add_argument("--tail", action="append", type=float, metavar="K",
+                   help="also compare P(sup over saved times s <= t of max_a V_aa(s) > K) with "
+                        "Wilson intervals on both sides and a Newcombe interval of the "
+                        "difference (repeatable, 0 < K < the bound, e.g. --tail 10 --tail 100)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout instead of a "
                                                        "table (other messages go to stderr)")
     p.add_argument("--plot", help="write an overlay figure here (every --stat, histograms "
@@ -93,11 +97,24 @@ def cmd_compare(args):
         warnings.simplefilter("ignore")
         df = distances(a, b, stats=stats, times=args.time, n_boot=n_boot, seed=args.seed,
                        point=ode, progress=None)
+    tails = None
+    if args.tail:
+        from ..tails import tail_probabilities
+
+        tails = tail_probabilities(a, b, args.tail, times=args.time, bound=df.attrs["bound"])
     info = sys.stderr if args.json else sys.stdout
     if args.json:
-        print(json.dumps(to_json_doc(df, args.a, args.b, args.ode), indent=1))
+        doc = to_json_doc(df, args.a, args.b, args.ode)
+        if tails is not None:
+            doc["tails"] = json.loads(tails.to_json(orient="records", double_precision=15))
+            doc["tail_notes"] = tails.attrs["notes"]
+        print(json.dumps(doc, indent=1))
     else:
         print(format_table(df, args.a, args.b))
+        if tails is not None:
+            from ..tails import format_tail_table
+
+            print("\n".join(format_tail_table(tails)))
     for note in df.attrs["warnings"]:
         print(f"warning: {note}", file=sys.stderr)
     if args.plot:

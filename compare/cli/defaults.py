@@ -17,6 +17,10 @@ DEFAULT_ATOL = 1e-3
 DEFAULT_N_BOOT = 200
 MIN_N_BOOT = 40
 WARN_N_BOOT = 200
+#: ``compare.convergence.SDE_METHODS``: the SDE schemes of ``covsde convergence``
+SCHEMES = ("euler", "spd")
+#: ``compare.weak_error.DEFAULT_FUNCTIONALS``
+DEFAULT_FUNCTIONALS = ("corr:0,1", "exp:0", "alive")
 #: ``compare.collapse_rate.STATS``
 COLLAPSE_RATE_STATS = ("log-consensus", "loglog-consensus", "log-dissimilarity")
 
@@ -31,4 +35,6 @@ SOURCES = (("sde.simulate", "METHODS", "SIMULATE_METHODS"),
            ("compare.distances", "DEFAULT_N_BOOT", "DEFAULT_N_BOOT"),
            ("compare.distances", "MIN_N_BOOT", "MIN_N_BOOT"),
            ("compare.distances", "WARN_N_BOOT", "WARN_N_BOOT"),
-           ("compare.collapse_rate", "STATS", "COLLAPSE_RATE_STATS"))
+           ("compare.collapse_rate", "STATS", "COLLAPSE_RATE_STATS"),
+           ("compare.convergence", "SDE_METHODS", "SCHEMES"),
+           ("compare.weak_error", "DEFAULT_FUNCTIONALS", "DEFAULT_FUNCTIONALS"))

@@ -47,8 +47,13 @@ def add_finite(sub):
                    help=f"one of {', '.join(SAMPLERS)} (default: reduced where an exact reduced "
                         f"sampler exists, else literal; LayerNorm archs are literal only), or "
                         f"kernel-map: the deterministic width-first kernel map Σ ← A Σ Aᵀ as a "
-                        f"one-path dataset, where exact (attention-only E-SPA/U-SPA, "
-                        f"Value-SkipInit with β = 0; --paths is then ignored)")
+                        f"one-path dataset, where exact (E-SPA/U-SPA and Value-SkipInit with "
+                        f"β = 0, attention-only or vanilla; --paths is then ignored)")
+    g.add_argument("--initial-x", choices=("haar", "aligned"),
+                   help="initial frame E of X0 = sqrt(n) L E: haar (fresh Haar-random per path, "
+                        "inside each head block) or aligned (coordinate vectors); default haar "
+                        "where the law depends on X0 beyond V0 (LayerNorm, fixed weight "
+                        "matrices), else aligned (same law)")
     g.add_argument("--paths", type=int, required=True, help="number of paths >= 1")
     g.add_argument("--save-every", type=int, help="save every K-th layer (default: <= ~100 "
                                                   "saved layers; first and last always saved)")
@@ -99,7 +104,8 @@ def _cmd_finite(args):
                 ds = sample(model, V0, width=args.width, n_paths=args.paths, seed=args.seed,
                             depth=args.depth, t_end=args.t_end, sampler=args.sampler,
                             key_width=args.key_width, save_every=args.save_every,
-                            threads=args.threads, memory_limit=memory_limit)
+                            threads=args.threads, memory_limit=memory_limit,
+                            initial_x=args.initial_x)
     except CovsdeInputError as exc:
         raise CovsdeInputError(_flagged(str(exc)), getattr(exc, "param", None)) from None
     for w in caught:

@@ -3,7 +3,9 @@
 :mod:`~compare.figures.overlay` (finite vs SDE vs ODE distributions),
 :mod:`~compare.figures.gallery` (``covsde figures``), :mod:`~compare.figures.collapse`
 (rank collapse), :mod:`~compare.figures.masked` (causal vs complete mask by token position),
-:mod:`~compare.figures.sweep` (figures from a sweep STORE).
+:mod:`~compare.figures.sweep` (figures from a sweep STORE), :mod:`~compare.figures.espa`
+(E-SPA against its target kernel), :mod:`~compare.figures.ln_equilibria` (attention + LN
+equilibria of every rank).
 
 The names below are imported on first use: importing a submodule does not import pyplot.
 """

@@ -5,8 +5,9 @@
   shaped block, at two widths, same m and depth;
 * ``similarity_removal``: token similarity vs depth for post-LN with θ ∈ {0, 0.5, 1}, with the
   bound B_d of §2.4b;
-* ``espa_kernel``: target Σ_L, the finite network's mean V_L and one path's V_L, and the
-  spread of V_L around the target vs depth/width.
+* ``espa_kernel`` (:mod:`compare.figures.espa`): E-SPA against its target kernel;
+* ``ln_equilibria`` (:mod:`compare.figures.ln_equilibria`): attention + LN equilibria of every
+  rank.
 
 Plot functions take optional axes and return the Figure; they never choose the backend.
 :func:`make_collapse_figures` computes (or reuses) datasets and saves PNG + PDF.
@@ -18,7 +19,7 @@ import os
 import numpy as np
 
 import sde
-from finite import sample, spa
+from finite import sample
 from finite.unshaped import AttentionOnly, PostLN, PreLN, Vanilla
 
 from ..collapse import token_similarity
@@ -149,50 +150,11 @@ def plot_similarity_removal(runs, m, n, ax=None):
     return fig
 
 
-def plot_espa_kernel(ds, spread, ax=None):
-    """ds: a finite E-SPA attention-only run (heatmaps at its last depth); spread:
-    [(width, depths/width, median relative spread)]. One colour scale for the three heatmaps,
-    fitted to the target (entries beyond it saturate)."""
-    fig, axes = _figure(ax, 1, 4, figsize=(16, 3.9), constrained_layout=True)
-    kind, final = ds.attrs["attention"], float(ds.attrs.get("spa_final", 0.005))
-    L = int(ds.attrs["depth_layers"])
-    m = ds.sizes["token_a"]
-    target = spa.kernel_schedule(kind, final, m, L)[-1]
-    VL = ds.V.values[:, -1]
-    mats = [(target, "target Σ_L"), (np.nanmean(VL, axis=0), "finite network: mean V_L"),
-            (VL[0], "finite network: one path's V_L")]
-    vmax = 1.5 * np.abs(target).max()
-    for ax, (a, title) in zip(axes[0, :3], mats):
-        im = ax.imshow(a, vmin=-vmax, vmax=vmax, cmap="RdBu_r")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("token b")
-    axes[0, 0].set_ylabel("token a")
-    fig.colorbar(im, ax=axes[0, :3], shrink=0.8)
-    ax = axes[0, 3]
-    for k, (n, x, y) in enumerate(spread):
-        ax.plot(x, y, "o-", color=PALETTE[k], label=f"n = {n}")
-    ax.set_xlabel("depth / width")
-    ax.set_ylabel("‖V_ℓ − Σ_ℓ‖_F / ‖Σ_ℓ‖_F (median)")
-    ax.legend(fontsize=8)
-    ax.set_title("spread around the target")
-    n = int(ds.attrs["width"])
-    fig.suptitle(f"E-SPA (He et al.) seen through covsde: exact in mean, noisy at proportional "
-                 f"depth (m = {m}; heatmaps at depth {L}, n = {n}, d/n = {L / n:g}, "
-                 f"{ds.sizes['path']} paths; γ_L = {final:g})")
-    return fig
-
-
-def espa_spread(ds, kind, final):
-    L = int(ds.attrs["depth_layers"])
-    S = spa.kernel_schedule(kind, final, ds.sizes["token_a"], L)[ds.depth.values]
-    err = np.linalg.norm(ds.V.values - S, axis=(-1, -2)) / np.linalg.norm(S, axis=(-1, -2))
-    return ds.depth.values / float(ds.attrs["width"]), np.nanmedian(err, axis=0)
-
-
 CAPTIONS = {
     "rank_collapse": "Token similarity (top) and −log μ(X)/‖X‖_F, the distance to rank one "
                      "(bottom, log scale), vs depth for unshaped Transformers (post-LN, pre-LN, "
-                     "attention-only, vanilla with E-SPA/U-SPA/Value-SkipInit) and shaped "
+                     "attention-only, vanilla with E-SPA/U-SPA — their MLP shaped to keep the "
+                     "kernel schedule, docs/theory.md §2.4g — and Value-SkipInit) and shaped "
                      "attention/block, literal finite networks (reduced for the shaped ones, "
                      "same law) from orthogonal tokens. Median and 10–90 % band over paths. "
                      "μ is the dataset's log_consensus: carried without a round-off floor for "
@@ -209,26 +171,30 @@ CAPTIONS = {
                        "with or without LayerNorm; a mask makes the collapse exponential, at the "
                        "asymptotic rate log|λ₂(C)| of its row-normalised matrix C "
                        "(docs/theory.md §2.4d; tests/test_collapse_rate.py), reached only after "
-                       "a transient. Median and 10–90 % band.",
+                       "a transient. LayerNorm stacks start from Haar-random frames (§2.4f); with "
+                       "chosen value matrices LayerNorm does prevent collapse (figure "
+                       "ln_equilibria). Median and 10–90 % band.",
     "similarity_removal": "Post-LN blocks: token similarity vs depth with the mean-token "
                           "component of the attention output removed by a fraction θ. The dashed "
                           "line is the width-first bound for θ = 1 (docs/theory.md §2.4b).",
-    "espa_kernel": "E-SPA attention-only stack: target kernel Σ_L, the finite network's sample "
-                   "mean V_L and one path's V_L (one colour scale); right: median relative "
-                   "distance of one path's V_ℓ from Σ_ℓ vs depth/width for two widths. E[V_ℓ] = "
-                   "Σ_ℓ exactly (tested in tests/test_unshaped.py), but V_ℓ is a product of "
-                   "Wishart factors: heavy-tailed at proportional depth, so a sample mean over "
-                   "~100 paths sits visibly below the target and one path is far from it.",
 }
 
 
 CAPTIONS.update(RATE_CAPTIONS)
-FIGURES = tuple(CAPTIONS)
+#: figures drawn by their own modules (name → module.draw function), captions from their data
+EXTRA = {"espa_kernel": "espa.draw_espa_kernel",
+         "ln_equilibria": "ln_equilibria.draw_ln_equilibria"}
+FIGURES = tuple(CAPTIONS) + tuple(EXTRA)
 
 
 def draw_collapse_figure(name, size, seed, save):
     """Compute the runs of figure ``name`` (one of :data:`FIGURES`) and hand the Figure to
     ``save(fig, stem, caption)``."""
+    if name in EXTRA:
+        import importlib
+
+        mod, fn = EXTRA[name].rsplit(".", 1)
+        return getattr(importlib.import_module(f"compare.figures.{mod}"), fn)(size, seed, save)
     cfg = SIZES[size]
     m, depth, paths, widths = cfg["m"], cfg["depth"], cfg["paths"], cfg["widths"]
     V0 = np.eye(m)
@@ -252,18 +218,6 @@ def draw_collapse_figure(name, size, seed, save):
         runs = [(th, sample(PostLN(similarity_removal=th), V0, width=n, seed=seed + 20, **kw))
                 for th in (0.0, 0.5, 1.0)]
         fig = plot_similarity_removal(runs, m, n)
-    elif name == "espa_kernel":
-        model = AttentionOnly(attention="e-spa")
-        final = model.sublayers()[0].spa_final_value
-        spread = []
-        for n in widths:
-            ds = sample(model, V0, width=n, depth=2 * n, n_paths=paths, seed=seed + 30,
-                        progress=False)
-            spread.append((n, *espa_spread(ds, "e-spa", final)))
-        n = widths[-1]
-        main = sample(model, V0, width=n, depth=n // 2, n_paths=4 * paths, seed=seed + 31,
-                      progress=False)
-        fig = plot_espa_kernel(main, spread)
     elif name in RATE_CAPTIONS:
         fig, caption = draw_rate_figure(name, cfg, seed)
         save(fig, name, caption + f" Seed {seed}.")

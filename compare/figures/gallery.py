@@ -15,6 +15,8 @@ in the title; a caption per figure in ``captions.md``):
   sweep (:meth:`Gallery.convergence_config`, STORE ``data/convergence_sweep``, run in this
   process, resumed) drawn by :func:`compare.figures.sweep.plot_convergence`, the function
   of ``covsde figures --sweep``.
+- ``weak_error``: the weak error E f(finite) − E f(SDE) vs n with intervals and fitted rates
+  (Li–Nica–Roy MLP; :mod:`compare.figures.weak_error`, saved as ``data/weak_error.json``).
 - ``stability``: the SDE's own blow-up probability P(τ ≤ T) over a (γ, τ0) grid
   (arch=attention, T = 1), converged in dt with the SPD scheme, as a heat map, and
   ``stability.csv``: a sweep with source ``blowup`` (STORE ``data/stability_sweep``)
@@ -54,6 +56,12 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
         draw_collapse_figure(name, self.size if self.size in ("tiny", "quick") else "full",
                              self.seed, self._save)
 
+    def weak_error(self):
+        """Weak errors E f(finite) − E f(SDE) vs width (:mod:`compare.figures.weak_error`)."""
+        from .weak_error import draw_weak_error
+
+        draw_weak_error(self)
+
     def rank_collapse(self):
         self._collapse("rank_collapse")
 
@@ -71,6 +79,9 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
 
     def collapse_rate_diameter(self):
         self._collapse("collapse_rate_diameter")
+
+    def ln_equilibria(self):
+        self._collapse("ln_equilibria")
 
 
     # ---------------------------------------------------------------- masks (§3.5)

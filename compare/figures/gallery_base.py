@@ -186,9 +186,11 @@ def read_captions(path):
     return out
 
 
-STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "stability",
+STEMS = ("distribution_rho01", "distribution_V00", "trajectories", "convergence", "weak_error",
+         "stability",
          "rank_collapse", "masks_layernorm", "similarity_removal", "espa_kernel",
-         "doubly_exponential", "collapse_rate_diameter", "masked_positions", "masked_stability")
+         "doubly_exponential", "collapse_rate_diameter", "ln_equilibria", "masked_positions",
+         "masked_stability")
 
 
 def _pct(x):

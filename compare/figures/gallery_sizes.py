@@ -4,15 +4,17 @@ import numpy as np
 
 #: the figures, in drawing order (``--only``); each is a method of
 #: :class:`compare.figures.gallery.Gallery`
-FIGURES = ("distribution", "trajectories", "convergence", "stability", "rank_collapse",
+FIGURES = ("distribution", "trajectories", "convergence", "weak_error", "stability",
+           "rank_collapse",
            "masks_layernorm", "similarity_removal", "espa_kernel", "doubly_exponential",
-           "collapse_rate_diameter", "masked_positions", "masked_stability")
+           "collapse_rate_diameter", "ln_equilibria", "masked_positions", "masked_stability")
 #: the files each figure writes under ``--out`` (besides captions.md)
 OUTPUTS = {
     "distribution": ("distribution_rho01.png", "distribution_rho01.pdf", "distribution_V00.png",
                      "distribution_V00.pdf"),
     "trajectories": ("trajectories.png", "trajectories.pdf"),
     "convergence": ("convergence.png", "convergence.pdf", "convergence.csv"),
+    "weak_error": ("weak_error.png", "weak_error.pdf"),
     "stability": ("stability.png", "stability.pdf", "stability.csv"),
     "rank_collapse": ("rank_collapse.png", "rank_collapse.pdf"),
     "masks_layernorm": ("masks_layernorm.png", "masks_layernorm.pdf"),
@@ -20,6 +22,7 @@ OUTPUTS = {
     "espa_kernel": ("espa_kernel.png", "espa_kernel.pdf"),
     "doubly_exponential": ("doubly_exponential.png", "doubly_exponential.pdf"),
     "collapse_rate_diameter": ("collapse_rate_diameter.png", "collapse_rate_diameter.pdf"),
+    "ln_equilibria": ("ln_equilibria.png", "ln_equilibria.pdf"),
     "masked_positions": ("masked_positions.png", "masked_positions.pdf"),
     "masked_stability": ("masked_stability.png", "masked_stability.pdf", "masked_stability.csv"),
 }

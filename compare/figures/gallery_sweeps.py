@@ -122,8 +122,11 @@ class SweepFigures:
                    f"bootstrap standard errors ({c['n_boot']} resamples of the paths of both "
                    f"sides, the SDE resample shared across widths). Points carry no interval: "
                    f"the plug-in distance is biased upward by about the floor, and points "
-                   f"near the floor flatten the slope. Grey dashed: reference slope n^-1/2, "
-                   f"predicted for c₊ + c₋ ≠ 0. Table: convergence.csv. Seed {self.seed}.")
+                   f"near the floor flatten the slope. Grey dashed: n^-1/2, drawn for "
+                   f"orientation only: it is the predicted rate of the weak error of ρ_01 for "
+                   f"c₊ + c₋ ≠ 0 (docs/theory.md §6.8), not of a distance between samples, "
+                   f"which the noise floor bends; weak_error.png measures the rate. "
+                   f"Table: convergence.csv. Seed {self.seed}.")
         return fits
 
     def stability_config(self):

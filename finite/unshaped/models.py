@@ -26,9 +26,12 @@ from sde.models import Model, Serial, check_mask_given, mask_of, mask_params, no
 from sde.parameters import parameter, shared
 from sde.validation import check_finite_real, check_positive_int, is_real
 
+from .. import weight_init
+
 ATTENTIONS = ("softmax", "value-skipinit", "e-spa", "u-spa")
-#: default final kernel parameter: γ_L for E-SPA, ρ_L for U-SPA
-SPA_FINAL_DEFAULT = {"e-spa": 0.005, "u-spa": 0.8}
+#: the attentions with a target kernel schedule (default end values:
+#: :func:`finite.spa_vanilla.default_final`, E-SPA's depends on m)
+SPA_FINAL_DEFAULT = {"e-spa": None, "u-spa": 0.8}
 
 def _attention(default="softmax"):
     return parameter(default, help="attention variant: softmax, value-skipinit (A ← αI + βA), "
@@ -43,7 +46,8 @@ def _skip(which, default):
 
 def _spa_final():
     return parameter(None, help="final kernel parameter of the E-SPA/U-SPA schedule at the "
-                     "run's depth: γ_L (e-spa, default 0.005) or ρ_L (u-spa, default 0.8)",
+                     "run's depth: γ_L (e-spa; default: the γ_L whose target has mean token "
+                     "correlation 0.8 at the run's m) or ρ_L (u-spa, default 0.8)",
                      range="γ_L > 0 or ρ_L in [0, 1)")
 
 
@@ -52,9 +56,32 @@ def _similarity_removal():
                      "post-ln)", range="in [0, 1]")
 
 
-def _mlp_slope():
-    return parameter(0.0, help="leaky ReLU slope s of the He-scaled MLP (0 = ReLU)",
-                     range="finite")
+def _mlp_slope(default=0.0):
+    return parameter(default, help="leaky ReLU slope s of the He-scaled MLP (0 = ReLU; vanilla "
+                     "e-spa/u-spa default: the shaped slope that keeps the block's kernel on "
+                     "the schedule, docs/theory.md §2.4g)", range="finite")
+
+
+def _inits():
+    """value_init, query_init, key_init fields (docs/theory.md §2.4e)."""
+    return (parameter("gaussian", help="value weights W^V: gaussian, orthogonal (W^V/sqrt(n) "
+                      "Haar), identity (W^V/sqrt(n) = I, attn(X) = A X) or a .npy file holding "
+                      "W^V/sqrt(n) (n x n, the same in every layer)",
+                      range="gaussian, orthogonal, identity or PATH.npy"),
+            parameter("gaussian", help="query weights W^Q: gaussian or a .npy file (n x H n_k, "
+                      "the same in every layer)", range="gaussian or PATH.npy"),
+            parameter("gaussian", help="key weights W^K: gaussian or a .npy file (n x H n_k, "
+                      "the same in every layer)", range="gaussian or PATH.npy"))
+
+
+def _check_inits(obj):
+    """value_init / query_init / key_init (:mod:`finite.weight_init`)."""
+    weight_init.check_init("value_init", obj.value_init, weight_init.VALUE_INITS)
+    for name in ("query_init", "key_init"):
+        weight_init.check_init(name, getattr(obj, name), weight_init.QK_INITS)
+        if obj.attention in SPA_FINAL_DEFAULT and getattr(obj, name) != "gaussian":
+            raise CovsdeInputError(f"{name} does not apply to attention {obj.attention} "
+                                   f"(W^Q = 0, logits = bias)", name)
 
 
 def _no_limit(arch):
@@ -83,6 +110,14 @@ class SoftmaxAttention(_FiniteOnly, Model):
     mask: str = shared("mask", "complete")
     window: int = shared("window", 0)
     sparse_k: int = shared("sparse_k", 0)
+    value_init: str = _inits()[0]
+    query_init: str = _inits()[1]
+    key_init: str = _inits()[2]
+    #: E-SPA/U-SPA inside a vanilla block: aim at the pre-image of the schedule under the
+    #: following MLP of slope ``mlp_slope`` (None: the shaped slope); docs/theory.md §2.4g
+    followed_by_mlp: bool = parameter(False, help="E-SPA/U-SPA followed by an MLP in a vanilla "
+                                      "block: aim at the MLP's pre-image of the schedule")
+    mlp_slope: float | None = _mlp_slope(None)
     arch = "softmax-attention"
     summary = "standard softmax attention sub-layer"
 
@@ -112,6 +147,12 @@ class SoftmaxAttention(_FiniteOnly, Model):
         if self.attention != "value-skipinit" and (self.skip_alpha, self.skip_beta) != (1.0, 0.0):
             raise CovsdeInputError("skip_alpha/skip_beta apply only to attention value-skipinit",
                                    "skip_alpha")
+        _check_inits(self)
+        if self.followed_by_mlp and self.attention not in SPA_FINAL_DEFAULT:
+            raise CovsdeInputError("followed_by_mlp applies only to attention e-spa or u-spa",
+                                   "followed_by_mlp")
+        if self.mlp_slope is not None:
+            check_finite_real("mlp_slope", self.mlp_slope)
         if self.attention in SPA_FINAL_DEFAULT and self.mask_spec.name != "complete":
             raise CovsdeInputError(f"mask applies only to attention softmax or value-skipinit: "
                                    f"{self.attention} builds its own causal matrices", "mask")
@@ -124,23 +165,36 @@ class SoftmaxAttention(_FiniteOnly, Model):
     def params(self):
         return mask_params(self, Model.params(self))
 
-    @property
-    def spa_final_value(self):
-        """spa_final, or the variant's default."""
+    def spa_final_at(self, m):
+        """spa_final, or the variant's default at m tokens (None without a schedule)."""
+        if self.attention not in SPA_FINAL_DEFAULT:
+            return None
+        from ..spa_vanilla import default_final
+
         return self.spa_final if self.spa_final is not None else \
-            SPA_FINAL_DEFAULT.get(self.attention)
+            default_final(self.attention, m)
 
 
 @dataclasses.dataclass(frozen=True)
 class ReLUMLP(_FiniteOnly, Model):
-    """He-scaled leaky ReLU MLP, no skip: ``sqrt(2/(1+s²)) φ_s(X W¹/√n) W²/√n``."""
+    """He-scaled leaky ReLU MLP, no skip: ``sqrt(2/(1+s²)) φ_s(X W¹/√n) W²/√n``. With
+    ``mlp_slope=None`` the slope is the shaped one of the E-SPA/U-SPA schedule ``spa`` (final
+    value ``spa_final``) it follows in a vanilla block (docs/theory.md §2.4g)."""
 
-    mlp_slope: float = _mlp_slope()
+    mlp_slope: float | None = _mlp_slope()
+    spa: str = parameter("", help="the E-SPA/U-SPA schedule this MLP follows in a vanilla block "
+                         "(for the shaped slope, mlp_slope None)")
+    spa_final: float | None = _spa_final()
     arch = "relu-mlp"
     summary = "He-scaled leaky ReLU MLP sub-layer"
 
     def __post_init__(self):
-        check_finite_real("mlp_slope", self.mlp_slope)
+        if self.mlp_slope is None:
+            if self.spa not in SPA_FINAL_DEFAULT:
+                raise CovsdeInputError("mlp_slope None (shaped) needs spa e-spa or u-spa",
+                                       "mlp_slope")
+        else:
+            check_finite_real("mlp_slope", self.mlp_slope)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +257,9 @@ class _Block(_FiniteOnly, Serial):
     mask: str = shared("mask", "complete")
     window: int = shared("window", 0)
     sparse_k: int = shared("sparse_k", 0)
+    value_init: str = _inits()[0]
+    query_init: str = _inits()[1]
+    key_init: str = _inits()[2]
 
     def __post_init__(self):
         normalise_mask(self)
@@ -211,7 +268,8 @@ class _Block(_FiniteOnly, Serial):
     def _attn(self, **extra):
         return SoftmaxAttention(self.heads, self.attention, self.skip_alpha, self.skip_beta,
                                 self.spa_final, mask=self.mask, window=self.window,
-                                sparse_k=self.sparse_k, **extra)
+                                sparse_k=self.sparse_k, value_init=self.value_init,
+                                query_init=self.query_init, key_init=self.key_init, **extra)
 
     @property
     def mask_spec(self):
@@ -276,12 +334,15 @@ class AttentionOnly(_Block):
 class Vanilla(_Block):
     """He et al.'s vanilla block, no skips and no LN: ``X ← attn(X)``, then ``X ← mlp(X)``."""
 
-    mlp_slope: float = _mlp_slope()
+    mlp_slope: float | None = _mlp_slope(None)
     arch = "vanilla"
     summary = "vanilla Transformer block (no skips, no LN; He et al.)"
 
     def _parts(self):
-        return (self._attn(), ReLUMLP(self.mlp_slope))
+        if self.attention in SPA_FINAL_DEFAULT:     # the block keeps the schedule (§2.4g)
+            return (self._attn(followed_by_mlp=True, mlp_slope=self.mlp_slope),
+                    ReLUMLP(self.mlp_slope, spa=self.attention, spa_final=self.spa_final))
+        return (self._attn(), ReLUMLP(0.0 if self.mlp_slope is None else self.mlp_slope))
 
 
 #: the named stacks, by ``arch`` in :data:`sde.models.MODELS`: declared to the registry by the
