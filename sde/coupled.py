@@ -72,15 +72,19 @@ def refine_increments(gens, n_paths, n_steps0, m, dt0):
 
 
 def check_coupled(model, m, method):
-    """Raise unless ``model`` (with m tokens) and ``method`` have a supplied-increment kernel."""
+    """Raise unless ``method`` has a supplied-increment kernel (every mask has one)."""
     if method not in COUPLED_KERNELS:
         raise CovsdeInputError(f"method must be one of {', '.join(COUPLED_KERNELS)}, got "
                                f"{method!r}", "method")
-    mask = masks.run_matrix(model, m, 0)
-    if mask is not None and not masks.is_complete_matrix(mask):
-        raise CovsdeInputError(f"coupled runs need the complete mask (the supplied-increment "
-                               f"kernels have no masked variant), got mask "
-                               f"{model.attention_mask.describe()}", "mask")
+
+
+def mask_rows(model, m, seed):
+    """The row lists of the realised mask of ``model`` with m tokens at ``seed`` (the same mask
+    :func:`sde.simulate` realises), or None for the complete mask."""
+    mask = masks.run_matrix(model, m, seed)
+    if mask is None or masks.is_complete_matrix(mask):
+        return None
+    return masks.row_lists(mask)
 
 
 def run_level(model, V0, *, t_end, dt0, level, n_paths, seed, method="spd", bound=1e4,
@@ -96,6 +100,7 @@ def run_level(model, V0, *, t_end, dt0, level, n_paths, seed, method="spd", boun
     kernel = COUPLED_KERNELS[method]
     coef = model.limit()
     m = V0.shape[0]
+    rows = mask_rows(model, m, seed)
     n_steps0 = int(round(t_end / dt0))
     dt = dt0 / 2 ** level
     status = np.zeros(n_paths, dtype=np.int8)
@@ -109,7 +114,7 @@ def run_level(model, V0, *, t_end, dt0, level, n_paths, seed, method="spd", boun
             p1 = min(b1, p0 + step)
             dW = refine_increments(gens, p1 - p0, n_steps0, m, dt0)
             out_V = np.full((p1 - p0, dW.shape[1] + 1, m, m), np.nan)
-            kernel(V0, coef, dt, dW, bound, out_V, status[p0:p1], death[p0:p1])
+            kernel(V0, coef, dt, dW, bound, out_V, status[p0:p1], death[p0:p1], rows=rows)
     return status, death
 
 
@@ -162,5 +167,5 @@ def wilson(k, n, z):
 
 
 __all__ = ["COUPLED_KERNELS", "MAX_SLICE_VALUES", "block_generator", "refine_increments",
-           "coupled_increments", "check_coupled", "run_level", "paired_difference_ci",
+           "coupled_increments", "check_coupled", "mask_rows", "run_level", "paired_difference_ci",
            "paired_difference_ci_counts", "wilson"]
