@@ -43,7 +43,7 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-from sde._version import __version__
+from sde import __version__
 from sde.errors import CovsdeInputError
 from sde.initial import validate_V0
 from sde.runs import as_int, as_seed, check_model

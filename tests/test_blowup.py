@@ -146,7 +146,7 @@ def test_the_rule():
     assert "paired 95 %" in criterion() and "0.1 P(dt)" in criterion()
 
 
-def test_issue_case_at_2000_paths_does_not_claim_a_wrong_value():
+def test_weak_attention_case_at_2000_paths_does_not_claim_a_wrong_value():
     """Attention γ = 0.5, τ0 = 1, m = 3, ρ0 = 0.2, T = 1, dt0 = 0.1, 2000 paths, seed 0.
     Independent SPD runs of 2·10⁵ paths give 1.31 % [1.26, 1.36] at dt = 0.003125 and 1.30 %
     at 0.00625: the estimate must say not converged, or give an interval containing
@@ -185,7 +185,7 @@ def test_masked_coupled_runs_have_the_law_of_masked_simulate():
 
 
 @pytest.mark.slow
-def test_issue_case_converges_with_enough_paths():
+def test_weak_attention_case_converges_with_enough_paths():
     """The same case at 20 000 paths converges (measured: 1.20 % [1.05, 1.36] at
     dt = 0.003125, last change −0.05 % [−0.11, +0.02]) with an interval containing 1.3 %."""
     r = blowup_probability(ATT, V3, t_end=1.0, dt0=0.1, n_paths=20_000, seed=0,

@@ -234,7 +234,7 @@ def test_one_path_summary_has_no_binomial_interval():
 
 
 @pytest.mark.slow
-def test_issue_sized_file_m20_2000_paths(tmp_path):
+def test_large_file_m20_2000_paths(tmp_path):
     """A large file: m = 20, 2000 paths, 101 saved times (646 MB raw). Measured 2.19x
     (295 MB), bit-identical on reading back."""
     ds = sde.simulate(sde.ShapedBlock(gamma=8 ** -0.5, tau0=1.0), sde.equicorrelated(20, 0.2),

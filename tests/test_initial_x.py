@@ -15,7 +15,7 @@ independent samples (haar, aligned) compared by the z-score of the difference of
 * attention-only without LN (reduced and literal laws depend on V0 only): both frames agree
   (|z| < 3.29, KS p > α) — the post-LN test is this family's negative control;
 * defaults: haar for LayerNorm archs, aligned for the others; the choice is in the attrs.
-* slow: the issue's setting, depth 2 at 8 000 paths each, and n = 32 → 128.
+* slow: m = 8, n = 32, causal, depth 2 at 8 000 paths each, and n = 32 → 128.
 """
 import numpy as np
 import pytest
@@ -89,7 +89,7 @@ def test_haar_frames_block_grams(rng):
 
 
 @pytest.mark.slow
-def test_post_ln_frames_issue_setting_and_width_128():
+def test_post_ln_frames_m8_n32_depth2_and_width_128():
     diff, se, p = _pair(PostLN(mask="causal"), 8, 32, 2, 8000, 80)
     assert diff / se > Z and p < ALPHA, (diff, se, p)
     d32, s32, _ = _pair(PostLN(mask="causal"), 8, 32, 1, 8000, 90)
