@@ -31,6 +31,10 @@ Samples
 
 The shared SDE sample makes the errors of different widths correlated: the rate fit uses
 the full covariance ``diag(var F_n) + var S · 11ᵀ``.
+
+Length: the shared SDE sample, its dt check, the per-width samples and the correlated rate
+fit are one estimator (the fit's covariance comes from how the samples are shared); the CLI
+and the figure live in compare/cli/convergence.py and compare/figures/convergence.py.
 """
 from __future__ import annotations
 
