@@ -12,10 +12,10 @@ sensitive to other load). The complete mask also runs on the per-path loop
 mask's speed (lanes, per CPU-second), at every m. Results: docs/benchmarks.md.
 """
 import argparse
+import importlib
 import math
 import os
 import platform
-import sys
 import time
 
 import numba
@@ -40,7 +40,7 @@ GOAL = 0.75
 
 def run(model, V0, n_paths, per_path=False):
     """(wall s, CPU s, dead paths) of one run; ``per_path``: the per-path loop."""
-    K = sys.modules["sde._kernels"]
+    K = importlib.import_module("sde._kernels")
     lanes = K.simulate_blocks
     if per_path:
         K.simulate_blocks = K.simulate_blocks_per_path

@@ -31,6 +31,7 @@ docs/benchmarks.md. (The floor loops sum their draws, a dependency chain: a slig
 overestimate of the true cost of the normals.)
 """
 import argparse
+import importlib
 import math
 import os
 import platform
@@ -49,7 +50,7 @@ from numba import njit, prange  # noqa: E402
 import sde  # noqa: E402
 from sde import pcg64  # noqa: E402
 
-SIM = sys.modules["sde.simulate"]  # the module (sde.simulate is the re-exported function)
+SIM = importlib.import_module("sde.simulate")  # the module (sde.simulate is the function)
 
 GAMMA, TAU0, RHO0, T_END, DT = 0.5, 1.0, 0.2, 1.0, 0.01
 BOUND = SIM.DEFAULT_BOUND
@@ -64,7 +65,7 @@ def kernel_runner(model, V0, n_paths, seed, method="euler", per_path=False):
     (the kernel before the lanes; same results) swapped in. Compiled (or loaded) here."""
     kw = dict(t_end=T_END, dt=DT, n_paths=n_paths, seed=seed, save_every=10 ** 9,
               progress=False, method=method)
-    K = sys.modules["sde._kernels"]
+    K = importlib.import_module("sde._kernels")
     lanes = K.simulate_blocks
 
     def once(n=n_paths):
