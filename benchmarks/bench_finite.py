@@ -143,7 +143,7 @@ def load():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--quick", action="store_true", help="smaller budgets (rougher numbers)")
     args = ap.parse_args(argv)
     budget = 0.5 if args.quick else 2.0

@@ -403,6 +403,11 @@ def test_figures_from_sweep(tmp_path, capsys, reference):
     names = sorted(os.listdir(out))
     assert names == ["convergence_ks_V00.png", "convergence_ks_corr01.png",
                      "convergence_w1_V00.png", "convergence_w1_corr01.png"]
+    capsys.readouterr()
+    assert main(["figures", "--sweep", str(reference), "--out", str(out)]) == 2   # exists
+    err = capsys.readouterr().err
+    assert "convergence_ks_V00.png" in err and "--force" in err and len(err.splitlines()) == 1
+    assert main(["figures", "--sweep", str(reference), "--out", str(out), "--force"]) == 0
     from matplotlib.figure import Figure
 
     from compare.figures.sweep import plot_convergence

@@ -2,8 +2,10 @@
 gallery (docs/theory.md §7, rank collapse, masks) from datasets saved under ``DIR/data``.
 
 Figures already in ``DIR`` are refused unless ``--force`` (the saved datasets are reused
-either way, when their parameters match)."""
+either way, when their parameters match); with ``--sweep``, any ``convergence_*.png`` or
+``stability_*.png`` already in ``DIR``."""
 import argparse
+import os
 import time
 
 from sde.errors import CovsdeInputError
@@ -53,8 +55,12 @@ def cmd_figures(args):
     from sde.simulate import as_int
 
     if args.sweep:
-        from ..figures.sweep import figures_from_sweep
+        from ..figures.sweep import SWEEP_FIGURE_PREFIXES, figures_from_sweep
 
+        present = (sorted(f for f in os.listdir(args.out)
+                          if f.startswith(SWEEP_FIGURE_PREFIXES) and f.endswith(".png"))
+                   if os.path.isdir(args.out) else [])
+        check_out_dir(args.out, "--out", args.force, present)
         written = figures_from_sweep(args.sweep, args.out,
                                      log=lambda line: print(line, flush=True))
         print(f"wrote {len(written)} figures under {args.out}")

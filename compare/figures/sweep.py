@@ -349,6 +349,10 @@ def _save(fig, path):
             os.remove(tmp)
 
 
+#: file-name prefixes of the figures :func:`figures_from_sweep` writes.
+SWEEP_FIGURE_PREFIXES = ("convergence_", "stability_")
+
+
 def figures_from_sweep(store, out_dir, log=print):
     """Write every figure the sweep in ``store`` allows under ``out_dir`` (PNG); return paths.
 
