@@ -15,21 +15,82 @@ from ..coefficients import NL, _dot_lanes, _put_lanes, mlp_drift_lanes
 
 
 @njit(cache=True, inline="always")
-def _sum_keys_lanes(X, idx, a, k, out):
-    """``out[l] = Σ_{j < k} X[idx[a, j], l]`` per lane, j ascending from 0.0; running sums in
-    registers (as :func:`sde.coefficients._dot_lanes`). X (m, NL), out (NL,)."""
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+def _key_moments_lanes(w, hw, V, c, idx, a, k, outb, outf):
+    """Over row a's keys ``e = idx[a, j]``, j ascending from 0.0, per lane:
+    ``outb[l] = Σ_j w V[e, c, l]`` and ``outf[l] = Σ_j (hw V[e, c, l]) V[e, c, l]`` (the
+    scalar function's ``B += w x``, ``F += 0.5 w x x`` with ``hw = 0.5 w``). V (m, m, NL);
+    outb, outf (NL,). The sixteen running sums are locals (registers)."""
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
+    f0 = f1 = f2 = f3 = f4 = f5 = f6 = f7 = 0.0
+    for j in range(k):
+        x = V[idx[a, j], c]
+        b0 += w * x[0]
+        b1 += w * x[1]
+        b2 += w * x[2]
+        b3 += w * x[3]
+        b4 += w * x[4]
+        b5 += w * x[5]
+        b6 += w * x[6]
+        b7 += w * x[7]
+        f0 += hw * x[0] * x[0]
+        f1 += hw * x[1] * x[1]
+        f2 += hw * x[2] * x[2]
+        f3 += hw * x[3] * x[3]
+        f4 += hw * x[4] * x[4]
+        f5 += hw * x[5] * x[5]
+        f6 += hw * x[6] * x[6]
+        f7 += hw * x[7] * x[7]
+    _put_lanes(outb, b0, b1, b2, b3, b4, b5, b6, b7)
+    _put_lanes(outf, f0, f1, f2, f3, f4, f5, f6, f7)
+
+
+@njit(cache=True, inline="always")
+def _key_pair_sums_lanes(X, Y, c, idx, a, k, outx, outy):
+    """``outx[l] = Σ_j X[c, idx[a, j], l]`` and the same of Y into ``outy``, j ascending from
+    0.0 over row a's k keys. X, Y (m, m, NL); outx, outy (NL,)."""
+    x0 = x1 = x2 = x3 = x4 = x5 = x6 = x7 = 0.0
+    y0 = y1 = y2 = y3 = y4 = y5 = y6 = y7 = 0.0
     for j in range(k):
         e = idx[a, j]
-        a0 += X[e, 0]
-        a1 += X[e, 1]
-        a2 += X[e, 2]
-        a3 += X[e, 3]
-        a4 += X[e, 4]
-        a5 += X[e, 5]
-        a6 += X[e, 6]
-        a7 += X[e, 7]
-    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
+        x = X[c, e]
+        y = Y[c, e]
+        x0 += x[0]
+        x1 += x[1]
+        x2 += x[2]
+        x3 += x[3]
+        x4 += x[4]
+        x5 += x[5]
+        x6 += x[6]
+        x7 += x[7]
+        y0 += y[0]
+        y1 += y[1]
+        y2 += y[2]
+        y3 += y[3]
+        y4 += y[4]
+        y5 += y[5]
+        y6 += y[6]
+        y7 += y[7]
+    _put_lanes(outx, x0, x1, x2, x3, x4, x5, x6, x7)
+    _put_lanes(outy, y0, y1, y2, y3, y4, y5, y6, y7)
+
+
+@njit(cache=True, inline="always")
+def _key_dot_lanes(D, X, c, idx, a, j0, k, out):
+    """``out[l] = Σ_{j0 ≤ j < k} D[j, l] X[idx[a, j], c, l]``, j ascending from 0.0 (a product
+    with row a of a matrix with the mask's pattern). D (≥ k, NL); X (m, m, NL); out (NL,)."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for j in range(j0, k):
+        d = D[j]
+        x = X[idx[a, j], c]
+        s0 += d[0] * x[0]
+        s1 += d[1] * x[1]
+        s2 += d[2] * x[2]
+        s3 += d[3] * x[3]
+        s4 += d[4] * x[4]
+        s5 += d[5] * x[5]
+        s6 += d[6] * x[6]
+        s7 += d[7] * x[7]
+    _put_lanes(out, s0, s1, s2, s3, s4, s5, s6, s7)
 
 
 @njit(cache=True, inline="always")
@@ -54,59 +115,47 @@ def _add_scaled_dot_lanes(c, X, Y, k0, k1, out):
 def masked_attention_drift_lanes(V, idx, cnt, scale, out, B, F, W, U, q, r):
     """:func:`sde.masked_coefficients.masked_attention_drift_work` on lanes: adds to ``out`` (m, m, NL).
 
-    B, F, W, U (m, m, NL) are the scalar function's work arrays; ``q`` (≥ 1, m, NL) holds
-    ``C v`` in row 0; ``r`` (≥ 2, ≥ 2, NL) holds two per-lane scalars."""
+    B, F, W, U (m, m, NL) are the scalar function's work arrays; ``q`` (≥ 2, m, NL) holds
+    ``C v`` in row 0 and a row's D entries in row 1; ``r`` (≥ 1, ≥ 2, NL) a per-lane scalar
+    in ``r[0, 1]``. Every sum over a row's keys runs in registers (the helpers above), in the
+    scalar function's order."""
     m = V.shape[0]
     cv = q[0]
-    d = r[0, 0]
+    d = q[1]
     h = r[0, 1]
-    for a in range(m):
-        for l in range(NL):
-            cv[a, l] = 0.0
-        for c in range(m):
-            for l in range(NL):
-                B[a, c, l] = 0.0
-                F[a, c, l] = 0.0
     for a in range(m):
         k = cnt[a]
         w = 1.0 / k
+        for l in range(NL):
+            cv[a, l] = 0.0
         for j in range(k):
             e = idx[a, j]
             for l in range(NL):
                 cv[a, l] += w * V[e, e, l]
-            for c in range(m):
-                for l in range(NL):
-                    x = V[e, c, l]
-                    B[a, c, l] += w * x
-                    F[a, c, l] += 0.5 * w * x * x
-    for a in range(m):
         for c in range(m):
+            _key_moments_lanes(w, 0.5 * w, V, c, idx, a, k, B[a, c], F[a, c])
             for l in range(NL):
                 F[a, c, l] -= B[a, c, l] * B[a, c, l]
     for c in range(m):
         for a in range(m):
             k = cnt[a]
             w = 1.0 / k
-            _sum_keys_lanes(B[c], idx, a, k, W[c, a])
-            _sum_keys_lanes(F[c], idx, a, k, U[c, a])
+            _key_pair_sums_lanes(B, F, c, idx, a, k, W[c, a], U[c, a])
             for l in range(NL):
                 W[c, a, l] = w * W[c, a, l]
                 U[c, a, l] = w * U[c, a, l]
+    # D V (D has the pattern of C), into F
     for a in range(m):
         k = cnt[a]
         w = 1.0 / k
         for l in range(NL):
             h[l] = 2.0 * W[a, a, l] - cv[a, l]
-        for c in range(m):
-            for l in range(NL):
-                F[a, c, l] = 0.0
         for j in range(k):
             e = idx[a, j]
             for l in range(NL):
-                d[l] = 0.5 * w * V[a, a, l] * (V[e, e, l] - 2.0 * B[a, e, l] + h[l])
-            for c in range(m):
-                for l in range(NL):
-                    F[a, c, l] += d[l] * V[e, c, l]
+                d[j, l] = 0.5 * w * V[a, a, l] * (V[e, e, l] - 2.0 * B[a, e, l] + h[l])
+        for c in range(m):
+            _key_dot_lanes(d, V, c, idx, a, 0, k, F[a, c])
     for a in range(m):
         for b in range(m):
             for l in range(NL):
@@ -143,21 +192,13 @@ def masked_noise_parts_lanes(L, Z, Gp, coef, idx, cnt, T, F, LG, q, r):
         for j in range(m):
             for l in range(NL):
                 T[i, j, l] = 0.0
-        for k in range(i + 1):
-            for j in range(m):
-                for l in range(NL):
-                    T[i, j, l] += sa * L[i, k, l] * Z[k, j, l]
+            _add_scaled_dot_lanes(sa, L[i], Z[:, j], 0, i + 1, T[i, j])
     if c != 0.0:
         zh = q[1]
         zbar = r[1, 0]
         for i in range(m):
             for j in range(m):
-                for l in range(NL):
-                    LG[i, j, l] = 0.0
-            for k in range(i + 1):
-                for j in range(m):
-                    for l in range(NL):
-                        LG[i, j, l] += L[i, k, l] * Gp[k, j, l]
+                _dot_lanes(L[i], Gp[:, j], 0, i + 1, LG[i, j])
         for a in range(m):
             k = cnt[a]
             for l in range(NL):
@@ -169,15 +210,16 @@ def masked_noise_parts_lanes(L, Z, Gp, coef, idx, cnt, T, F, LG, q, r):
                     zbar[l] += zh[j, l]
             for l in range(NL):
                 zbar[l] /= k
-            for t in range(m):
+            for j in range(k):          # zh becomes Δ's row: (ẑ − z̄)/k
                 for l in range(NL):
-                    F[a, t, l] = 0.0
-            for j in range(k):
-                e = idx[a, j]
-                for t in range(e + 1):
-                    for l in range(NL):
-                        F[a, t, l] += (zh[j, l] - zbar[l]) / k * L[e, t, l]
+                    zh[j, l] = (zh[j, l] - zbar[l]) / k
+            # F[a, t] = Σ_j Δ_aj L[e_j, t] over the keys e_j ≥ t (L is lower triangular):
+            # the keys increase, so those are j ≥ jt
+            jt = 0
             for t in range(m):
+                while jt < k and idx[a, jt] < t:
+                    jt += 1
+                _key_dot_lanes(zh, L, t, idx, a, jt, k, F[a, t])
                 for l in range(NL):
                     T[a, t, l] += c * F[a, t, l]
 
