@@ -3,8 +3,11 @@
 
 Euler–Maruyama and RK4 with every mask kind at m = 3, 8, 16 through :func:`sde.simulate`, and
 Euler (complete mask: Euler and SPD) driven by fixed supplied increments, all bit for bit
-(float64 V, status, death time). Recorded from the per-path masked kernel; every kernel that
-replaces it must reproduce these bits. Regenerate only for a deliberate, documented change.
+(float64 V, status, death time). The :func:`sde.simulate` runs were recorded from the per-path
+masked kernel; every kernel that replaces it must reproduce these bits. The supplied-increment
+runs are recorded through :func:`sde._kernels.increments_to_normals` (the increments become the
+unit normals the PCG64 kernel draws, scaled back by the kernel's own code). Regenerate only for
+a deliberate, documented change.
 """
 import hashlib
 import json

@@ -5,9 +5,10 @@
 * Masked lanes = the per-path masked kernel bit for bit (V, status, death time), Euler with
   deaths of both kinds, and SPD; the recorded masked fingerprints
   (tests/test_masked_fingerprints.py) pin both to the masked kernel as it was.
-* Supplied increments, masked, run the PCG64 path's lane kernel: fed the normals the PCG64
-  stream drew, they reproduce ``sde.simulate`` to round-off (Z = (G + Gᵀ)/sqrt 2 rounds once
-  per entry where the stream's sqrt(2 dt)·g rounds once: the only difference).
+* Supplied increments, masked, run the PCG64 path's lane kernel: the stream's normals written
+  as increments G, G' reproduce ``sde.simulate`` to round-off (the increments are turned back
+  into unit normals, one rounding each way); fed as normals they give the same bits
+  (tests/test_supplied_normals.py).
 * SPD with a mask: the Itô correction equals the second moment of the whitened noise summed
   over a basis (exact); with a causal and a sliding mask no path leaves the PD cone and the
   law at T matches masked Euler at a fine step (two-sample KS, Bonferroni), while a
@@ -24,7 +25,7 @@ import sde
 from conftest import random_spd
 from sde import _kernels as K
 from sde import masked_coefficients as masked
-from sde._kernels.masked_lanes import masked_drift_lanes, masked_noise_lanes
+from sde._kernels.masked_lanes import key_prefix_rows, masked_drift_lanes, masked_noise_lanes
 from sde.coefficients import NL
 from sde.masks import row_lists
 from test_lanes import run_kernel
@@ -54,7 +55,8 @@ def test_masked_lane_formulas_equal_per_path(name, rng):
     V, L, Z, Gp = lanes_of(Vs), lanes_of(Ls), lanes_of(Zs), lanes_of(Gs)
     W = np.zeros((11, m, m, NL))
     b = np.empty((m, m, NL))
-    masked_drift_lanes(V, coef, idx, cnt, b, W[0], W[1], W[2], W[3], W[4], W[5])
+    masked_drift_lanes(V, coef, idx, cnt, key_prefix_rows(idx, cnt), b, W[0], W[1], W[2], W[3],
+                       W[4], W[5])
     out = np.empty((m, m, NL))
     masked_noise_lanes(L, Z, Gp, coef, idx, cnt, W[6], W[7], W[8], W[4], W[5], out)
     for l in range(NL):

@@ -7,7 +7,8 @@ as vector lanes, m a constant, with
 * the coefficients: :data:`COMPLETE` (:mod:`sde.coefficients`) or :data:`MASKED`
   (:mod:`sde._kernels.masked_lanes`, the mask's row lists passed as arguments);
 * the noise source: :data:`PCG64` (the paths' inlined Generator streams) or :data:`SUPPLIED`
-  (given increments, the cross-check's entry point) (:mod:`sde._kernels.noise_sources`).
+  (given unit normals in the stream's order, the cross-check's entry point)
+  (:mod:`sde._kernels.noise_sources`).
 
 :func:`path_kernel` ``(step, coef)`` builds the per-path loop (one path at a time per thread,
 ``prange`` over RNG blocks): the test oracle of the lanes, and the kernel for m above
@@ -29,7 +30,7 @@ from ..coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift
                             whitened_noise_into, whitened_noise_lanes)
 from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
                       masked_whitened_noise_into)
-from .masked_lanes import masked_drift_lanes, masked_noise_lanes
+from .masked_lanes import key_prefix_rows, masked_drift_lanes, masked_noise_lanes
 from .noise_sources import draw_lane, supplied_lane
 from .state import (ALIVE, BLEW_UP, LEFT_CONE, Slots, blew_lanes, blew_up, check_state,
                     start_path, used_blocks)
@@ -73,15 +74,16 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
     Lane l of lane group g follows RNG block ``g·NL + l``: it integrates that block's paths
     in order, drawing from the block's stream in the package's order, and starts the block's
     next path after a death or at T — so every path sees the draws it sees in the per-path
-    kernel. With supplied increments every path is a block of its own and its step s reads
-    ``dW[p, s]``. Idle lanes (no path left) stay at V0 and are never read.
+    kernel. With supplied normals every path is a block of its own and its step s reads
+    ``normals[p, s]`` (the draws the stream would make). Idle lanes (no path left) stay at
+    V0 and are never read.
     """
     S = Slots(STEP == SPD, COEF == MASKED)
     N_SLOTS, D, Q = S.n, S.D, S.Q
     XS, MS, ES, FS = S.X, S.M, S.E, S.F
 
     @njit(cache=True, nogil=True, error_model="numpy")
-    def kernel(g0, g1, rng, dW, block_start, block_len, V0, L0, coef, idx, cnt, dt, n_steps,
+    def kernel(g0, g1, rng, normals, block_start, block_len, V0, L0, coef, idx, cnt, dt, n_steps,
                save_steps, bound, out_V, out_status, out_death):
         has_att = coef.att_noise != 0.0
         sq = math.sqrt(dt)
@@ -90,6 +92,7 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
         save0 = save_steps[0] == 0
         j0 = 1 if save0 else 0
         n_blocks = block_len.shape[0]
+        pre = key_prefix_rows(idx, cnt)
         for g in range(g0, g1):
             m = M
             b0 = g * NL
@@ -132,10 +135,10 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                         if NOISE == PCG64:
                             draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
                         else:
-                            supplied_lane(dW, p[l], step[l], l, Z, Gp)
+                            supplied_lane(normals, p[l], step[l], l, sq, sq2, has_att, Z, Gp)
                 # the drift
                 if COEF == MASKED:
-                    masked_drift_lanes(V, coef, idx, cnt, bd, W[D], W[D + 1], W[D + 2],
+                    masked_drift_lanes(V, coef, idx, cnt, pre, bd, W[D], W[D + 1], W[D + 2],
                                        W[D + 3], W[D + 4], W[D + 5])
                 else:
                     drift_lanes(V, coef, bd, vec, sc)
@@ -233,7 +236,7 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
 def _make_path_kernel(STEP, COEF):
     """The per-path loop with the step and coefficients fixed (PCG64 noise).
 
-    Arguments as the lane kernel's from ``rng`` on (no ``dW``, no ``L0``). ``out_V`` (paths,
+    Arguments as the lane kernel's from ``rng`` on (no ``normals``, no ``L0``). ``out_V`` (paths,
     n_save, m, m) must be NaN-filled, ``out_status`` zeros, ``out_death`` +inf.
     """
     @njit(cache=True, parallel=True)

@@ -9,6 +9,7 @@ scalar loops around the lane loops.
 """
 import math
 
+import numpy as np
 from numba import njit
 
 from ..coefficients import NL, _dot_lanes, _put_lanes, mlp_drift_lanes
@@ -45,12 +46,14 @@ def _key_moments_lanes(w, hw, V, c, idx, a, k, outb, outf):
 
 
 @njit(cache=True, inline="always")
-def _key_pair_sums_lanes(X, Y, c, idx, a, k, outx, outy):
-    """``outx[l] = Σ_j X[c, idx[a, j], l]`` and the same of Y into ``outy``, j ascending from
-    0.0 over row a's k keys. X, Y (m, m, NL); outx, outy (NL,)."""
-    x0 = x1 = x2 = x3 = x4 = x5 = x6 = x7 = 0.0
-    y0 = y1 = y2 = y3 = y4 = y5 = y6 = y7 = 0.0
-    for j in range(k):
+def _add_key_pair_sums_lanes(X, Y, c, idx, a, j0, k, outx, outy):
+    """``outx[l] += Σ_{j0 ≤ j < k} X[c, idx[a, j], l]`` and the same of Y into ``outy``, term by
+    term in j order from the values on entry. X, Y (m, m, NL); outx, outy (NL,)."""
+    x0, x1, x2, x3 = outx[0], outx[1], outx[2], outx[3]
+    x4, x5, x6, x7 = outx[4], outx[5], outx[6], outx[7]
+    y0, y1, y2, y3 = outy[0], outy[1], outy[2], outy[3]
+    y4, y5, y6, y7 = outy[4], outy[5], outy[6], outy[7]
+    for j in range(j0, k):
         e = idx[a, j]
         x = X[c, e]
         y = Y[c, e]
@@ -72,6 +75,30 @@ def _key_pair_sums_lanes(X, Y, c, idx, a, k, outx, outy):
         y7 += y[7]
     _put_lanes(outx, x0, x1, x2, x3, x4, x5, x6, x7)
     _put_lanes(outy, y0, y1, y2, y3, y4, y5, y6, y7)
+
+
+@njit(cache=True)
+def key_prefix_rows(idx, cnt):
+    """``pre[a]``: the earlier row b < a with the most keys whose key list is a prefix of row
+    a's (``idx[b, :cnt[b]] == idx[a, :cnt[b]]``), or −1. A sum over row a's keys in j order
+    is then row b's sum continued over a's remaining keys — the same additions in the same
+    order (row a − 1 for a causal mask)."""
+    m = cnt.shape[0]
+    pre = np.full(m, -1, dtype=np.int64)
+    for a in range(m):
+        best = 0
+        for b in range(a):
+            n = cnt[b]
+            if best < n <= cnt[a]:
+                same = True
+                for j in range(n):
+                    if idx[b, j] != idx[a, j]:
+                        same = False
+                        break
+                if same:
+                    best = n
+                    pre[a] = b
+    return pre
 
 
 @njit(cache=True, inline="always")
@@ -112,10 +139,11 @@ def _add_scaled_dot_lanes(c, X, Y, k0, k1, out):
 
 
 @njit(cache=True, inline="always")
-def masked_attention_drift_lanes(V, idx, cnt, scale, out, B, F, W, U, q, r):
+def masked_attention_drift_lanes(V, idx, cnt, pre, scale, out, B, F, W, U, q, r):
     """:func:`sde.masked_coefficients.masked_attention_drift_work` on lanes: adds to ``out`` (m, m, NL).
 
-    B, F, W, U (m, m, NL) are the scalar function's work arrays; ``q`` (≥ 2, m, NL) holds
+    ``pre``: :func:`key_prefix_rows` of the mask. B, F, W, U (m, m, NL) are the scalar
+    function's work arrays; ``q`` (≥ 2, m, NL) holds
     ``C v`` in row 0 and a row's D entries in row 1; ``r`` (≥ 1, ≥ 2, NL) a per-lane scalar
     in ``r[0, 1]``. Every sum over a row's keys runs in registers (the helpers above), in the
     scalar function's order."""
@@ -137,10 +165,22 @@ def masked_attention_drift_lanes(V, idx, cnt, scale, out, B, F, W, U, q, r):
             for l in range(NL):
                 F[a, c, l] -= B[a, c, l] * B[a, c, l]
     for c in range(m):
+        # the key sums of B and R first, a row continuing its prefix row's; then times 1/k
         for a in range(m):
-            k = cnt[a]
-            w = 1.0 / k
-            _key_pair_sums_lanes(B, F, c, idx, a, k, W[c, a], U[c, a])
+            b = pre[a]
+            j0 = 0
+            if b >= 0:
+                j0 = cnt[b]
+                for l in range(NL):
+                    W[c, a, l] = W[c, b, l]
+                    U[c, a, l] = U[c, b, l]
+            else:
+                for l in range(NL):
+                    W[c, a, l] = 0.0
+                    U[c, a, l] = 0.0
+            _add_key_pair_sums_lanes(B, F, c, idx, a, j0, cnt[a], W[c, a], U[c, a])
+        for a in range(m):
+            w = 1.0 / cnt[a]
             for l in range(NL):
                 W[c, a, l] = w * W[c, a, l]
                 U[c, a, l] = w * U[c, a, l]
@@ -164,7 +204,7 @@ def masked_attention_drift_lanes(V, idx, cnt, scale, out, B, F, W, U, q, r):
 
 
 @njit(cache=True, inline="always")
-def masked_drift_lanes(V, coef, idx, cnt, out, B, F, W, U, q, r):
+def masked_drift_lanes(V, coef, idx, cnt, pre, out, B, F, W, U, q, r):
     """:func:`sde.masked_coefficients.masked_drift_work` on lanes (work as
     :func:`masked_attention_drift_lanes`)."""
     m = V.shape[0]
@@ -175,7 +215,7 @@ def masked_drift_lanes(V, coef, idx, cnt, out, B, F, W, U, q, r):
     if coef.mlp_drift != 0.0:
         mlp_drift_lanes(V, coef, coef.mlp_drift, out)
     if coef.att_drift != 0.0:
-        masked_attention_drift_lanes(V, idx, cnt, coef.att_drift, out, B, F, W, U, q, r)
+        masked_attention_drift_lanes(V, idx, cnt, pre, coef.att_drift, out, B, F, W, U, q, r)
 
 
 @njit(cache=True, inline="always")

@@ -1,13 +1,14 @@
-"""The two noise sources of a step: the path's inlined PCG64 stream, or supplied increments.
+"""The two noise sources of a step: the path's inlined PCG64 stream, or supplied normals.
 
-Per step, in the package's order: the m(m+1)/2 entries of ``Z`` (row-major upper triangle,
-diagonal first in each row; diagonal N(0, 2), off-diagonal N(0, 1)), then, when the model
-has attention noise, the m² entries of ``G'`` row-major; all scaled by sqrt(dt). Supplied
-increments give G and G' per step instead, and ``Z = (G + Gᵀ)/sqrt 2`` has the same law.
+Per step, in the package's order, unit normals g: the m(m+1)/2 entries of ``Z`` (row-major
+upper triangle, diagonal first in each row), then, when the model has attention noise, the
+m² entries of ``G'`` row-major. They are scaled the same way from either source:
+``Z_aa = sqrt(2 dt) g``, ``Z_ab = Z_ba = sqrt(dt) g``, ``G'_ab = sqrt(dt) g``. Supplied
+normals are an array (paths, steps, :func:`normals_per_step`) holding exactly the stream's
+draws of each step (:func:`sde._kernels.integrate_normals`); Brownian increments G, G' are
+turned into such normals by the Python wrapper :func:`sde._kernels.integrate_supplied`.
 Both write lane ``l`` of (m, m, lanes) arrays; the per-path kernels pass one-lane views.
 """
-import math
-
 from numba import njit
 
 from .. import pcg64
@@ -37,14 +38,31 @@ def draw_lane(rng, k, l, sq, sq2, has_att, Z, Gp):
     rng[k, 1] = lo
 
 
+def normals_per_step(m, has_att):
+    """Unit normals one step draws: m(m+1)/2 for Z, plus m² for G' with attention noise."""
+    return m * (m + 1) // 2 + (m * m if has_att else 0)
+
+
 @njit(cache=True, inline="always")
-def supplied_lane(dW, p, s, l, Z, Gp):
-    """Lane ``l``'s ``Z = (G + Gᵀ)/sqrt 2`` and ``G'`` of step ``s`` (0-based) of path ``p``
-    from supplied increments ``dW`` (paths, steps, 2, m, m) (G = ``dW[p, s, 0]``,
-    G' = ``dW[p, s, 1]``, entries ~ N(0, dt))."""
+def supplied_lane(normals, p, s, l, sq, sq2, has_att, Z, Gp):
+    """:func:`draw_lane` with the step's normals read from ``normals[p, s]`` (step s, 0-based,
+    of path p; the stream's order) instead of drawn: the same scaling, entry by entry."""
     m = Z.shape[0]
-    r2 = 1.0 / math.sqrt(2.0)
+    g = normals[p, s]
+    i = 0
     for a in range(m):
-        for b in range(m):
-            Z[a, b, l] = r2 * (dW[p, s, 0, a, b] + dW[p, s, 0, b, a])
-            Gp[a, b, l] = dW[p, s, 1, a, b]
+        x = g[i]
+        i += 1
+        Z[a, a, l] = sq2 * x
+        for b in range(a + 1, m):
+            x = g[i]
+            i += 1
+            z = sq * x
+            Z[a, b, l] = z
+            Z[b, a, l] = z
+    if has_att:
+        for a in range(m):
+            for b in range(m):
+                x = g[i]
+                i += 1
+                Gp[a, b, l] = sq * x
