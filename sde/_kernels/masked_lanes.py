@@ -12,69 +12,75 @@ import math
 import numpy as np
 from numba import njit
 
-from ..coefficients import NL, _dot_lanes, _put_lanes, mlp_drift_lanes
+from ..coefficients import NL, _dot_lanes, mlp_drift_lanes
+
+
+# Running sums over a row's keys are tuples of NL per-lane values: SSA values, so they stay
+# in registers (an ``out[l] += …`` store per term could alias the inputs), and each lane adds
+# its terms in the scalar function's order.
+ZERO = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@njit(cache=True, inline="always")
+def _plus(s, x):
+    """``s + x`` lane by lane (s a tuple of NL, x a tuple or an (NL,) array)."""
+    return (s[0] + x[0], s[1] + x[1], s[2] + x[2], s[3] + x[3],
+            s[4] + x[4], s[5] + x[5], s[6] + x[6], s[7] + x[7])
+
+
+@njit(cache=True, inline="always")
+def _plus_prod(s, x, y):
+    """``s + x y`` lane by lane (the product rounded, then the sum)."""
+    return (s[0] + x[0] * y[0], s[1] + x[1] * y[1], s[2] + x[2] * y[2], s[3] + x[3] * y[3],
+            s[4] + x[4] * y[4], s[5] + x[5] * y[5], s[6] + x[6] * y[6], s[7] + x[7] * y[7])
+
+
+@njit(cache=True, inline="always")
+def _times(w, x):
+    """``w x`` lane by lane, w a scalar."""
+    return (w * x[0], w * x[1], w * x[2], w * x[3], w * x[4], w * x[5], w * x[6], w * x[7])
+
+
+@njit(cache=True, inline="always")
+def _lanes_of(x):
+    """An (NL,) array's values as a tuple."""
+    return (x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7])
+
+
+@njit(cache=True, inline="always")
+def _store(out, s):
+    """Write the tuple ``s`` into ``out`` (NL,)."""
+    for l in range(NL):
+        out[l] = s[l]
 
 
 @njit(cache=True, inline="always")
 def _key_moments_lanes(w, hw, V, c, idx, a, k, outb, outf):
     """Over row a's keys ``e = idx[a, j]``, j ascending from 0.0, per lane:
-    ``outb[l] = Σ_j w V[e, c, l]`` and ``outf[l] = Σ_j (hw V[e, c, l]) V[e, c, l]`` (the
-    scalar function's ``B += w x``, ``F += 0.5 w x x`` with ``hw = 0.5 w``). V (m, m, NL);
-    outb, outf (NL,). The sixteen running sums are locals (registers)."""
-    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
-    f0 = f1 = f2 = f3 = f4 = f5 = f6 = f7 = 0.0
+    ``outb = Σ_j w V[e, c]`` and ``outf = Σ_j (hw V[e, c]) V[e, c]`` (the scalar function's
+    ``B += w x``, ``F += 0.5 w x x`` with ``hw = 0.5 w``). V (m, m, NL); outb, outf (NL,)."""
+    b = ZERO
+    f = ZERO
     for j in range(k):
         x = V[idx[a, j], c]
-        b0 += w * x[0]
-        b1 += w * x[1]
-        b2 += w * x[2]
-        b3 += w * x[3]
-        b4 += w * x[4]
-        b5 += w * x[5]
-        b6 += w * x[6]
-        b7 += w * x[7]
-        f0 += hw * x[0] * x[0]
-        f1 += hw * x[1] * x[1]
-        f2 += hw * x[2] * x[2]
-        f3 += hw * x[3] * x[3]
-        f4 += hw * x[4] * x[4]
-        f5 += hw * x[5] * x[5]
-        f6 += hw * x[6] * x[6]
-        f7 += hw * x[7] * x[7]
-    _put_lanes(outb, b0, b1, b2, b3, b4, b5, b6, b7)
-    _put_lanes(outf, f0, f1, f2, f3, f4, f5, f6, f7)
+        b = _plus(b, _times(w, x))
+        f = _plus_prod(f, _times(hw, x), x)
+    _store(outb, b)
+    _store(outf, f)
 
 
 @njit(cache=True, inline="always")
 def _add_key_pair_sums_lanes(X, Y, c, idx, a, j0, k, outx, outy):
-    """``outx[l] += Σ_{j0 ≤ j < k} X[c, idx[a, j], l]`` and the same of Y into ``outy``, term by
+    """``outx += Σ_{j0 ≤ j < k} X[c, idx[a, j]]`` and the same of Y into ``outy``, term by
     term in j order from the values on entry. X, Y (m, m, NL); outx, outy (NL,)."""
-    x0, x1, x2, x3 = outx[0], outx[1], outx[2], outx[3]
-    x4, x5, x6, x7 = outx[4], outx[5], outx[6], outx[7]
-    y0, y1, y2, y3 = outy[0], outy[1], outy[2], outy[3]
-    y4, y5, y6, y7 = outy[4], outy[5], outy[6], outy[7]
+    x = _lanes_of(outx)
+    y = _lanes_of(outy)
     for j in range(j0, k):
         e = idx[a, j]
-        x = X[c, e]
-        y = Y[c, e]
-        x0 += x[0]
-        x1 += x[1]
-        x2 += x[2]
-        x3 += x[3]
-        x4 += x[4]
-        x5 += x[5]
-        x6 += x[6]
-        x7 += x[7]
-        y0 += y[0]
-        y1 += y[1]
-        y2 += y[2]
-        y3 += y[3]
-        y4 += y[4]
-        y5 += y[5]
-        y6 += y[6]
-        y7 += y[7]
-    _put_lanes(outx, x0, x1, x2, x3, x4, x5, x6, x7)
-    _put_lanes(outy, y0, y1, y2, y3, y4, y5, y6, y7)
+        x = _plus(x, X[c, e])
+        y = _plus(y, Y[c, e])
+    _store(outx, x)
+    _store(outy, y)
 
 
 @njit(cache=True)
@@ -103,39 +109,37 @@ def key_prefix_rows(idx, cnt):
 
 @njit(cache=True, inline="always")
 def _key_dot_lanes(D, X, c, idx, a, j0, k, out):
-    """``out[l] = Σ_{j0 ≤ j < k} D[j, l] X[idx[a, j], c, l]``, j ascending from 0.0 (a product
+    """``out = Σ_{j0 ≤ j < k} D[j] X[idx[a, j], c]`` per lane, j ascending from 0.0 (a product
     with row a of a matrix with the mask's pattern). D (≥ k, NL); X (m, m, NL); out (NL,)."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    s = ZERO
     for j in range(j0, k):
+        s = _plus_prod(s, D[j], X[idx[a, j], c])
+    _store(out, s)
+
+
+@njit(cache=True, inline="always")
+def _key_dot_pair_lanes(D, X, c, idx, a, k, out0, out1):
+    """:func:`_key_dot_lanes` (from j = 0) for the columns c and c + 1 at once into out0, out1:
+    twice the independent running sums, so the additions' latency is hidden."""
+    s = ZERO
+    t = ZERO
+    for j in range(k):
         d = D[j]
-        x = X[idx[a, j], c]
-        s0 += d[0] * x[0]
-        s1 += d[1] * x[1]
-        s2 += d[2] * x[2]
-        s3 += d[3] * x[3]
-        s4 += d[4] * x[4]
-        s5 += d[5] * x[5]
-        s6 += d[6] * x[6]
-        s7 += d[7] * x[7]
-    _put_lanes(out, s0, s1, s2, s3, s4, s5, s6, s7)
+        e = idx[a, j]
+        s = _plus_prod(s, d, X[e, c])
+        t = _plus_prod(t, d, X[e, c + 1])
+    _store(out0, s)
+    _store(out1, t)
 
 
 @njit(cache=True, inline="always")
 def _add_scaled_dot_lanes(c, X, Y, k0, k1, out):
-    """``out[l] += Σ_{k0 ≤ k < k1} (c X[k, l]) Y[k, l]`` per lane, term by term in k order
-    (the per-path ``acc += c * x * y``); running sums in registers."""
-    a0, a1, a2, a3 = out[0], out[1], out[2], out[3]
-    a4, a5, a6, a7 = out[4], out[5], out[6], out[7]
+    """``out += Σ_{k0 ≤ k < k1} (c X[k]) Y[k]`` per lane, term by term in k order (the
+    per-path ``acc += c * x * y``)."""
+    s = _lanes_of(out)
     for k in range(k0, k1):
-        a0 += c * X[k, 0] * Y[k, 0]
-        a1 += c * X[k, 1] * Y[k, 1]
-        a2 += c * X[k, 2] * Y[k, 2]
-        a3 += c * X[k, 3] * Y[k, 3]
-        a4 += c * X[k, 4] * Y[k, 4]
-        a5 += c * X[k, 5] * Y[k, 5]
-        a6 += c * X[k, 6] * Y[k, 6]
-        a7 += c * X[k, 7] * Y[k, 7]
-    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
+        s = _plus_prod(s, _times(c, X[k]), Y[k])
+    _store(out, s)
 
 
 @njit(cache=True, inline="always")
@@ -194,8 +198,10 @@ def masked_attention_drift_lanes(V, idx, cnt, pre, scale, out, B, F, W, U, q, r)
             e = idx[a, j]
             for l in range(NL):
                 d[j, l] = 0.5 * w * V[a, a, l] * (V[e, e, l] - 2.0 * B[a, e, l] + h[l])
-        for c in range(m):
-            _key_dot_lanes(d, V, c, idx, a, 0, k, F[a, c])
+        for c in range(0, m - 1, 2):
+            _key_dot_pair_lanes(d, V, c, idx, a, k, F[a, c], F[a, c + 1])
+        if m % 2 == 1:
+            _key_dot_lanes(d, V, m - 1, idx, a, 0, k, F[a, m - 1])
     for a in range(m):
         for b in range(m):
             for l in range(NL):
@@ -207,11 +213,7 @@ def masked_attention_drift_lanes(V, idx, cnt, pre, scale, out, B, F, W, U, q, r)
 def masked_drift_lanes(V, coef, idx, cnt, pre, out, B, F, W, U, q, r):
     """:func:`sde.masked_coefficients.masked_drift_work` on lanes (work as
     :func:`masked_attention_drift_lanes`)."""
-    m = V.shape[0]
-    for a in range(m):
-        for b in range(m):
-            for l in range(NL):
-                out[a, b, l] = 0.0
+    out[:, :, :] = 0.0
     if coef.mlp_drift != 0.0:
         mlp_drift_lanes(V, coef, coef.mlp_drift, out)
     if coef.att_drift != 0.0:
