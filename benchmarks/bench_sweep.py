@@ -47,11 +47,11 @@ width = {widths}
 [sources.sde]
 paths = {paths}
 dt = 0.01
-
+{sde_share}
 [sources.finite]
 sampler = "reduced"
 paths = {paths}
-
+{finite_share}
 [compare]
 n_boot = 50
 """
@@ -94,6 +94,9 @@ def main():
     p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
     p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--share", action="store_true",
+                   help="one SDE sample for the whole grid (share = [\"ratio\", \"width\"]) "
+                        "and one finite sample per width (share = [\"ratio\"])")
     p.add_argument("--skip-loop", action="store_true")
     p.add_argument("--skip-sweep", action="store_true",
                    help="only the single-process loop (no distance check against the sweep)")
@@ -102,10 +105,14 @@ def main():
     cfg = os.path.join(tmp, "grid.toml")
     with open(cfg, "w") as fh:
         fh.write(CONFIG.format(ratios=json.dumps(args.ratios), widths=json.dumps(args.widths),
-                               paths=args.paths))
+                               paths=args.paths,
+                               sde_share='share = ["ratio", "width"]' if args.share else "",
+                               finite_share='share = ["ratio"]' if args.share else ""))
     n_cells = len(args.ratios) * len(args.widths)
     print(f"grid: {len(args.ratios)} ratios x {len(args.widths)} widths = {n_cells} cells, "
-          f"{args.paths} SDE + {args.paths} finite paths per cell; cores: {os.cpu_count()}")
+          f"{args.paths} SDE + {args.paths} finite paths per cell; cores: {os.cpu_count()}; "
+          + ("one SDE sample for the grid, one finite sample per width (--share)" if args.share
+             else "one SDE and one finite sample per cell"))
     print(f"load before: {load()}", flush=True)
     store = os.path.join(tmp, "store")
     rows = []

@@ -121,6 +121,12 @@ def run_cell(spec, threads=1):
     return summarise(spec, out), out
 
 
+def run_cells(specs, threads=1):
+    """:func:`run_cell` on each spec in turn (one Dask task for cells that share a sample):
+    a list of ``(summary, datasets)``."""
+    return [run_cell(spec, threads) for spec in specs]
+
+
 def run_blowup(spec, model=None, V0=None):
     """The ``sources.blowup`` estimate of one cell: :func:`sde.blowup.blowup_probability`
     with T = the cell's ratio and the cell's ``blowup`` seed (a :class:`BlowupResult`)."""
