@@ -6,7 +6,8 @@ paths (dt = 0.01) and 10⁴ reduced finite paths, compared on corr:0,1 and V:0,0
 
 Both runs are fresh processes (imports, numba cache loading and, for the sweep, the cluster
 start-up are included): ``covsde sweep CONFIG --out STORE --workers 2`` and a loop calling
-:func:`compare.sweep.cell.run_cell` on every cell in one process (numba threads = all cores).
+:func:`compare.sweep.cell.run_cell` on every cell in one process (numba threads = all cores;
+cells sharing a sample one after the other, as ``covsde sweep`` runs them in process).
 The loop's distances are checked equal to the sweep's (same seeds). Prints both wall times,
 their CPU times (user + system of the processes, Dask workers included: on a machine shared
 with other jobs the wall time grows with the load, the CPU time much less; CPU / cores is
@@ -71,6 +72,9 @@ t0 = time.perf_counter()
 from compare.sweep.cell import run_cell
 from compare.sweep.config import cells, load_config
 specs = cells(load_config(sys.argv[1]))
+# cells that share a sample follow each other (run_cell keeps the last few in memory)
+specs.sort(key=lambda sp: [sp.get("shared", {}).get(n, {}).get("file", "")
+                           for n in ("finite", "sde")])
 out = {}
 for spec in specs:
     summary, _ = run_cell(spec, threads=os.cpu_count())
