@@ -7,6 +7,8 @@
   documented structure; bad input is one line, exit 2.
 - Negative control on real samples: against an SDE with a perturbed coefficient the weak
   error does not vanish with n (every width resolves e ≠ 0 of one sign).
+- The study's finite-network means of exp(−V_00) on the Li–Nica–Roy MLP agree with the exact
+  values (compare.lnr_diagonal) at widths 8–32, and those of the other shaping do not (control).
 - Slow: the Li–Nica–Roy rate study (docs/theory.md §6.8) with an interval of ±0.15.
 """
 import json
@@ -94,6 +96,32 @@ def test_perturbed_sde_error_does_not_vanish():
                           progress=False)
     errs = np.array(r.row("corr:0,1", 1.0)["errors"])
     assert (errs[:, 1] > 0).all() or (errs[:, 2] < 0).all(), errs
+
+
+def test_study_means_of_exp_v00_are_the_exact_ones():
+    """Fast companion of the slow rate test: the study's finite means of exp(−V_00) (symmetric
+    shaping, ρ0 = −0.5, widths 8–32, t = 0.5 and 1, 2·10⁴ paths) agree with the exact
+    Mellin–Barnes values (z-test, Bonferroni over 6), and the exact values of the default
+    shaping (c₊ = 0, c₋ = −1: e(8) larger by 0.009) are rejected at some width (measured
+    |z| ≈ 5 at n = 8)."""
+    from compare.lnr_diagonal import finite_mean_exp
+
+    model = sde.ShapedMLP(c_plus=0.5, c_minus=-0.5)
+    r = convergence_study(model, sde.equicorrelated(2, -0.5), widths=[8, 16, 32], t_end=1.0,
+                          times=[0.5, 1.0], n_paths=20_000, sde_paths=2000, dt=1 / 256,
+                          seed=5, functionals=["exp:0"], dt_check_paths=0, progress=False)
+    alpha = 0.01 / 6
+    z_right, z_control = [], []
+    for t in (0.5, 1.0):
+        row = r.row("exp:0", t)
+        for n, (mean, lo, hi) in zip(row["widths"], row["finite_means"]):
+            se = (hi - lo) / (2 * 1.959964)
+            z_right.append((mean - finite_mean_exp(0.5, -0.5, n, t)) / se)
+            z_control.append((mean - finite_mean_exp(0.0, -1.0, n, t)) / se)
+    p_right = 2 * scipy.stats.norm.sf(np.abs(z_right))
+    p_control = 2 * scipy.stats.norm.sf(np.abs(z_control))
+    assert p_right.min() > alpha, z_right
+    assert p_control.min() < alpha, z_control
 
 
 @pytest.mark.parametrize("argv, msg", [
