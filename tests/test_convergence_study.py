@@ -85,6 +85,17 @@ def test_small_study_structure_and_reproducibility():
     assert back.row("exp:0", 1.0)["errors"] == r.row("exp:0", 1.0)["errors"]
 
 
+def test_exceedance_rows_state_the_sde_monitoring_grid():
+    from compare.convergence import monitoring
+
+    row = _small().row("exceed:3", 1.0)
+    assert row["sde_monitoring"] == 1 / 128 and row["monitoring_note"] == ""  # 1/(4·32)
+    assert "sde_monitoring" not in _small().row("exp:0", 1.0)
+    assert monitoring(1 / 64, [8, 16, 32])["monitoring_note"].startswith(
+        "the SDE is monitored every 0.015625")
+    assert monitoring(1 / 2048, [8, 1024])["monitoring_note"]  # the save stride of 8 at 2^-14
+
+
 def test_perturbed_sde_error_does_not_vanish():
     """Negative control: the SDE of c₋ = −1.3 ((c₊ − c₋)² × 1.69) is not the limit of the
     c₋ = −1 networks: ρ_01's weak error at ρ0 = −0.5, t = 1 is resolved, of one sign, at
