@@ -205,3 +205,25 @@ def test_lnr_rate_tells_one_over_n_from_one_over_sqrt_n():
     lo, hi = row["rate_ci"]
     assert hi - lo <= 0.30, row
     assert lo <= 1.0 <= hi and lo > 0.5, row
+
+
+def test_figure_draws_no_line_through_a_rejected_fit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from compare.convergence import ConvergenceResult
+    from compare.figures.convergence import plot_weak_errors
+
+    widths = [16, 32, 64]
+    row = {"functional": "exceed:100", "time": 1.0, "widths": widths,
+           "errors": [[-0.06, -0.065, -0.055], [-0.05, -0.055, -0.045], [-0.01, -0.015, -0.005]],
+           "rate": 0.3, "rate_ci": [0.25, 0.35], "amplitude": -0.2, "note": "",
+           "fit_p_value": 1e-20}
+    r = ConvergenceResult([row], {"V0": np.eye(4).tolist(), "widths": widths})
+    fig = plot_weak_errors(r, "exceed:100", model=sde.ShapedAttention(gamma=0.6, tau0=0.8))
+    ax = fig.axes[0]
+    assert not [ln for ln in ax.get_lines() if ln.get_linestyle() in ("-", "--")
+                and len(ln.get_xdata()) > 3]  # neither the fit nor the predicted slope
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("no single power fits" in t for t in labels), labels
+    assert not any("predicted slope" in t for t in labels), labels

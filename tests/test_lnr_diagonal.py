@@ -100,3 +100,4 @@ def test_figure_draws_the_exact_curve_instead_of_a_slope():
                 and len(ln.get_xdata())]  # no reference slope
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("exact e(n)" in t for t in labels)
+
