@@ -33,8 +33,8 @@ def add_figures(sub):
                     "DIR/captions.md. Also: rank collapse of unshaped Transformers "
                     "(rank_collapse, masks_layernorm, similarity_removal, espa_kernel) and "
                     "causal vs complete masks (masked_positions: ρ_0j and V_jj by token "
-                    "position; masked_stability: dead fraction over (γ, τ0) per mask, with its "
-                    "CSV).")
+                    "position; masked_stability: blow-up probability converged in dt over "
+                    "(γ, τ0) per mask, with its CSV).")
     p.add_argument("--sweep", metavar="STORE",
                    help="draw the convergence figure / stability map of a covsde sweep STORE "
                         "instead of the gallery")

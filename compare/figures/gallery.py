@@ -98,33 +98,41 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
             model = ShapedBlock(MASKED_BLOCK["gamma"], MASKED_BLOCK["tau0"], mask=mask)
             runs[(mask, "SDE")] = self._sde(f"masked_sde_{mask}", model, V0, 1.0, dt,
                                             c["masked_sde_paths"], _SEED_INDEX["masked_sde"],
-                                            save_every=25)
+                                            save_every=25, method="spd")
             runs[(mask, "finite")] = self._finite(f"masked_finite_{mask}", model, V0, width,
                                                   1.0, c["masked_fin_paths"],
                                                   _SEED_INDEX["masked_finite"], width // 4)
         what = (f"shaped block, γ = {MASKED_BLOCK['gamma']:g}, τ0 = {MASKED_BLOCK['tau0']:g}, "
                 f"m = {m}, ρ0 = {MASKED_BLOCK['rho0']:g}")
-        paths = (f"SDE {c['masked_sde_paths']} paths (dt = {dt:g}), finite n = {width}, "
+        paths = (f"SDE {c['masked_sde_paths']} paths (SPD, dt = {dt:g}), finite n = {width}, "
                  f"{c['masked_fin_paths']} paths (reduced sampler)")
         fig = plot_masked_positions(runs, title=f"{what}: causal vs complete mask\n{paths}")
         self._save(fig, "masked_positions",
                    f"Median and 10–90 % band of ρ_0j (top) and V_jj (bottom, log scale) "
                    f"against the token position j at d/n = 0.25 and 1, for the causal and the "
                    f"complete attention mask (docs/theory.md §3.5): covariance SDE (lines, "
-                   f"bands) and finite network (markers, bars). {what}; {paths}. Over paths "
-                   f"alive at each t. Seed {self.seed}.")
+                   f"bands; SPD scheme, so a dead SDE path blew up) and finite network "
+                   f"(markers, bars). {what}; {paths}. One censoring rule for both sides, "
+                   f"the one of covsde compare: a path counts at t if V is finite and "
+                   f"max|V_ab| <= 1e4 at every saved time up to t (saved every d/n = 0.25). "
+                   f"V_jj: quantiles of the whole law, a censored path counting as +inf (a "
+                   f"band end above the counted fraction is not drawn); ρ_0j: quantiles over "
+                   f"counted paths. Legends: each side's censored fraction at that d/n. "
+                   f"Seed {self.seed}.")
 
     def masked_stability_table(self):
-        """Dead fraction at T = 1 of the shaped-attention SDE (dt = 0.01) over (γ, τ0) for the
-        complete, sliding (w = 1) and causal masks: a table (one row per mask, γ, τ0), saved
-        as ``data/masked_stability.json`` and reused while the parameters match."""
-        from .masked import STABILITY_MASKS, stability_map
+        """Blow-up probability P(τ ≤ 1) of the shaped-attention SDE, converged in dt (SPD
+        scheme, coupled runs), over (γ, τ0) for the complete, sliding (w = 1) and causal
+        masks: a table (one row per mask, γ, τ0; :func:`.masked.stability_rows`), saved as
+        ``data/masked_stability.json`` and reused while the parameters match."""
+        from .masked import STABILITY_MASKS, stability_rows
 
         c = self.cfg
-        request = dict(m=c["masked_m"], gammas=list(c["masked_stab_gammas"]),
+        request = dict(m=c["masked_stab_m"], gammas=list(c["masked_stab_gammas"]),
                        tau0s=list(c["masked_stab_taus"]), n_paths=c["masked_stab_paths"],
                        seed=derived_seed(self.seed, _SEED_INDEX["masked_stab"]), t_end=1.0,
-                       dt=0.01, rho0=0.2)
+                       dt0=c["masked_stab_dt0"], max_halvings=c["masked_stab_halvings"],
+                       rho0=0.2, method="spd")
         path = os.path.join(self.data_dir, "masked_stability.json")
         if os.path.exists(path):
             with open(path) as fh:
@@ -135,13 +143,10 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
                 return pd.DataFrame(saved["rows"])
         rows = []
         for label, kw in STABILITY_MASKS.items():
-            dead = stability_map(kw, request["gammas"], request["tau0s"], m=request["m"],
-                                 rho0=request["rho0"], t_end=request["t_end"], dt=request["dt"],
-                                 n_paths=request["n_paths"], seed=request["seed"])
-            rows += [dict(mask=label, gamma=g, tau0=t, T=request["t_end"], dt=request["dt"],
-                          n_paths=request["n_paths"], dead_fraction=float(dead[i, j]))
-                     for i, g in enumerate(request["gammas"])
-                     for j, t in enumerate(request["tau0s"])]
+            rows += [dict(mask=label, **r) for r in stability_rows(
+                kw, request["gammas"], request["tau0s"], m=request["m"], rho0=request["rho0"],
+                t_end=request["t_end"], dt0=request["dt0"], n_paths=request["n_paths"],
+                seed=request["seed"], max_halvings=request["max_halvings"], progress=False)]
         tmp = path + ".tmp"
         with open(tmp, "w") as fh:
             json.dump({"request": request, "rows": rows}, fh)
@@ -151,26 +156,44 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
         return pd.DataFrame(rows)
 
     def masked_stability(self):
+        from sde.blowup import DEFAULT_ATOL, DEFAULT_RTOL
+
         from .masked import plot_stability_maps
 
         c = self.cfg
         table = self.masked_stability_table()
         self._csv(table, "masked_stability.csv")
         for label, rows in table.groupby("mask", sort=False):
-            self.log(f"  mask {label}: dead fraction at T = 1 from "
-                     f"{rows.dead_fraction.min():.2f} to {rows.dead_fraction.max():.2f} over "
-                     f"the (γ, τ0) grid")
+            self.log(f"  mask {label}: P(τ ≤ 1) from {rows.probability.min():.3f} to "
+                     f"{rows.probability.max():.3f} over the (γ, τ0) grid, "
+                     f"{int((~rows.converged.astype(bool)).sum())} of {len(rows)} cells "
+                     f"unsettled")
         n = c["masked_stab_paths"]
-        what = (f"shaped attention SDE, m = {c['masked_m']}, ρ0 = 0.2, T = 1, dt = 0.01, {n} "
-                f"paths per cell")
-        fig = plot_stability_maps(table, title=f"{what}: dead fraction (blow-up or cone exit)")
+        n_nc = int((~table["converged"].astype(bool)).sum())
+        dts = ", ".join(sorted({f"{d:g}" for d in table["dt"]}, key=float, reverse=True))
+        what = (f"shaped attention SDE, m = {c['masked_stab_m']}, ρ0 = 0.2, one head, T = 1, "
+                f"SPD scheme, {n} coupled paths per cell")
+        fig = plot_stability_maps(
+            table, title=f"{what}: blow-up probability P(τ ≤ T) % [95 % Clopper–Pearson], "
+                         f"converged in dt\n(dt halved from {c['masked_stab_dt0']:g} until the "
+                         f"paired 95 % interval of Δ = P(2dt) − P(dt) lies inside "
+                         f"±max({DEFAULT_ATOL:g}, {DEFAULT_RTOL:g}·P))"
+                         + ("; grey hatched = unsettled" if n_nc else ""))
         self._save(fig, "masked_stability",
-                   f"Dead fraction at T = 1 of the shaped-attention SDE (Euler–Maruyama) over "
-                   f"(γ, τ0) with the complete, sliding (w = 1) and causal masks; {what}. A "
-                   f"dead path blew up or left the PD cone; cone exits shrink with dt, so "
-                   f"these fractions describe the scheme at this step (docs/theory.md §4.4); "
-                   f"the step-converged blow-up probability is the stability figure. Table: "
-                   f"masked_stability.csv. Seed {self.seed}.")
+                   f"Blow-up probability P(τ ≤ T), T = 1, of the shaped-attention SDE over "
+                   f"(γ, τ0) with the complete, sliding (w = 1) and causal masks "
+                   f"(docs/theory.md §3.5); {what}. Each cell is sde.blowup.blowup_probability: "
+                   f"the SPD scheme never leaves the PD cone, so every dead path blew up (|V_ab| "
+                   f"> 1e4 or non-finite); dt is halved from {c['masked_stab_dt0']:g} (at most "
+                   f"{c['masked_stab_halvings']} times) on the same Brownian paths until the "
+                   f"paired 95 % interval of Δ = P(2dt) − P(dt) lies inside "
+                   f"±max({DEFAULT_ATOL:g}, {DEFAULT_RTOL:g}·P(dt)), so a settled value is a "
+                   f"property of the SDE, not of the step (dt reached here: {dts}). "
+                   + (f"{n_nc} of {len(table)} cells could not be settled at {n} paths (grey, "
+                      f"hatched: the value shown is the finest step's, not a converged one). "
+                      if n_nc else "Every cell converged. ")
+                   + f"One colour scale for the three maps. Table with the whole sequence "
+                   f"(P@dt): masked_stability.csv. Seed {self.seed}.")
         return table
 
 

@@ -173,7 +173,8 @@ def _stat_label(stat):
     return stat
 
 
-def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_label=None):
+def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_label=None,
+                   vmax=None):
     """A heat map over the (γ, τ0) grid of the sweep's probability of dying by t = ratio.
 
     With a ``sources.blowup`` source: the converged blow-up probability ``P(τ ≤ T)``
@@ -187,8 +188,8 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
 
     ds: :func:`compare.sweep.open_sweep` output with ``gamma`` (G) and ``tau0`` (T) axes;
     other grid axes fixed by ``sel`` (default: the last ratio, the first value of any other
-    axis). The colour scale runs from 0 to the largest interval end, rounded up. Returns the
-    Figure.
+    axis). The colour scale runs from 0 to the largest interval end (or ``vmax``, a
+    probability, to share one scale between maps), rounded up. Returns the Figure.
     """
     if "gamma" not in ds.dims or "tau0" not in ds.dims:
         raise CovsdeInputError("a stability map needs gamma and tau0 grid axes")
@@ -217,7 +218,9 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
         hi = d["dead_fraction_ci95_high"].values.astype(float)
     gammas, taus = d["gamma"].values, d["tau0"].values
     fig, ax = _new_ax(ax, (1.7 * len(taus) + 2.8, 1.1 * len(gammas) + 2.2))
-    vmax = nice_ceiling(100 * float(np.nanmax(hi))) if np.isfinite(hi).any() else 100.0
+    if vmax is None:
+        vmax = float(np.nanmax(hi)) if np.isfinite(hi).any() else 1.0
+    vmax = nice_ceiling(100 * vmax)
     unsettled = (conv != 1) if blowup else np.zeros(frac.shape, dtype=bool)
     shown = np.where(unsettled, np.nan, frac * 100)  # an unsettled cell is not a result
     cmap = matplotlib.colormaps["Reds"].with_extremes(bad="0.85")
