@@ -330,34 +330,6 @@ def _dot_lanes(X, Y, k0, k1, out):
 
 
 @njit(cache=True, inline="always")
-def _dot2_lanes(X, Y, Y2, k0, k1, out, out2):
-    """Two :func:`_dot_lanes` sharing X: ``out = X·Y``, ``out2 = X·Y2`` per lane, each in
-    its own order (k ascending from 0.0). Sixteen independent running sums: one dot product
-    alone waits on its additions' latency."""
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
-    for k in range(k0, k1):
-        a0 += X[k, 0] * Y[k, 0]
-        a1 += X[k, 1] * Y[k, 1]
-        a2 += X[k, 2] * Y[k, 2]
-        a3 += X[k, 3] * Y[k, 3]
-        a4 += X[k, 4] * Y[k, 4]
-        a5 += X[k, 5] * Y[k, 5]
-        a6 += X[k, 6] * Y[k, 6]
-        a7 += X[k, 7] * Y[k, 7]
-        b0 += X[k, 0] * Y2[k, 0]
-        b1 += X[k, 1] * Y2[k, 1]
-        b2 += X[k, 2] * Y2[k, 2]
-        b3 += X[k, 3] * Y2[k, 3]
-        b4 += X[k, 4] * Y2[k, 4]
-        b5 += X[k, 5] * Y2[k, 5]
-        b6 += X[k, 6] * Y2[k, 6]
-        b7 += X[k, 7] * Y2[k, 7]
-    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
-    _put_lanes(out2, b0, b1, b2, b3, b4, b5, b6, b7)
-
-
-@njit(cache=True, inline="always")
 def _sum_lanes(X, k0, k1, out):
     """``out[l] = Σ_{k0 ≤ k < k1} X[k, l]`` per lane, k ascending from 0.0 (as :func:`_dot_lanes`)."""
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
@@ -551,10 +523,8 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
                     K[i, j, l] = K[i, j, l] - div_const(u[i, l] * u[j, l], fm)
                     K[j, i, l] = K[i, j, l]
         for i in range(m):          # T = G' K
-            for j in range(0, m - 1, 2):
-                _dot2_lanes(Gp[i], K[:, j], K[:, j + 1], 0, m, T[i, j], T[i, j + 1])
-            if m % 2:
-                _dot_lanes(Gp[i], K[:, m - 1], 0, m, T[i, m - 1])
+            for j in range(m):
+                _dot_lanes(Gp[i], K[:, j], 0, m, T[i, j])
         for i in range(m):
             for j in range(m):
                 for l in range(NL):
@@ -567,10 +537,8 @@ def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
     m = L.shape[0]
     whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u)
     for i in range(m):              # T = L N
-        for j in range(0, m - 1, 2):
-            _dot2_lanes(L[i], N[:, j], N[:, j + 1], 0, i + 1, T[i, j], T[i, j + 1])
-        if m % 2:
-            _dot_lanes(L[i], N[:, m - 1], 0, i + 1, T[i, m - 1])
+        for j in range(m):
+            _dot_lanes(L[i], N[:, j], 0, i + 1, T[i, j])
     for i in range(m):              # out = T Lᵀ
         for j in range(i + 1):
             _dot_lanes(T[i], L[j], 0, j + 1, out[i, j])
