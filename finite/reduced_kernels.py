@@ -84,6 +84,9 @@ def hidden_gram_path(row, L, lower, act, a1, a2, width, K, G, S, acc):
     Scratch: ``G``, ``S`` (m, GRAM_CHUNK), ``acc`` (m(m+1)/2, GRAM_CHUNK).
     """
     m = L.shape[0]
+    if m == 3 and lower and act == ACT_RELU:
+        _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc)
+        return
     hi, lo, inc_hi, inc_lo = row[0], row[1], row[2], row[3]
     slots = min(GRAM_CHUNK, width)
     acc[:, :slots] = 0.0
@@ -120,6 +123,54 @@ def hidden_gram_path(row, L, lower, act, a1, a2, width, K, G, S, acc):
     inv = 1.0 / width
     q = 0
     for a in range(m):
+        for b in range(a + 1):
+            tot = 0.0
+            for t in range(slots):
+                tot += acc[q, t]
+            K[a, b] = tot * inv
+            K[b, a] = tot * inv
+            q += 1
+
+
+@njit(cache=True)
+def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
+    """:func:`hidden_gram_path` for m = 3, L lower triangular and the two-slope ReLU: the
+    same draws and the same operations in the same order (so the same bits), written out
+    for three rows so that the map through L, the ReLU and the six products run in one
+    vectorised pass over each chunk with L's entries in registers."""
+    hi, lo, inc_hi, inc_lo = row[0], row[1], row[2], row[3]
+    l00, l10, l11, l20, l21, l22 = L[0, 0], L[1, 0], L[1, 1], L[2, 0], L[2, 1], L[2, 2]
+    slots = min(GRAM_CHUNK, width)
+    acc[:, :slots] = 0.0
+    A0, A1, A2, A3, A4, A5 = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+    G0, G1, G2 = G[0], G[1], G[2]
+    j0 = 0
+    while j0 < width:
+        c = min(GRAM_CHUNK, width - j0)
+        for j in range(c):
+            G0[j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            G1[j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            G2[j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+        for j in range(c):
+            g0, g1, g2 = G0[j], G1[j], G2[j]
+            x0 = 0.0 + l00 * g0
+            x1 = 0.0 + l10 * g0 + l11 * g1
+            x2 = 0.0 + l20 * g0 + l21 * g1 + l22 * g2
+            s0 = a1 * x0 if x0 > 0.0 else a2 * x0
+            s1 = a1 * x1 if x1 > 0.0 else a2 * x1
+            s2 = a1 * x2 if x2 > 0.0 else a2 * x2
+            A0[j] += s0 * s0
+            A1[j] += s1 * s0
+            A2[j] += s1 * s1
+            A3[j] += s2 * s0
+            A4[j] += s2 * s1
+            A5[j] += s2 * s2
+        j0 += c
+    row[0] = hi
+    row[1] = lo
+    inv = 1.0 / width
+    q = 0
+    for a in range(3):
         for b in range(a + 1):
             tot = 0.0
             for t in range(slots):

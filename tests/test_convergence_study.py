@@ -7,6 +7,8 @@
   documented structure; bad input is one line, exit 2.
 - Negative control on real samples: against an SDE with a perturbed coefficient the weak
   error does not vanish with n (every width resolves e ≠ 0 of one sign).
+- The study's finite-network means of exp(−V_00) on the Li–Nica–Roy MLP agree with the exact
+  values (compare.lnr_diagonal) at widths 8–32, and those of the other shaping do not (control).
 - Slow: the Li–Nica–Roy rate study (docs/theory.md §6.8) with an interval of ±0.15.
 """
 import json
@@ -83,6 +85,17 @@ def test_small_study_structure_and_reproducibility():
     assert back.row("exp:0", 1.0)["errors"] == r.row("exp:0", 1.0)["errors"]
 
 
+def test_exceedance_rows_state_the_sde_monitoring_grid():
+    from compare.convergence import monitoring
+
+    row = _small().row("exceed:3", 1.0)
+    assert row["sde_monitoring"] == 1 / 128 and row["monitoring_note"] == ""  # 1/(4·32)
+    assert "sde_monitoring" not in _small().row("exp:0", 1.0)
+    assert monitoring(1 / 64, [8, 16, 32])["monitoring_note"].startswith(
+        "the SDE is monitored every 0.015625")
+    assert monitoring(1 / 2048, [8, 1024])["monitoring_note"]  # the save stride of 8 at 2^-14
+
+
 def test_perturbed_sde_error_does_not_vanish():
     """Negative control: the SDE of c₋ = −1.3 ((c₊ − c₋)² × 1.69) is not the limit of the
     c₋ = −1 networks: ρ_01's weak error at ρ0 = −0.5, t = 1 is resolved, of one sign, at
@@ -94,6 +107,32 @@ def test_perturbed_sde_error_does_not_vanish():
                           progress=False)
     errs = np.array(r.row("corr:0,1", 1.0)["errors"])
     assert (errs[:, 1] > 0).all() or (errs[:, 2] < 0).all(), errs
+
+
+def test_study_means_of_exp_v00_are_the_exact_ones():
+    """Fast companion of the slow rate test: the study's finite means of exp(−V_00) (symmetric
+    shaping, ρ0 = −0.5, widths 8–32, t = 0.5 and 1, 2·10⁴ paths) agree with the exact
+    Mellin–Barnes values (z-test, Bonferroni over 6), and the exact values of the default
+    shaping (c₊ = 0, c₋ = −1: e(8) larger by 0.009) are rejected at some width (measured
+    |z| ≈ 5 at n = 8)."""
+    from compare.lnr_diagonal import finite_mean_exp
+
+    model = sde.ShapedMLP(c_plus=0.5, c_minus=-0.5)
+    r = convergence_study(model, sde.equicorrelated(2, -0.5), widths=[8, 16, 32], t_end=1.0,
+                          times=[0.5, 1.0], n_paths=20_000, sde_paths=2000, dt=1 / 256,
+                          seed=5, functionals=["exp:0"], dt_check_paths=0, progress=False)
+    alpha = 0.01 / 6
+    z_right, z_control = [], []
+    for t in (0.5, 1.0):
+        row = r.row("exp:0", t)
+        for n, (mean, lo, hi) in zip(row["widths"], row["finite_means"]):
+            se = (hi - lo) / (2 * 1.959964)
+            z_right.append((mean - finite_mean_exp(0.5, -0.5, n, t)) / se)
+            z_control.append((mean - finite_mean_exp(0.0, -1.0, n, t)) / se)
+    p_right = 2 * scipy.stats.norm.sf(np.abs(z_right))
+    p_control = 2 * scipy.stats.norm.sf(np.abs(z_control))
+    assert p_right.min() > alpha, z_right
+    assert p_control.min() < alpha, z_control
 
 
 @pytest.mark.parametrize("argv, msg", [
@@ -166,3 +205,25 @@ def test_lnr_rate_tells_one_over_n_from_one_over_sqrt_n():
     lo, hi = row["rate_ci"]
     assert hi - lo <= 0.30, row
     assert lo <= 1.0 <= hi and lo > 0.5, row
+
+
+def test_figure_draws_no_line_through_a_rejected_fit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from compare.convergence import ConvergenceResult
+    from compare.figures.convergence import plot_weak_errors
+
+    widths = [16, 32, 64]
+    row = {"functional": "exceed:100", "time": 1.0, "widths": widths,
+           "errors": [[-0.06, -0.065, -0.055], [-0.05, -0.055, -0.045], [-0.01, -0.015, -0.005]],
+           "rate": 0.3, "rate_ci": [0.25, 0.35], "amplitude": -0.2, "note": "",
+           "fit_p_value": 1e-20}
+    r = ConvergenceResult([row], {"V0": np.eye(4).tolist(), "widths": widths})
+    fig = plot_weak_errors(r, "exceed:100", model=sde.ShapedAttention(gamma=0.6, tau0=0.8))
+    ax = fig.axes[0]
+    assert not [ln for ln in ax.get_lines() if ln.get_linestyle() in ("-", "--")
+                and len(ln.get_xdata()) > 3]  # neither the fit nor the predicted slope
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("no single power fits" in t for t in labels), labels
+    assert not any("predicted slope" in t for t in labels), labels

@@ -80,6 +80,27 @@ def test_block_stream_draws_and_writes_back():
     np.testing.assert_array_equal(g.standard_normal(3), h.standard_normal(3))
 
 
+@pytest.mark.parametrize("width", [1, 127, 128, 300])
+def test_m3_relu_gram_pass_gives_the_generic_bits(width):
+    """The hidden Gram's m = 3 ReLU pass (taken for a lower-triangular L) equals the generic
+    pass (taken here by declaring L full) bit for bit, and leaves the stream at the same
+    state; a changed slope changes K (the comparison can fail)."""
+    L = np.linalg.cholesky(np.array([[1.0, 0.3, 0.2], [0.3, 1.2, -0.1], [0.2, -0.1, 0.8]]))
+    chunk = rk.GRAM_CHUNK
+
+    def gram(lower, a2=-0.4):
+        rows = pcg64.states(block_generators(9, 300)[:1])
+        K = np.empty((3, 3))
+        rk.hidden_gram_path(rows[0], L, lower, rk.ACT_RELU, 1.1, a2, width, K,
+                            np.empty((3, chunk)), np.empty((3, chunk)), np.empty((6, chunk)))
+        return K, rows
+
+    (K3, rows3), (Kg, rowsg) = gram(True), gram(False)
+    np.testing.assert_array_equal(K3, Kg)
+    np.testing.assert_array_equal(rows3, rowsg)
+    assert not np.array_equal(gram(True, a2=-0.5)[0], K3)
+
+
 # ---------------------------------------------------------------- the documented stream
 
 def test_lnr_layer_follows_the_documented_stream():

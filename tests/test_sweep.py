@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 
 import pytest
 import xarray as xr
@@ -436,3 +437,25 @@ def test_stability_map_from_a_gamma_tau0_grid():
     assert len(texts) == 6 and texts[-1].startswith(f"{100 * 11 / 40:.1f} %")  # last ratio
     img = ax.images[0].get_array()
     np.testing.assert_allclose(img, frac[1, :, :, 0] * 100)
+
+
+SHARED_CONFIG = CONFIG.replace("dt = 0.05\n", "dt = 0.05\nshare = [\"ratio\", \"width\"]\n").replace(
+    "paths = 200\n", "paths = 200\nshare = [\"ratio\"]\n")
+
+
+def test_shared_samples_one_task_per_finite_sample_and_dask_equals_inline(tmp_path):
+    """With shared samples, the cells of one width form one Dask task (its finite sample is
+    computed once), and two workers give the in-process result."""
+    from compare.sweep.schedule import _tasks, run_sweep
+
+    config = parse_config(tomllib.loads(SHARED_CONFIG))
+    groups = _tasks(cells(config))
+    assert sorted(len(g) for g in groups) == [2, 2]
+    assert all(len({s["width"] for s in g}) == 1 for g in groups)
+    assert [len(g) for g in _tasks(cells(parse_config(tomllib.loads(CONFIG))))] == [1] * 4
+    cfg = tmp_path / "shared.toml"
+    cfg.write_text(SHARED_CONFIG)
+    _ok(_sweep(cfg, tmp_path / "dask", "--workers", "2"))
+    run_sweep(config, str(tmp_path / "inline"), inline=True, progress=False, log=lambda *a: None)
+    xr.testing.assert_equal(open_sweep(tmp_path / "dask"), open_sweep(tmp_path / "inline"))
+    assert len(read_manifest(tmp_path / "dask")["shared"]) == 3   # one SDE, two finite

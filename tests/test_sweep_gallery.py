@@ -41,7 +41,7 @@ dt0 = 0.1
 method = "spd"
 max_halvings = 4
 rtol = 0.1
-atol = 0.05
+atol = 0.2
 """
 
 
@@ -78,7 +78,7 @@ def test_blowup_cell_equals_blowup_probability_with_the_cell_seed(blowup_store):
         r, g, tau = spec["axes"]["ratio"], spec["axes"]["gamma"], spec["axes"]["tau0"]
         ref = blowup_probability(ShapedAttention(gamma=g, tau0=tau), equicorrelated(3, 0.2),
                                  t_end=r, dt0=0.1, n_paths=300, seed=spec["seeds"]["blowup"],
-                                 method="spd", max_halvings=4, rtol=0.1, atol=0.05,
+                                 method="spd", max_halvings=4, rtol=0.1, atol=0.2,
                                  progress=False)
         cell = ds.sel(ratio=r, gamma=g, tau0=tau)
         assert float(cell.blowup_probability) == ref.probability
@@ -141,13 +141,13 @@ def test_blowup_sweep_on_dask_equals_inline(blowup_store, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("old,new,key", [
-    ("atol = 0.05", "atol = 0.05\ndt = 0.1", "sources.blowup.dt: unknown key"),
+    ("atol = 0.2", "atol = 0.2\ndt = 0.1", "sources.blowup.dt: unknown key"),
     ('method = "spd"', 'method = "rk4"', "sources.blowup.method: must be one of"),
     ("dt0 = 0.1", "dt0 = 0.3", "sources.blowup.dt0:"),
     ("dt0 = 0.1", "dt0 = -0.1", "sources.blowup.dt0: must be > 0"),
     ("paths = 300\n", "", "sources.blowup.paths: missing"),
-    ("atol = 0.05", "atol = -0.05", "sources.blowup.atol must be a finite number >= 0"),
-    ("rtol = 0.1\natol = 0.05", "rtol = 0.0\natol = 0.0",
+    ("atol = 0.2", "atol = -0.05", "sources.blowup.atol must be a finite number >= 0"),
+    ("rtol = 0.1\natol = 0.2", "rtol = 0.0\natol = 0.0",
      "sources.blowup.rtol and atol must not both"),
     ("max_halvings = 4", "max_halvings = 0", "sources.blowup.max_halvings: must be an integer"),
     ("seed = 11", 'seed = 11\nstats = ["corr:0,1"]', "stats: statistics need an [sources.sde]"),
@@ -186,7 +186,7 @@ def test_stability_map_draws_converged_probabilities_and_marks_not_converged(blo
         assert any(f"dt = {dt:.3g}" in t for t in texts)
         lo = float(cell.blowup_difference_ci95_low.sel(gamma=g, tau0=tau))
         assert any(f"Δ [{100 * lo:+.2f}".replace("-", "−") in t for t in texts)
-    assert bool(cell.blowup_converged.all())  # atol = 0.05: every cell settles at 300 paths
+    assert bool(cell.blowup_converged.all())  # atol = 0.2: every cell settles at 300 paths
     np.testing.assert_allclose(ax.images[0].get_array(),
                                cell.blowup_probability.transpose("gamma", "tau0").values * 100)
     assert "P(τ ≤ T)" in ax.get_title() and "converged" in ax.get_title()

@@ -40,10 +40,11 @@ def add_blowup(sub):
     g.add_argument("--max-halvings", type=int, default=DEFAULT_MAX_HALVINGS,
                    help="at most this many halvings of dt (default %(default)s)")
     g.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
-                   help="relative tolerance on P(2 dt) - P(dt), a fraction of P(dt) "
-                        "(default %(default)g)")
+                   help="relative tolerance on the bias left at dt, (P(2 dt) - P(dt)) / "
+                        "(2^0.5 - 1) for a scheme of weak order 1/2, a fraction of P(dt); "
+                        "it must hold at 2 halvings in a row (default %(default)g)")
     g.add_argument("--atol", type=float, default=DEFAULT_ATOL,
-                   help="absolute tolerance on P(2 dt) - P(dt); the tolerance is "
+                   help="absolute tolerance on the bias left at dt; the tolerance is "
                         "max(ATOL, RTOL * P(dt)) (default %(default)g)")
     g.add_argument("--bound", type=float, default=DEFAULT_BOUND,
                    help="|V_ab| above this (or non-finite) is a blow-up (default %(default)g)")
@@ -64,7 +65,7 @@ def _positive(flag, value):
 
 
 def _cmd_blowup(args):
-    from sde.blowup import CONVERGED, MORE_PATHS, blowup_probability
+    from sde.blowup import CONVERGED, MORE_PATHS, UNCONFIRMED, bias_factor, blowup_probability
     from sde.simulate import as_int
 
     model = model_from_args(args)
@@ -106,18 +107,22 @@ def _cmd_blowup(args):
         print(line)
     last = r.sequence[-1]
     if r.status == CONVERGED:
-        lo, hi = last["difference_ci"]
+        lo, hi = last["bias_ci"]
         llo, lhi = r.limit_ci
-        print(f"converged: P(2 dt) - P(dt) in [{lo:+.4f}, {hi:+.4f}], inside the tolerance "
-              f"+-{last['tolerance']:.4f} (also the bias left at dt for a first-order scheme; "
-              f"with it, the dt -> 0 limit is in [{llo:.4f}, {lhi:.4f}])")
+        print(f"converged: the bias left at dt, (P(2 dt) - P(dt)) x {bias_factor(r.attrs['order']):.3g} "
+              f"(weak order {r.attrs['order']:g}), in [{lo:+.4f}, {hi:+.4f}], inside the "
+              f"tolerance +-{last['tolerance']:.4f} at {r.attrs['confirm']} halving(s) in a "
+              f"row; the dt -> 0 limit is in [{llo:.4f}, {lhi:.4f}]")
     elif r.status == MORE_PATHS:
-        print(f"{MORE_PATHS}: the paired 95 % interval of P(2 dt) - P(dt) cannot be "
-              f"narrower than the tolerance +-{last['tolerance']:.4f} at {args.paths} paths"
+        print(f"{MORE_PATHS}: the bias interval (P(2 dt) - P(dt) x "
+              f"{bias_factor(r.attrs['order']):.3g}) cannot be narrower than the tolerance "
+              f"+-{last['tolerance']:.4f} at {args.paths} paths"
               + (f" (about {r.paths_needed} paths at least)" if r.paths_needed else ""))
+    elif r.status == UNCONFIRMED:
+        print(f"{r.status}: give --max-halvings {args.max_halvings + 1} or more")
     else:
-        lo, hi = last["difference_ci"]
-        print(f"{r.status}: after {args.max_halvings} halvings P(2 dt) - P(dt) is still in "
-              f"[{lo:+.4f}, {hi:+.4f}], outside +-{last['tolerance']:.4f}; the last value "
+        lo, hi = last["bias_ci"]
+        print(f"{r.status}: after {args.max_halvings} halvings the bias left at dt is still "
+              f"in [{lo:+.4f}, {hi:+.4f}], outside +-{last['tolerance']:.4f}; the last value "
               f"depends on dt (a smaller --dt or more --max-halvings)")
     return 0

@@ -3,9 +3,14 @@
 :func:`plot_weak_errors` draws |e(n)| against n on log-log axes for one functional, one
 colour per time: filled markers where the 95 % interval excludes 0, hollow ones where it does
 not (then the bar runs from the axis floor to the interval's far end), the fitted
-``|C| n^-r`` over the widths with the rate and its interval in the legend, and, where
+``|C| n^-r`` over the widths with the rate and its interval in the legend (not drawn when
+the fit's χ² p-value is below :data:`MIN_FIT_P`: one power does not describe the points),
+and, where
 docs/theory.md §6.8 predicts a rate, that slope as a grey dashed line through the fit at the
 largest width (:func:`compare.convergence.predicted_rate`); none where it predicts nothing.
+For ``exp:a`` of the Li–Nica–Roy shaped ReLU MLP the exact weak error is known
+(:mod:`compare.lnr_diagonal`) and is drawn instead of a slope: a dotted line (the time's colour) through
+the exact e(n) at each width and time (it bends from local slope ≈ 0.8 at n = 8 to 1).
 """
 import math
 
@@ -16,6 +21,9 @@ from ..convergence import MAX_RATE_SE
 from ..weak_error import Z95
 from .style import OKABE_ITO
 
+#: a fit whose χ² goodness-of-fit p-value is below this is not drawn: one power does not
+#: describe the points (e.g. a survival probability that is flat, then falls)
+MIN_FIT_P = 1e-3
 _TIME_COLORS = (OKABE_ITO["blue"], OKABE_ITO["vermillion"], OKABE_ITO["green"],
                 OKABE_ITO["purple"], OKABE_ITO["orange"], OKABE_ITO["sky"])
 _NAMES = {"corr": r"$\rho_{{{a}{b}}}$", "exp": r"$\exp(-V_{{{a}{a}}})$"}
@@ -40,6 +48,20 @@ def functional_label(f):
     return f
 
 
+def _exact_exp_errors(model, functional, result, time):
+    """The exact e(n) of ``exp:a`` at the study's widths for a Li–Nica–Roy ReLU MLP, else
+    None (docs/theory.md §6.8)."""
+    from sde.models import ShapedMLP
+
+    kind, _, a = functional.partition(":")
+    if kind != "exp" or not isinstance(model, ShapedMLP) or model.activation != "relu":
+        return None
+    from ..lnr_diagonal import weak_error_exp
+
+    v0 = float(np.asarray(result.attrs["V0"])[int(a), int(a)])
+    return weak_error_exp(model.c_plus, model.c_minus, result.attrs["widths"], time, v0)
+
+
 def plot_weak_errors(result, functional, ax=None, model=None):
     """|e(n)| vs n for ``functional`` at every time of ``result``; returns the Figure."""
     if ax is None:
@@ -52,8 +74,13 @@ def plot_weak_errors(result, functional, ax=None, model=None):
                     np.nanmin(np.where(e[:, 1] * e[:, 2] > 0, np.abs(e[:, 1:]).min(axis=1),
                                        math.inf)))
     floor = floor / 3 if math.isfinite(floor) else 1e-4
+    exact_drawn = slope_drawn = False
     for k, r in enumerate(rows):
         col = _TIME_COLORS[k % len(_TIME_COLORS)]
+        exact = _exact_exp_errors(model, functional, result, r["time"])
+        if exact is not None:
+            ax.plot(r["widths"], np.abs(exact), ":", color=col, lw=1.6, zorder=5)
+            exact_drawn = True
         n0 = np.asarray(r["widths"], dtype=float)
         n = n0 * 1.04 ** (k - (len(rows) - 1) / 2)  # side by side, not on top of each other
         e = np.array(r["errors"], dtype=float)
@@ -68,29 +95,34 @@ def plot_weak_errors(result, functional, ax=None, model=None):
         label = f"t = {r['time']:g}"
         resolved_rate = (math.isfinite(r["rate"]) and not r.get("note")
                          and (r["rate_ci"][1] - r["rate"]) / Z95 <= MAX_RATE_SE)
-        if resolved_rate:
+        fit_p = r.get("fit_p_value", float("nan"))
+        if resolved_rate and fit_p < MIN_FIT_P:
+            label += f": no single power fits (χ² p = {fit_p:.1g}); no line"
+        elif resolved_rate:
             rlo, rhi = r["rate_ci"]
             label += f": rate {r['rate']:.2f} [{rlo:.2f}, {rhi:.2f}]"
             xs = np.geomspace(n0.min(), n0.max(), 50)
             ax.plot(xs, abs(r["amplitude"]) * xs ** -r["rate"], "-", color=col, lw=1.3)
-            if model is not None:
+            if model is not None and exact is None:
                 from ..convergence import predicted_rate
 
                 pr, _ = predicted_rate(model, functional)
                 if pr is not None:
                     y1 = abs(r["amplitude"]) * n0.max() ** -r["rate"]
                     ax.plot(xs, y1 * (xs / n0.max()) ** -pr, "--", color="0.5", lw=1)
+                    slope_drawn = True
         elif math.isfinite(r["rate"]):
             label += f": rate unresolved ({r['rate']:.2g} ± {r['rate_ci'][1] - r['rate']:.2g})"
         else:
             label += ": no rate (no width resolves e ≠ 0)"
         ax.plot([], [], "o-", color=col, label=label)
-    if model is not None:
+    if exact_drawn:
+        ax.plot([], [], ":", color="k", lw=1.3, label="exact e(n) (theory §6.8; slope → 1)")
+    elif slope_drawn:
         from ..convergence import predicted_rate
 
         pr, _ = predicted_rate(model, functional)
-        if pr is not None:
-            ax.plot([], [], "--", color="0.5", label=f"predicted slope n^-{pr:g} (theory §6.8)")
+        ax.plot([], [], "--", color="0.5", label=f"predicted slope n^-{pr:g} (theory §6.8)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("width n")

@@ -156,7 +156,7 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
         return pd.DataFrame(rows)
 
     def masked_stability(self):
-        from sde.blowup import DEFAULT_ATOL, DEFAULT_RTOL
+        from sde.blowup import rule_phrase
 
         from .masked import plot_stability_maps
 
@@ -175,9 +175,8 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
                 f"SPD scheme, {n} coupled paths per cell")
         fig = plot_stability_maps(
             table, title=f"{what}: blow-up probability P(τ ≤ T) % [95 % Clopper–Pearson], "
-                         f"converged in dt\n(dt halved from {c['masked_stab_dt0']:g} until the "
-                         f"paired 95 % interval of Δ = P(2dt) − P(dt) lies inside "
-                         f"±max({DEFAULT_ATOL:g}, {DEFAULT_RTOL:g}·P))"
+                         f"converged in dt\n(dt halved from {c['masked_stab_dt0']:g} "
+                         f"{rule_phrase()})"
                          + ("; grey hatched = unsettled" if n_nc else ""))
         self._save(fig, "masked_stability",
                    f"Blow-up probability P(τ ≤ T), T = 1, of the shaped-attention SDE over "
@@ -185,10 +184,9 @@ class Gallery(BlockFigures, SweepFigures, GalleryBase):
                    f"(docs/theory.md §3.5); {what}. Each cell is sde.blowup.blowup_probability: "
                    f"the SPD scheme never leaves the PD cone, so every dead path blew up (|V_ab| "
                    f"> 1e4 or non-finite); dt is halved from {c['masked_stab_dt0']:g} (at most "
-                   f"{c['masked_stab_halvings']} times) on the same Brownian paths until the "
-                   f"paired 95 % interval of Δ = P(2dt) − P(dt) lies inside "
-                   f"±max({DEFAULT_ATOL:g}, {DEFAULT_RTOL:g}·P(dt)), so a settled value is a "
-                   f"property of the SDE, not of the step (dt reached here: {dts}). "
+                   f"{c['masked_stab_halvings']} times) on the same Brownian paths "
+                   f"{rule_phrase()}, so a settled value is a property of the SDE, not of "
+                   f"the step (dt reached here: {dts}). "
                    + (f"{n_nc} of {len(table)} cells could not be settled at {n} paths (grey, "
                       f"hatched: the value shown is the finest step's, not a converged one). "
                       if n_nc else "Every cell converged. ")

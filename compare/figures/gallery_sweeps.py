@@ -171,6 +171,8 @@ class SweepFigures:
         return pd.DataFrame(rows), ds
 
     def stability(self):
+        from sde.blowup import rule_phrase
+
         from .sweep import plot_stability
 
         table, ds = self.stability_table()
@@ -183,9 +185,8 @@ class SweepFigures:
             ds, title=f"Blow-up probability of the shaped-attention SDE: m = {DEMO_V0['m']}, "
                       f"ρ0 = {_fmt(DEMO_V0['rho0'])}, H = 1, T = {STAB_T:g}\n"
                       f"P(τ ≤ T) % [95 % Clopper–Pearson], converged in dt (SPD scheme, {n} "
-                      f"coupled paths,\ndt halved from {b['dt0']:g} until the paired 95 % "
-                      f"interval of Δ = P(2dt) − P(dt) lies inside ±max({b['atol']:g}, "
-                      f"{b['rtol']:g}·P);\ndt reached and Δ in % shown)"
+                      f"coupled paths,\ndt halved from {b['dt0']:g} "
+                      f"{rule_phrase(b['atol'], b['rtol'])};\ndt reached and Δ in % shown)"
                       + ("; grey hatched = unsettled" if n_nc else ""),
             colorbar_label=f"P(τ ≤ {STAB_T:g}) (%)")
         self._save(fig, "stability",
@@ -196,10 +197,8 @@ class SweepFigures:
                    f"SPD scheme (never leaves the PD cone, so every dead path blew up: |V_ab| "
                    f"> 1e4 or non-finite), {n} paths run at every step size on the same "
                    f"Brownian paths (coupled: each coarse increment the sum of the fine "
-                   f"ones), dt halved from {b['dt0']:g} until the paired 95 % interval of "
-                   f"Δ = P(2dt) − P(dt) lies inside ±max({b['atol']:g}, {b['rtol']:g}·P(dt)) "
-                   f"(at most {b['max_halvings']} halvings; for a first-order scheme Δ is "
-                   f"also the bias left at dt). Each cell: P(τ ≤ T) in % with its 95 % "
+                   f"ones), dt halved from {b['dt0']:g} {rule_phrase(b['atol'], b['rtol'])} "
+                   f"(at most {b['max_halvings']} halvings). Each cell: P(τ ≤ T) in % with its 95 % "
                    f"Clopper–Pearson interval, the dt reached (here {dts}) and Δ's paired "
                    f"interval in %; "
                    + (f"{n_nc} cell(s) could not be settled (grey, hatched, 'unsettled': "

@@ -126,7 +126,7 @@ def stability_rows(mask_kw, gammas, tau0s, m=8, rho0=0.2, t_end=1.0, dt0=0.05, n
 
     Each cell is :func:`sde.blowup.blowup_probability` with the SPD scheme (it never leaves
     the PD cone, so every dead path blew up) on coupled runs, dt halved from ``dt0`` until
-    the paired interval of P(2dt) − P(dt) lies inside the default tolerance; ``status``
+    the default rule (:func:`sde.blowup.rule_phrase`) holds; ``status``
     says whether it converged (docs/theory.md §4.4). Keys: gamma, tau0, T, method, dt0, dt,
     converged, status, n_paths, n_dead, probability, ci95_low, ci95_high,
     difference_ci95_low, difference_ci95_high (NaN before a halving), sequence ("P@dt"

@@ -251,11 +251,13 @@ def plot_stability(ds, source="sde", ax=None, sel=None, title=None, colorbar_lab
     if blowup:
         cfg = json.loads(ds.attrs["config"])["sources"]["blowup"] if "config" in ds.attrs \
             else {}
+        from sde.blowup import DEFAULT_ATOL, DEFAULT_RTOL, rule_phrase
+
         label = colorbar_label or "P(τ ≤ T) (%), converged in dt"
         how = (f"{cfg.get('method', '?')} scheme, {cfg.get('paths', '?')} coupled paths, dt "
-               f"halved from {cfg.get('dt0', '?')} until the paired 95 % interval of "
-               f"Δ = P(2dt) − P(dt) lies inside ±max({cfg.get('atol', '?')}, "
-               f"{cfg.get('rtol', '?')}·P)") if cfg else ""
+               f"halved from {cfg.get('dt0', '?')} "
+               f"{rule_phrase(cfg.get('atol', DEFAULT_ATOL), cfg.get('rtol', DEFAULT_RTOL))}"
+               ) if cfg else ""
         auto = (f"Blow-up probability P(τ ≤ T) of the SDE converged in dt, T = d/n "
                 f"({fixed}); % [95 % Clopper–Pearson], dt reached, Δ [paired 95 %] in %"
                 + ("; grey hatched = unsettled (not converged: more paths needed or still "

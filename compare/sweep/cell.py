@@ -121,6 +121,12 @@ def run_cell(spec, threads=1):
     return summarise(spec, out), out
 
 
+def run_cells(specs, threads=1):
+    """:func:`run_cell` on each spec in turn (one Dask task for cells that share a sample):
+    a list of ``(summary, datasets)``."""
+    return [run_cell(spec, threads) for spec in specs]
+
+
 def run_blowup(spec, model=None, V0=None):
     """The ``sources.blowup`` estimate of one cell: :func:`sde.blowup.blowup_probability`
     with T = the cell's ratio and the cell's ``blowup`` seed (a :class:`BlowupResult`)."""
@@ -304,8 +310,10 @@ def _blowup_summary(summary, b):
         "P(2 blowup_dt) - P(blowup_dt) from coupled runs (one Brownian path), with its paired "
         "95 % interval blowup_difference_ci95_low/high")
     summary["blowup_probability"].attrs["long_name"] = (
-        "P(tau <= T), T = ratio: the dead fraction at the step blowup_dt where the paired "
-        "interval of P(2 dt) - P(dt) lies inside +-blowup_tolerance "
+        "P(tau <= T), T = ratio: the dead fraction at the step blowup_dt where, at two "
+        "halvings in a row, the paired interval of P(2 dt) - P(dt) times 1/(2^0.5 - 1) (the "
+        "bias left at dt for weak order 1/2) lies inside +-blowup_tolerance "
         "(sde.blowup.blowup_probability); the finest step's value if not converged")
     summary["blowup_converged"].attrs["long_name"] = (
-        "1 = converged in dt, 0 = not converged (more paths needed, or still moving with dt)")
+        "1 = converged in dt, 0 = not converged (more paths needed, still moving with dt, or "
+        "the last halving unconfirmed)")

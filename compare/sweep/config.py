@@ -82,12 +82,13 @@ paths = 2000
 
 # [sources.blowup]              # optional: the SDE's own P(tau <= T), T = ratio, converged in dt
 # paths = 2000                  # paths per step size (sde.blowup.blowup_probability)
-# dt0 = 0.05                    # first step; halved on coupled runs until P(2dt) - P(dt)
+# dt0 = 0.05                    # first step; halved on coupled runs until, at 2 halvings in
+#                               # a row, the bias left at dt, (P(2dt) - P(dt)) / (2^0.5 - 1),
 #                               # is resolved inside +-max(atol, rtol * P(dt)) (below)
 # method = "spd"                # spd | euler
 # max_halvings = 6
-# rtol = 0.1                    # relative tolerance on P(2dt) - P(dt)
-# atol = 0.001                  # absolute tolerance on P(2dt) - P(dt)
+# rtol = 0.1                    # relative tolerance on that bias
+# atol = 0.001                  # absolute tolerance on that bias
 # A blow-up-only sweep (stability map over gamma x tau0) needs no sde, stats or width.
 
 # [compare]

@@ -13,7 +13,7 @@ import time
 
 from sde.errors import CovsdeInputError
 
-from .cell import run_cell
+from .cell import run_cell, run_cells
 from .config import canonical_json, cells, config_hash
 from .store import (CELL_DIR, MANIFEST, SHARED_DIR, _atomic_json, _cell_entry, _Lock, _new_manifest,
                     _now, _record, cell_relpath, check_store, plan, sha256_file)
@@ -106,6 +106,18 @@ def run_sweep(config, store, workers=None, scheduler=None, resume=False, progres
                 "wall_s": wall, **info}
 
 
+def _tasks(todo):
+    """The cells as Dask tasks, biggest first: the cells that share a finite sample form one
+    task (run one after the other on one worker, which computes the sample once instead of
+    once per worker that meets one of them); every other cell is a task of its own. Only
+    the placement changes: a cell's result depends on its seeds alone."""
+    groups = {}
+    for spec in sorted(todo, key=_cost, reverse=True):
+        shared = spec.get("shared", {}).get("finite", {}).get("file")
+        groups.setdefault(shared or spec["id"], []).append(spec)
+    return sorted(groups.values(), key=lambda g: max(_cost(s) for s in g), reverse=True)
+
+
 def _threads_per_worker(client):
     """numba threads per worker: the host's cores divided by the Dask threads on that host."""
     cpus = client.run(os.cpu_count)
@@ -180,30 +192,32 @@ def _compute(todo, store, config, manifest, workers, scheduler, progress, log):
                                                                 "bokeh for one)"))
     compute_s = 0.0
     try:
-        order = sorted(todo, key=_cost, reverse=True)
-        futures, spec_of = [], {}
+        futures, specs_of = [], {}
         tag = os.urandom(4).hex()
-        for spec in order:
-            fut = client.submit(run_cell, spec, threads, key=f"covsde-cell-{spec['id']}-{tag}",
-                                pure=False)
+        for group in _tasks(todo):
+            fut = client.submit(run_cells, group, threads,
+                                key=f"covsde-cell-{group[0]['id']}-{tag}", pure=False)
             futures.append(fut)
-            spec_of[fut.key] = spec
+            specs_of[fut.key] = group
         count = 0
         with tqdm(total=len(todo), unit="cell", desc="sweep", disable=not progress,
                   dynamic_ncols=True) as bar:
             for fut in as_completed(futures, loop=client.loop):
-                spec = spec_of[fut.key]
+                group = specs_of[fut.key]
                 try:
-                    summary, datasets = fut.result()
+                    results = fut.result()
                 except CovsdeInputError:
                     raise
                 except Exception as exc:
-                    raise SweepError(f"cell {spec['id']} failed on a worker: "
+                    ids = ", ".join(spec["id"] for spec in group)
+                    raise SweepError(f"cell {ids} failed on a worker: "
                                      f"{type(exc).__name__}: {exc}") from None
                 fut.release()
-                count += 1
-                compute_s += _record(store, spec, summary, datasets, chash, manifest, count)
-                bar.update(1)
+                for spec, (summary, datasets) in zip(group, results):
+                    count += 1
+                    compute_s += _record(store, spec, summary, datasets, chash, manifest,
+                                         count)
+                    bar.update(1)
     finally:
         client.close()
         if cluster is not None:

@@ -321,14 +321,16 @@ def _record(store, spec, summary, datasets, chash, manifest, count):
 
     A shared sample the cell used is written (once, under ``shared/``) and recorded before
     the cell; the cell file holds the other sources."""
-    compute_s = sum(float(d.attrs.get("wall_time_s", 0.0)) for d in datasets.values())
     datasets = dict(datasets)
+    compute_s = 0.0
     rec = manifest.setdefault("shared", {})
     for name, sh in spec.get("shared", {}).items():
         ds = datasets.pop(name)
-        if sh["file"] not in rec:
+        if sh["file"] not in rec:   # a shared sample's compute counts once, with its file
+            compute_s += float(ds.attrs.get("wall_time_s", 0.0))
             rec[sh["file"]] = write_shared(store, sh["file"], ds)
             _atomic_json(manifest, os.path.join(store, MANIFEST))
+    compute_s += sum(float(d.attrs.get("wall_time_s", 0.0)) for d in datasets.values())
     digest = write_cell(store, spec, summary, datasets, chash, count)
     manifest["cells"][spec["id"]] = _cell_entry(spec, digest, compute_s)
     manifest["updated"] = _now()
