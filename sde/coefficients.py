@@ -15,8 +15,12 @@ Conventions
 Length: the drift, the dense Σ and the O(m³) noise are one set of formulas (docs/theory.md §3)
 whose numba implementations call each other; splitting them would split the formulas.
 """
+import math
+
 import numpy as np
 from numba import njit
+
+from .exact_division import div_const
 
 
 @njit(cache=True, inline="always")
@@ -341,6 +345,51 @@ def _sum_lanes(X, k0, k1, out):
     _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
+# The matrix products below keep every entry's sum in the scalar loops' order (k ascending
+# from 0.0) but run k outside and the output column inside: the m entries of a row are
+# independent chains, where one dot product at a time waits on its own additions' latency.
+
+@njit(cache=True, inline="always")
+def _row_sums_lanes(V, r):
+    """``r[a, l] = Σ_b V[a, b, l]`` (b ascending from 0.0). V (m, m, NL), r (m, NL)."""
+    m = V.shape[0]
+    for a in range(m):
+        for l in range(NL):
+            r[a, l] = 0.0
+    for a in range(m):
+        for b in range(m):
+            for l in range(NL):
+                r[a, l] += V[a, b, l]
+
+
+@njit(cache=True, inline="always")
+def _matvec_lanes(V, x, y):
+    """``y[a, l] = Σ_b V[a, b, l] x[b, l]`` (b ascending from 0.0). V (m, m, NL); x, y (m, NL)."""
+    m = V.shape[0]
+    for a in range(m):
+        for l in range(NL):
+            y[a, l] = 0.0
+        for b in range(m):
+            for l in range(NL):
+                y[a, l] += V[a, b, l] * x[b, l]
+
+
+@njit(cache=True, inline="always")
+def _matmul_lanes(A, B, kmax, C):
+    """``C[i, j, l] = Σ_k A[i, k, l] B[k, j, l]`` (k ascending from 0.0) over k < m, or over
+    k ≤ i when ``kmax < 0`` (A lower triangular). All (m, m, NL); C not A or B."""
+    m = A.shape[0]
+    for i in range(m):
+        for j in range(m):
+            for l in range(NL):
+                C[i, j, l] = 0.0
+        kend = i + 1 if kmax < 0 else kmax
+        for k in range(kend):
+            for j in range(m):
+                for l in range(NL):
+                    C[i, j, l] += A[i, k, l] * B[k, j, l]
+
+
 @njit(cache=True, inline="always")
 def _sv_lanes(V, r, mu, sv):
     """``sv[l] = ⟨P V P, V⟩_F = Σ_a Σ_b (V_ab − r_a − r_b + μ) V_ab`` per lane, a then b
@@ -363,21 +412,25 @@ def _sv_lanes(V, r, mu, sv):
 
 @njit(cache=True, inline="always")
 def attention_drift_lanes(V, scale, out, vec, sc):
-    """:func:`attention_drift_into` on lanes: V, out (m, m, NL); vec (≥ 4, m, NL), sc (≥ 3, NL)."""
+    """:func:`attention_drift_into` on lanes: V, out (m, m, NL); vec (≥ 4, m, NL), sc (≥ 3, NL).
+
+    Its divisions by m, m² and 2m are :func:`sde.exact_division.div_const` (the same bits,
+    without a vector division: they were the drift's main cost at small m)."""
     m = V.shape[0]
+    fm = float(m)
     r = vec[0]
     st = vec[1]
     vs = vec[2]
     mu = sc[0]
     sv = sc[1]
     trS = sc[2]
+    _row_sums_lanes(V, r)
     for a in range(m):
-        _sum_lanes(V[a], 0, m, r[a])
         for l in range(NL):
-            r[a, l] = r[a, l] / m
+            r[a, l] = div_const(r[a, l], fm)
     _sum_lanes(r, 0, m, mu)
     for l in range(NL):
-        mu[l] /= m
+        mu[l] = div_const(mu[l], fm)
         trS[l] = 0.0
     _sv_lanes(V, r, mu, sv)
     for a in range(m):
@@ -385,12 +438,11 @@ def attention_drift_lanes(V, scale, out, vec, sc):
             st[a, l] = V[a, a, l] - 2.0 * r[a, l] + mu[l]
             trS[l] += st[a, l]
     for l in range(NL):
-        trS[l] = trS[l] / m         # the same quotient for every a: one division per lane
+        trS[l] = div_const(trS[l], fm)   # the same quotient for every a: once per lane
     for a in range(m):
         for l in range(NL):
             st[a, l] -= trS[l]
-    for a in range(m):
-        _dot_lanes(V[a], st, 0, m, vs[a])
+    _matvec_lanes(V, st, vs)
     d = r
     for a in range(m):
         for l in range(NL):
@@ -401,9 +453,9 @@ def attention_drift_lanes(V, scale, out, vec, sc):
     for a in range(m):
         for b in range(a + 1):
             for l in range(NL):
-                x = out[a, b, l] + scale * (sv[l] * V[a, b, l] / (m * m)
-                                             + (V[a, a, l] * vs[b, l] + vs[a, l] * d[b, l])
-                                             / (2.0 * m))
+                x = out[a, b, l] + scale * (div_const(sv[l] * V[a, b, l], fm * fm)
+                                             + div_const(V[a, a, l] * vs[b, l]
+                                                         + vs[a, l] * d[b, l], 2.0 * fm))
                 out[a, b, l] = x
                 out[b, a, l] = x
 
@@ -452,6 +504,7 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
     (running sums in registers), adding its terms in the scalar function's order (same bits).
     """
     m = L.shape[0]
+    fm = float(m)
     sa = np.sqrt(coef.a_lin)
     c = coef.att_noise / m
     for a in range(m):
@@ -467,7 +520,7 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
         for i in range(m):
             for j in range(i, m):
                 for l in range(NL):
-                    K[i, j, l] = K[i, j, l] - u[i, l] * u[j, l] / m
+                    K[i, j, l] = K[i, j, l] - div_const(u[i, l] * u[j, l], fm)
                     K[j, i, l] = K[i, j, l]
         for i in range(m):          # T = G' K
             for j in range(m):
@@ -536,10 +589,12 @@ def cholesky_lanes(V, L, ok):
             for l in range(NL):
                 L[j, j, l] -= L[j, k, l] * L[j, k, l]
         for l in range(NL):
+            ok[l] = ok[l] & (L[j, j, l] > 0.0)
+        # a select, then the root, in a loop of their own: the roots vectorise (under a
+        # branch, or beside the flags' stores, they did not); a failed lane's root is of 1.0
+        for l in range(NL):
             acc = L[j, j, l]
-            if not (acc > 0.0):
-                ok[l] = False
-            L[j, j, l] = np.sqrt(acc) if acc > 0.0 else 1.0
+            L[j, j, l] = math.sqrt(acc if acc > 0.0 else 1.0)
         for i in range(j + 1, m):
             for l in range(NL):
                 L[i, j, l] = V[i, j, l]

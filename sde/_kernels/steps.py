@@ -43,15 +43,20 @@ def euler_update(V, bdrift, dt, Vn):
 
 @njit(cache=True, inline="always")
 def euler_update_lanes(V, bd, dt, Vn):
-    """:func:`euler_update` on lanes (m, m, NL)."""
+    """:func:`euler_update` on lanes (m, m, NL). The diagonal is written apart from the pairs
+    below it (one store per entry there): with both stores to one address the lanes did not
+    vectorise."""
     m = V.shape[0]
     for a in range(m):
-        for b in range(a + 1):
+        for b in range(a):
             for l in range(NL):
                 x = (0.5 * ((Vn[a, b, l] + bd[a, b, l] * dt)
                             + (Vn[b, a, l] + bd[b, a, l] * dt)) + V[a, b, l])
                 Vn[a, b, l] = x
                 Vn[b, a, l] = x
+        for l in range(NL):
+            Vn[a, a, l] = (0.5 * ((Vn[a, a, l] + bd[a, a, l] * dt)
+                                  + (Vn[a, a, l] + bd[a, a, l] * dt)) + V[a, a, l])
 
 
 # ------------------------------------------------------------------ SPD-preserving step
