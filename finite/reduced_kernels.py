@@ -120,6 +120,13 @@ def hidden_gram_path(row, L, lower, act, a1, a2, width, K, G, S, acc):
         j0 += c
     row[0] = hi
     row[1] = lo
+    _fold_gram(acc, slots, m, width, K)
+
+
+@njit(cache=True)
+def _fold_gram(acc, slots, m, width, K):
+    """K (m, m) = the column sums of the lower-triangle accumulators ``acc[q, :slots]``
+    (q over (a, b ≤ a) row by row), summed in slot order, divided by ``width``, mirrored."""
     inv = 1.0 / width
     q = 0
     for a in range(m):
@@ -168,16 +175,7 @@ def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
         j0 += c
     row[0] = hi
     row[1] = lo
-    inv = 1.0 / width
-    q = 0
-    for a in range(3):
-        for b in range(a + 1):
-            tot = 0.0
-            for t in range(slots):
-                tot += acc[q, t]
-            K[a, b] = tot * inv
-            K[b, a] = tot * inv
-            q += 1
+    _fold_gram(acc, slots, 3, width, K)
 
 
 @njit(cache=True, inline="always")
