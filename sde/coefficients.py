@@ -296,8 +296,10 @@ NL = 8
 
 
 @njit(cache=True, inline="always")
-def _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7):
-    """Store the eight per-lane accumulators of the helpers below into ``out`` (NL,)."""
+def put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7):
+    """Store eight per-lane values into ``out`` (NL,): the helpers below compute a lane
+    array's entry into locals first, so that LLVM sees all its loads before its stores
+    (and packs the lanes into vector registers)."""
     out[0] = a0
     out[1] = a1
     out[2] = a2
@@ -326,7 +328,7 @@ def _dot_lanes(X, Y, k0, k1, out):
         a5 += X[k, 5] * Y[k, 5]
         a6 += X[k, 6] * Y[k, 6]
         a7 += X[k, 7] * Y[k, 7]
-    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
+    put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, inline="always")
@@ -342,7 +344,13 @@ def _sum_lanes(X, k0, k1, out):
         a5 += X[k, 5]
         a6 += X[k, 6]
         a7 += X[k, 7]
-    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
+    put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
+
+
+@njit(cache=True, inline="always")
+def _copy_lanes(src, dst):
+    """``dst[:] = src`` (NL,), every lane loaded before the first store (:func:`put_lanes`)."""
+    put_lanes(dst, src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7])
 
 
 # The matrix products below keep every entry's sum in the scalar loops' order (k ascending
@@ -407,7 +415,7 @@ def _sv_lanes(V, r, mu, sv):
             a5 += (V[a, b, 5] - r[a, 5] - r[b, 5] + mu[5]) * V[a, b, 5]
             a6 += (V[a, b, 6] - r[a, 6] - r[b, 6] + mu[6]) * V[a, b, 6]
             a7 += (V[a, b, 7] - r[a, 7] - r[b, 7] + mu[7]) * V[a, b, 7]
-    _put_lanes(sv, a0, a1, a2, a3, a4, a5, a6, a7)
+    put_lanes(sv, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, inline="always")
@@ -450,14 +458,31 @@ def attention_drift_lanes(V, scale, out, vec, sc):
     # The lower triangle, mirrored: entry (b, a) of the scalar loop is bitwise the same as
     # (a, b) (V is exactly symmetric, the products and the sum are commutative, and ``out``
     # arrives symmetric), and half the divisions are the drift's main cost at small m.
+    # The eight lanes of an entry are computed into locals, then stored: with every lane's
+    # loads after the previous lane's store, LLVM could not prove the loads independent of
+    # the stores (the row index runs) and left the lanes scalar.
     for a in range(m):
         for b in range(a + 1):
-            for l in range(NL):
-                x = out[a, b, l] + scale * (div_const(sv[l] * V[a, b, l], fm * fm)
-                                             + div_const(V[a, a, l] * vs[b, l]
-                                                         + vs[a, l] * d[b, l], 2.0 * fm))
-                out[a, b, l] = x
-                out[b, a, l] = x
+            x0 = _att_entry(out, V, sv, vs, d, a, b, 0, scale, fm)
+            x1 = _att_entry(out, V, sv, vs, d, a, b, 1, scale, fm)
+            x2 = _att_entry(out, V, sv, vs, d, a, b, 2, scale, fm)
+            x3 = _att_entry(out, V, sv, vs, d, a, b, 3, scale, fm)
+            x4 = _att_entry(out, V, sv, vs, d, a, b, 4, scale, fm)
+            x5 = _att_entry(out, V, sv, vs, d, a, b, 5, scale, fm)
+            x6 = _att_entry(out, V, sv, vs, d, a, b, 6, scale, fm)
+            x7 = _att_entry(out, V, sv, vs, d, a, b, 7, scale, fm)
+            put_lanes(out[a, b], x0, x1, x2, x3, x4, x5, x6, x7)
+            put_lanes(out[b, a], x0, x1, x2, x3, x4, x5, x6, x7)
+
+
+@njit(cache=True, inline="always")
+def _att_entry(out, V, sv, vs, d, a, b, l, scale, fm):
+    """Lane l of entry (a, b) of :func:`attention_drift_lanes`' output: :func:`attention_drift_into`'s
+    ``out[a, b] + scale · (sv V_ab / m² + (v_a (V s̃)_b + (V s̃)_a v_b) / (2m))``, the
+    divisions as :func:`sde.exact_division.div_const` (the same bits)."""
+    return out[a, b, l] + scale * (div_const(sv[l] * V[a, b, l], fm * fm)
+                                   + div_const(V[a, a, l] * vs[b, l] + vs[a, l] * d[b, l],
+                                               2.0 * fm))
 
 
 @njit(cache=True, inline="always")
@@ -517,18 +542,31 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
         for i in range(m):          # K[i, j] = Σ_{a ≥ j} L[a, i] L[a, j], i ≤ j, a ascending
             for j in range(i, m):
                 _dot_lanes(L[:, i], L[:, j], j, m, K[i, j])
-        for i in range(m):
+        for i in range(m):          # K[i, j] − u_i u_j / m, mirrored
             for j in range(i, m):
-                for l in range(NL):
-                    K[i, j, l] = K[i, j, l] - div_const(u[i, l] * u[j, l], fm)
-                    K[j, i, l] = K[i, j, l]
+                x0 = K[i, j, 0] - div_const(u[i, 0] * u[j, 0], fm)
+                x1 = K[i, j, 1] - div_const(u[i, 1] * u[j, 1], fm)
+                x2 = K[i, j, 2] - div_const(u[i, 2] * u[j, 2], fm)
+                x3 = K[i, j, 3] - div_const(u[i, 3] * u[j, 3], fm)
+                x4 = K[i, j, 4] - div_const(u[i, 4] * u[j, 4], fm)
+                x5 = K[i, j, 5] - div_const(u[i, 5] * u[j, 5], fm)
+                x6 = K[i, j, 6] - div_const(u[i, 6] * u[j, 6], fm)
+                x7 = K[i, j, 7] - div_const(u[i, 7] * u[j, 7], fm)
+                put_lanes(K[i, j], x0, x1, x2, x3, x4, x5, x6, x7)
+                put_lanes(K[j, i], x0, x1, x2, x3, x4, x5, x6, x7)
         for i in range(m):          # T = G' K
             for j in range(m):
                 _dot_lanes(Gp[i], K[:, j], 0, m, T[i, j])
-        for i in range(m):
+        for i in range(m):          # N += c (T + Tᵀ)
             for j in range(m):
-                for l in range(NL):
-                    N[i, j, l] += c * (T[i, j, l] + T[j, i, l])
+                put_lanes(N[i, j], N[i, j, 0] + c * (T[i, j, 0] + T[j, i, 0]),
+                          N[i, j, 1] + c * (T[i, j, 1] + T[j, i, 1]),
+                          N[i, j, 2] + c * (T[i, j, 2] + T[j, i, 2]),
+                          N[i, j, 3] + c * (T[i, j, 3] + T[j, i, 3]),
+                          N[i, j, 4] + c * (T[i, j, 4] + T[j, i, 4]),
+                          N[i, j, 5] + c * (T[i, j, 5] + T[j, i, 5]),
+                          N[i, j, 6] + c * (T[i, j, 6] + T[j, i, 6]),
+                          N[i, j, 7] + c * (T[i, j, 7] + T[j, i, 7]))
 
 
 @njit(cache=True, inline="always")
@@ -542,8 +580,7 @@ def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
     for i in range(m):              # out = T Lᵀ
         for j in range(i + 1):
             _dot_lanes(T[i], L[j], 0, j + 1, out[i, j])
-            for l in range(NL):
-                out[j, i, l] = out[i, j, l]
+            _copy_lanes(out[i, j], out[j, i])
 
 
 @njit(cache=True, inline="always")
