@@ -475,11 +475,13 @@ def attention_drift_lanes(V, scale, out, vec, sc):
             put_lanes(out[b, a], x0, x1, x2, x3, x4, x5, x6, x7)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _att_entry(out, V, sv, vs, d, a, b, l, scale, fm):
     """Lane l of entry (a, b) of :func:`attention_drift_lanes`' output: :func:`attention_drift_into`'s
     ``out[a, b] + scale · (sv V_ab / m² + (v_a (V s̃)_b + (V s̃)_a v_b) / (2m))``, the
-    divisions as :func:`sde.exact_division.div_const` (the same bits)."""
+    divisions as :func:`sde.exact_division.div_const` (the same bits). Not inlined by numba
+    (LLVM inlines it, m still a constant): eight inlined copies of the two exact divisions
+    cost seconds of compile time."""
     return out[a, b, l] + scale * (div_const(sv[l] * V[a, b, l], fm * fm)
                                    + div_const(V[a, a, l] * vs[b, l] + vs[a, l] * d[b, l],
                                                2.0 * fm))
@@ -544,14 +546,14 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
                 _dot_lanes(L[:, i], L[:, j], j, m, K[i, j])
         for i in range(m):          # K[i, j] − u_i u_j / m, mirrored
             for j in range(i, m):
-                x0 = K[i, j, 0] - div_const(u[i, 0] * u[j, 0], fm)
-                x1 = K[i, j, 1] - div_const(u[i, 1] * u[j, 1], fm)
-                x2 = K[i, j, 2] - div_const(u[i, 2] * u[j, 2], fm)
-                x3 = K[i, j, 3] - div_const(u[i, 3] * u[j, 3], fm)
-                x4 = K[i, j, 4] - div_const(u[i, 4] * u[j, 4], fm)
-                x5 = K[i, j, 5] - div_const(u[i, 5] * u[j, 5], fm)
-                x6 = K[i, j, 6] - div_const(u[i, 6] * u[j, 6], fm)
-                x7 = K[i, j, 7] - div_const(u[i, 7] * u[j, 7], fm)
+                x0 = _k_entry(K, u, i, j, 0, fm)
+                x1 = _k_entry(K, u, i, j, 1, fm)
+                x2 = _k_entry(K, u, i, j, 2, fm)
+                x3 = _k_entry(K, u, i, j, 3, fm)
+                x4 = _k_entry(K, u, i, j, 4, fm)
+                x5 = _k_entry(K, u, i, j, 5, fm)
+                x6 = _k_entry(K, u, i, j, 6, fm)
+                x7 = _k_entry(K, u, i, j, 7, fm)
                 put_lanes(K[i, j], x0, x1, x2, x3, x4, x5, x6, x7)
                 put_lanes(K[j, i], x0, x1, x2, x3, x4, x5, x6, x7)
         for i in range(m):          # T = G' K
@@ -567,6 +569,13 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
                           N[i, j, 5] + c * (T[i, j, 5] + T[j, i, 5]),
                           N[i, j, 6] + c * (T[i, j, 6] + T[j, i, 6]),
                           N[i, j, 7] + c * (T[i, j, 7] + T[j, i, 7]))
+
+
+@njit(cache=True)
+def _k_entry(K, u, i, j, l, fm):
+    """Lane l of ``K[i, j] − u_i u_j / m`` (:func:`whitened_noise_lanes`; not inlined by
+    numba, as :func:`_att_entry`)."""
+    return K[i, j, l] - div_const(u[i, l] * u[j, l], fm)
 
 
 @njit(cache=True, inline="always")

@@ -31,7 +31,7 @@ from ..coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift
 from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
                       masked_whitened_noise_into)
 from .masked_lanes import key_prefix_rows, masked_drift_lanes, masked_noise_lanes
-from .noise_sources import draw_lane, draw_pair, supplied_lane
+from .noise_sources import draw_lane, supplied_lane
 from .state import (ALIVE, BLEW_UP, LEFT_CONE, Slots, blew_lanes, blew_up, check_state,
                     next_event, start_path, used_blocks)
 from .steps import (euler_update, euler_update_lanes, factor_from_qr, spd_update,
@@ -76,12 +76,11 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
     next path after a death or at T — so every path sees the draws it sees in the per-path
     kernel. With supplied normals every path is a block of its own and its step s reads
     ``normals[p, s]`` (the draws the stream would make). Idle lanes (no path left) start at
-    V0, step like the others (drawing from a copy of their pair lane's stream, never stored
-    back), go back to V0 when their state dies, and are never read.
+    V0, step like the others (their noise is stale), go back to V0 when their state dies,
+    and are never read.
 
-    A step's order: the drift (it reads V only), the draws (lane pairs interleaved,
-    :func:`sde._kernels.noise_sources.draw_pair`), the noise and the update, the blow-up test
-    and the Cholesky factor of the new state, then V, L ← Vn, Ln. Each lane keeps the step of
+    A step's order: the drift (it reads V only), the draws, the noise and the update, the
+    blow-up test and the Cholesky factor of the new state, then V, L ← Vn, Ln. Each lane keeps the step of
     its next event (a saved step or T, :func:`sde._kernels.state.next_event`); the lanes are
     walked one by one only at a step where some lane died or reached its event.
     """
@@ -147,10 +146,9 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                 else:
                     drift_lanes(V, coef, bd, vec, sc)
                 if NOISE == PCG64:
-                    for l in range(0, NL, 2):
-                        if active[l] or active[l + 1]:
-                            draw_pair(rng, b0 + l, b0 + l + 1, active[l], active[l + 1], l, sq,
-                                      sq2, has_att, Z, Gp)
+                    for l in range(NL):
+                        if active[l]:
+                            draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
                 else:
                     for l in range(NL):
                         if active[l]:

@@ -38,47 +38,6 @@ def draw_lane(rng, k, l, sq, sq2, has_att, Z, Gp):
     rng[k, 1] = lo
 
 
-@njit(cache=True, inline="always")
-def draw_pair(rng, k0, k1, act0, act1, l, sq, sq2, has_att, Z, Gp):
-    """:func:`draw_lane` for lanes ``l`` and ``l + 1`` from state rows ``k0`` and ``k1``, their
-    draws interleaved: the two streams are independent, so each one's draws run while the
-    other's wait on their own chain (the same draws per lane, in the same order). A lane
-    whose flag ``act0`` / ``act1`` is False draws from a copy of the other lane's state,
-    never stored back (its row may not exist); at least one flag must be True."""
-    m = Z.shape[0]
-    r0 = k0 if act0 else k1
-    r1 = k1 if act1 else k0
-    h0, o0, ih0, io0 = rng[r0, 0], rng[r0, 1], rng[r0, 2], rng[r0, 3]
-    h1, o1, ih1, io1 = rng[r1, 0], rng[r1, 1], rng[r1, 2], rng[r1, 3]
-    for a in range(m):
-        x0, h0, o0 = pcg64.standard_normal(h0, o0, ih0, io0)
-        x1, h1, o1 = pcg64.standard_normal(h1, o1, ih1, io1)
-        Z[a, a, l] = sq2 * x0
-        Z[a, a, l + 1] = sq2 * x1
-        for b in range(a + 1, m):
-            x0, h0, o0 = pcg64.standard_normal(h0, o0, ih0, io0)
-            x1, h1, o1 = pcg64.standard_normal(h1, o1, ih1, io1)
-            z0 = sq * x0
-            z1 = sq * x1
-            Z[a, b, l] = z0
-            Z[a, b, l + 1] = z1
-            Z[b, a, l] = z0
-            Z[b, a, l + 1] = z1
-    if has_att:
-        for a in range(m):
-            for b in range(m):
-                x0, h0, o0 = pcg64.standard_normal(h0, o0, ih0, io0)
-                x1, h1, o1 = pcg64.standard_normal(h1, o1, ih1, io1)
-                Gp[a, b, l] = sq * x0
-                Gp[a, b, l + 1] = sq * x1
-    if act0:
-        rng[k0, 0] = h0
-        rng[k0, 1] = o0
-    if act1:
-        rng[k1, 0] = h1
-        rng[k1, 1] = o1
-
-
 def normals_per_step(m, has_att):
     """Unit normals one step draws: m(m+1)/2 for Z, plus m² for G' with attention noise."""
     return m * (m + 1) // 2 + (m * m if has_att else 0)

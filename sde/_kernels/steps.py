@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..coefficients import NL, put_lanes, solve_lower_cols
+from ..coefficients import NL, solve_lower_cols
 
 
 # ------------------------------------------------------------------ Euler–Maruyama
@@ -43,30 +43,20 @@ def euler_update(V, bdrift, dt, Vn):
 
 @njit(cache=True, inline="always")
 def euler_update_lanes(V, bd, dt, Vn):
-    """:func:`euler_update` on lanes (m, m, NL). The eight lanes of an entry are computed into
-    locals, then stored to (a, b) and (b, a): stored lane by lane, every lane's loads came
-    after the previous lane's stores, which LLVM could not prove independent, and the lanes
-    stayed scalar."""
+    """:func:`euler_update` on lanes (m, m, NL). The diagonal is written apart from the pairs
+    below it (one store per entry there): with both stores to one address the lanes did not
+    vectorise."""
     m = V.shape[0]
     for a in range(m):
-        for b in range(a + 1):
-            x0 = _euler_entry(V, bd, dt, Vn, a, b, 0)
-            x1 = _euler_entry(V, bd, dt, Vn, a, b, 1)
-            x2 = _euler_entry(V, bd, dt, Vn, a, b, 2)
-            x3 = _euler_entry(V, bd, dt, Vn, a, b, 3)
-            x4 = _euler_entry(V, bd, dt, Vn, a, b, 4)
-            x5 = _euler_entry(V, bd, dt, Vn, a, b, 5)
-            x6 = _euler_entry(V, bd, dt, Vn, a, b, 6)
-            x7 = _euler_entry(V, bd, dt, Vn, a, b, 7)
-            put_lanes(Vn[a, b], x0, x1, x2, x3, x4, x5, x6, x7)
-            put_lanes(Vn[b, a], x0, x1, x2, x3, x4, x5, x6, x7)
-
-
-@njit(cache=True, inline="always")
-def _euler_entry(V, bd, dt, Vn, a, b, l):
-    """Lane l of entry (a, b) of :func:`euler_update`'s ``Vn`` (the same expression)."""
-    return (0.5 * ((Vn[a, b, l] + bd[a, b, l] * dt) + (Vn[b, a, l] + bd[b, a, l] * dt))
-            + V[a, b, l])
+        for b in range(a):
+            for l in range(NL):
+                x = (0.5 * ((Vn[a, b, l] + bd[a, b, l] * dt)
+                            + (Vn[b, a, l] + bd[b, a, l] * dt)) + V[a, b, l])
+                Vn[a, b, l] = x
+                Vn[b, a, l] = x
+        for l in range(NL):
+            Vn[a, a, l] = (0.5 * ((Vn[a, a, l] + bd[a, a, l] * dt)
+                                  + (Vn[a, a, l] + bd[a, a, l] * dt)) + V[a, a, l])
 
 
 # ------------------------------------------------------------------ SPD-preserving step
