@@ -219,9 +219,10 @@ def masked_attention_drift_lanes(V, idx, cnt, pre, scale, out, B, F, W, U, q, r)
             _key_dot_pair_lanes(d, V, c, idx, a, k, F[a, c], F[a, c + 1])
         if m % 2 == 1:
             _key_dot_lanes(d, V, m - 1, idx, a, k, F[a, m - 1])
-    # b_att = V∘T + (D V + V Dᵀ), T = (U + Uᵀ) + W∘W: the entries (a, b) and (b, a) at once
+    # b_att = V∘T + (D V + V Dᵀ), T = (U + Uᵀ) + W∘W: the entries (a, b) and (b, a) at once,
+    # the diagonal apart (two stores to one address kept the lanes from vectorising)
     for a in range(m):
-        for b in range(a + 1):
+        for b in range(a):
             for l in range(NL):
                 t = U[a, b, l] + U[b, a, l]
                 g = F[a, b, l] + F[b, a, l]
@@ -232,6 +233,11 @@ def masked_attention_drift_lanes(V, idx, cnt, pre, scale, out, B, F, W, U, q, r)
                 p = out[b, a, l] + scale * (v * (t + y * y) + g)
                 out[a, b, l] = o
                 out[b, a, l] = p
+        for l in range(NL):
+            t = U[a, a, l] + U[a, a, l]
+            g = F[a, a, l] + F[a, a, l]
+            x = W[a, a, l]
+            out[a, a, l] = out[a, a, l] + scale * (V[a, a, l] * (t + x * x) + g)
 
 
 @njit(cache=True, inline="always")
@@ -273,11 +279,22 @@ def masked_noise_lanes(L, V, Z, Gp, coef, idx, cnt, T, F, LG, q, out):
     for i in range(m):
         for j in range(i + 1):
             _dot_lanes(T[i], L[j], 0, j + 1, out[i, j])
-            if c != 0.0:
+    # mirrored, the diagonal apart (as the drift's last step)
+    if c != 0.0:
+        for i in range(m):
+            for j in range(i):
                 for l in range(NL):
-                    out[i, j, l] = sa * out[i, j, l] + c * (F[i, j, l] + F[j, i, l])
-            else:
-                for l in range(NL):
-                    out[i, j, l] = sa * out[i, j, l]
+                    x = sa * out[i, j, l] + c * (F[i, j, l] + F[j, i, l])
+                    out[i, j, l] = x
+                    out[j, i, l] = x
             for l in range(NL):
-                out[j, i, l] = out[i, j, l]
+                out[i, i, l] = sa * out[i, i, l] + c * (F[i, i, l] + F[i, i, l])
+    else:
+        for i in range(m):
+            for j in range(i):
+                for l in range(NL):
+                    x = sa * out[i, j, l]
+                    out[i, j, l] = x
+                    out[j, i, l] = x
+            for l in range(NL):
+                out[i, i, l] = sa * out[i, i, l]
