@@ -20,7 +20,6 @@ import math
 import numpy as np
 from numba import njit
 
-from sde import pcg64
 
 from . import inline_rng
 from . import reduced_kernels as rk
@@ -113,15 +112,15 @@ def factor(V, Vbuf, Lbuf, tol):
 @njit(cache=True, inline="always")
 def normals9(hi, lo, ihi, ilo):
     """Nine normals, a row-major 3 × 3 Gaussian: (tuple, hi, lo)."""
-    x0, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    x1, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    x2, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    x3, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    x4, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    x5, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    x6, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    x7, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    x8, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
+    x0, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    x1, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    x2, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    x3, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    x4, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    x5, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    x6, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    x7, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    x8, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
     return (x0, x1, x2, x3, x4, x5, x6, x7, x8), hi, lo
 
 
@@ -135,9 +134,9 @@ def bartlett(k, hi, lo, ihi, ilo):
     b11 = np.sqrt(x)
     x, hi, lo = inline_rng.chisquare(float(k - 2), hi, lo, ihi, ilo)
     b22 = np.sqrt(x)
-    b10, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    b20, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
-    b21, hi, lo = pcg64.standard_normal(hi, lo, ihi, ilo)
+    b10, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    b20, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
+    b21, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
     return (b00, b10, b11, b20, b21, b22), hi, lo
 
 

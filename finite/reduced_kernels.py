@@ -28,7 +28,6 @@ import math
 import numpy as np
 from numba import njit
 
-from sde import pcg64
 from sde.coefficients import cholesky_into
 
 from . import inline_rng
@@ -95,7 +94,7 @@ def hidden_gram_path(row, L, lower, act, a1, a2, width, K, G, S, acc):
         c = min(GRAM_CHUNK, width - j0)
         for j in range(c):
             for b in range(m):
-                G[b, j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+                G[b, j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
         for a in range(m):
             top = a + 1 if lower else m
             for j in range(c):
@@ -155,9 +154,9 @@ def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
     while j0 < width:
         c = min(GRAM_CHUNK, width - j0)
         for j in range(c):
-            G0[j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
-            G1[j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
-            G2[j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            G0[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
+            G1[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
+            G2[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
         for j in range(c):
             g0, g1, g2 = G0[j], G1[j], G2[j]
             x0 = 0.0 + l00 * g0
@@ -230,7 +229,7 @@ def _draw_normals(row, out):
     m, q = out.shape
     for a in range(m):
         for b in range(q):
-            out[a, b], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            out[a, b], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
     row[0] = hi
     row[1] = lo
 
