@@ -123,8 +123,21 @@ def standard_gamma(shape, hi, lo, inc_hi, inc_lo):
                 x = (1.0 - shape + shape * y) ** (1.0 / shape)
                 if x <= v + y:
                     return x, hi, lo
+    b, c = gamma_constants(shape)
+    return gamma_mt(b, c, hi, lo, inc_hi, inc_lo)
+
+
+@njit(cache=True, inline="always")
+def gamma_constants(shape):
+    """Marsaglia–Tsang's ``(b, c) = (shape − 1/3, 1/sqrt(9 b))`` for shape > 1."""
     b = shape - 1.0 / 3.0
-    c = 1.0 / np.sqrt(9.0 * b)
+    return b, 1.0 / np.sqrt(9.0 * b)
+
+
+@njit(cache=True)
+def gamma_mt(b, c, hi, lo, inc_hi, inc_lo):
+    """One Gamma(shape) draw for shape > 1 by Marsaglia–Tsang (numpy's loop), with
+    ``(b, c) = gamma_constants(shape)`` computed once by the caller: (x, hi, lo)."""
     while True:
         while True:
             x, hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)

@@ -124,15 +124,39 @@ def normals9(hi, lo, ihi, ilo):
     return (x0, x1, x2, x3, x4, x5, x6, x7, x8), hi, lo
 
 
+@njit(cache=True)
+def chi_constants(k):
+    """What :func:`bartlett` needs for χ²_k, χ²_{k−1}, χ²_{k−2}: ``(fast, b0, c0, b1, c1,
+    b2, c2)``, the Marsaglia–Tsang constants of the shapes (k − i)/2 computed once per
+    kernel call (``fast``: all shapes > 1, else the draws go through
+    :func:`finite.inline_rng.chisquare`)."""
+    b0, c0 = inline_rng.gamma_constants(float(k) / 2.0)
+    b1, c1 = inline_rng.gamma_constants(float(k - 1) / 2.0)
+    b2, c2 = inline_rng.gamma_constants(float(k - 2) / 2.0)
+    return float(k - 2) / 2.0 > 1.0, b0, c0, b1, c1, b2, c2
+
+
 @njit(cache=True, inline="always")
-def bartlett(k, hi, lo, ihi, ilo):
+def chisquare(df, b, c, fast, hi, lo, ihi, ilo):
+    """χ²_df as :func:`finite.inline_rng.chisquare` (``2 · Gamma(df/2)``), with the gamma
+    constants (b, c) given when ``fast``: (x, hi, lo)."""
+    if fast:
+        g, hi, lo = inline_rng.gamma_mt(b, c, hi, lo, ihi, ilo)
+        return 2.0 * g, hi, lo
+    return inline_rng.chisquare(df, hi, lo, ihi, ilo)
+
+
+@njit(cache=True, inline="always")
+def bartlett(k, cst, hi, lo, ihi, ilo):
     """:func:`finite.inline_rng.bartlett_into` for m = 3: the lower triangle
-    ``(b00, b10, b11, b20, b21, b22)`` of the Bartlett factor of ``Wishart_3(I, k)``."""
-    x, hi, lo = inline_rng.chisquare(float(k), hi, lo, ihi, ilo)
+    ``(b00, b10, b11, b20, b21, b22)`` of the Bartlett factor of ``Wishart_3(I, k)``;
+    ``cst = chi_constants(k)``."""
+    fast, g0b, g0c, g1b, g1c, g2b, g2c = cst
+    x, hi, lo = chisquare(float(k), g0b, g0c, fast, hi, lo, ihi, ilo)
     b00 = np.sqrt(x)
-    x, hi, lo = inline_rng.chisquare(float(k - 1), hi, lo, ihi, ilo)
+    x, hi, lo = chisquare(float(k - 1), g1b, g1c, fast, hi, lo, ihi, ilo)
     b11 = np.sqrt(x)
-    x, hi, lo = inline_rng.chisquare(float(k - 2), hi, lo, ihi, ilo)
+    x, hi, lo = chisquare(float(k - 2), g2b, g2c, fast, hi, lo, ihi, ilo)
     b22 = np.sqrt(x)
     b10, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
     b20, hi, lo = inline_rng.standard_normal(hi, lo, ihi, ilo)
@@ -141,9 +165,9 @@ def bartlett(k, hi, lo, ihi, ilo):
 
 
 @njit(cache=True, inline="always")
-def wishart(k, hi, lo, ihi, ilo):
+def wishart(k, cst, hi, lo, ihi, ilo):
     """:func:`finite.inline_rng.wishart_into` for m = 3, k ≥ 3: a 9-tuple."""
-    (b00, b10, b11, b20, b21, b22), hi, lo = bartlett(k, hi, lo, ihi, ilo)
+    (b00, b10, b11, b20, b21, b22), hi, lo = bartlett(k, cst, hi, lo, ihi, ilo)
     w00 = 0.0 + b00 * b00
     w10 = 0.0 + b10 * b00
     w11 = 0.0 + b10 * b10 + b11 * b11
@@ -154,10 +178,10 @@ def wishart(k, hi, lo, ihi, ilo):
 
 
 @njit(cache=True, inline="always")
-def query_key(k, hi, lo, ihi, ilo):
+def query_key(k, cst, hi, lo, ihi, ilo):
     """:func:`finite.inline_rng.query_key_into` for m = 3, key width k ≥ 3: ``M_Q Bᵀ``."""
     (q00, q01, q02, q10, q11, q12, q20, q21, q22), hi, lo = normals9(hi, lo, ihi, ilo)
-    (b00, b10, b11, b20, b21, b22), hi, lo = bartlett(k, hi, lo, ihi, ilo)
+    (b00, b10, b11, b20, b21, b22), hi, lo = bartlett(k, cst, hi, lo, ihi, ilo)
     return (0.0 + q00 * b00,
             0.0 + q00 * b10 + q01 * b11,
             0.0 + q00 * b20 + q01 * b21 + q02 * b22,
@@ -239,15 +263,17 @@ def attention_kernel3(rows, bounds, Vh, gamma, tau0, width, key_width, mask, cen
     Lbuf = np.empty((3, 3))
     mk = load(mask)
     ce = load(centre)
+    qk_cst = chi_constants(key_width)
+    w_cst = chi_constants(kw)
     for k in range(rows.shape[0]):
         hi, lo, ihi, ilo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
         for i in range(bounds[k], bounds[k + 1]):
             f, L = factor(head_sum(Vh[i]), Vbuf, Lbuf, tol)
             clipped[i] += 2 if f == 1 else 0
             failed[i] = failed[i] or f == 2
-            QK, hi, lo = query_key(key_width, hi, lo, ihi, ilo)
+            QK, hi, lo = query_key(key_width, qk_cst, hi, lo, ihi, ilo)
             M, hi, lo = normals9(hi, lo, ihi, ilo)
-            W, hi, lo = wishart(kw, hi, lo, ihi, ilo)
+            W, hi, lo = wishart(kw, w_cst, hi, lo, ihi, ilo)
             A = attention_matrix(L, QK, scale, mk, ce)
             residual_update(Vh[i, 0], mm(A, L), L, M, W, lam, kappa, mu)
         rows[k, 0] = hi
@@ -270,6 +296,7 @@ def mlp_kernel3(rows, bounds, Vh, residual, gamma, c, width, act, a1, a2, K_give
     G = np.empty((3, rk.GRAM_CHUNK))
     S = np.empty((3, rk.GRAM_CHUNK))
     acc = np.empty((6, rk.GRAM_CHUNK))
+    w_cst = chi_constants(kw)
     for k in range(rows.shape[0]):
         row = rows[k]
         for i in range(bounds[k], bounds[k + 1]):
@@ -281,7 +308,7 @@ def mlp_kernel3(rows, bounds, Vh, residual, gamma, c, width, act, a1, a2, K_give
             failed[i] = failed[i] or f == 2 or fr == 2
             hi, lo, ihi, ilo = row[0], row[1], row[2], row[3]
             M, hi, lo = normals9(hi, lo, ihi, ilo)
-            W, hi, lo = wishart(kw, hi, lo, ihi, ilo)
+            W, hi, lo = wishart(kw, w_cst, hi, lo, ihi, ilo)
             row[0] = hi
             row[1] = lo
             residual_update(Vh[i, 0], R, L, M, W, lam, kappa, mu)

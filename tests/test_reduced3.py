@@ -40,7 +40,7 @@ def _same(a, b):
         assert x.tobytes() == y.tobytes() or np.isnan(x).any()
 
 
-@pytest.mark.parametrize("width,key_width", [(8, 3), (64, 16), (300, 300)])
+@pytest.mark.parametrize("width,key_width", [(6, 4), (8, 3), (64, 16), (300, 300)])
 @pytest.mark.parametrize("mask", ["complete", "causal"])
 def test_attention_kernel3_equals_generic(width, key_width, mask):
     M = np.ones((3, 3)) if mask == "complete" else np.tril(np.ones((3, 3)))
@@ -56,7 +56,7 @@ def test_attention_kernel3_equals_generic(width, key_width, mask):
     assert np.isfinite(new[0][alive]).all() and not np.array_equal(new[0], _states())
 
 
-@pytest.mark.parametrize("width", [8, 128, 300])
+@pytest.mark.parametrize("width", [7, 8, 128, 300])
 def test_mlp_kernel3_equals_generic(width):
     a1, a2 = 1.0, 1.0 - 1.0 / np.sqrt(width)
     args = (True, 0.35, 1.7, width, rk.ACT_RELU, a1, a2, np.empty((0, 1, 1)), 1e-8)
