@@ -123,6 +123,20 @@ def _kill_hook(stage, count):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _commit_file(tmp, path, before_rename=None):
+    """Make the written ``tmp`` durable and rename it to ``path`` (fsync of the file, its
+    sha256, an atomic rename, fsync of the folder); return the sha256. ``before_rename`` (no
+    arguments) runs between the fsync and the digest: the tests' kill hook."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    if before_rename is not None:
+        before_rename()
+    digest = sha256_file(tmp)
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+    return digest
+
+
 def _cell_attrs(spec, chash):
     return {"sweep_format": STORE_FORMAT, "sweep_format_version": STORE_VERSION,
             "covsde_version": __version__, "cell_id": spec["id"],
@@ -147,16 +161,10 @@ def write_cell(store, spec, summary, datasets, chash, count=0):
                 ds = datasets[name]
                 enc = {v: COMPRESSION for v in ("V", "death_time") if v in ds}
                 ds.to_netcdf(tmp, mode="a", group=name, engine="h5netcdf", encoding=enc)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        _kill_hook("write", count)
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(path))
+        return _commit_file(tmp, path, lambda: _kill_hook("write", count))
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return digest
 
 
 def open_cell_file(path, group=None):
@@ -294,15 +302,10 @@ def write_shared(store, rel, ds):
     try:
         enc = {v: COMPRESSION for v in ("V", "death_time") if v in ds}
         ds.to_netcdf(tmp, mode="w", engine="h5netcdf", encoding=enc)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(path))
+        return _commit_file(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return digest
 
 
 def _shared_ok(store, spec, manifest):
