@@ -7,8 +7,9 @@ PCG64 state kept in local variables, and perform exactly the operations of the g
 kernels in the same order: the same draws from the same stream and the same bits
 (tests/test_reduced3.py compares them path by path). A factorisation that is not a plain
 Cholesky (non-finite, or not positive definite) falls back to
-:func:`finite.reduced_kernels.factor_into`; a hidden Gram whose factor is not lower
-triangular, to :func:`finite.reduced_kernels.hidden_gram_path`.
+:func:`finite.reduced_kernels.factor_into`. The hidden Gram is
+:func:`finite.reduced_kernels.hidden_gram_path` (its m = 3 ReLU pass when the factor is the
+Cholesky one, the generic pass otherwise).
 
 :func:`attention_kernel_for` and :func:`mlp_kernel_for` pick these kernels where they apply
 (m = 3, one head; attention without recorded draws, key width ≥ 3; the residual MLP with a
@@ -19,7 +20,6 @@ import math
 
 import numpy as np
 from numba import njit
-
 
 from . import inline_rng
 from . import reduced_kernels as rk
