@@ -10,9 +10,10 @@ less than wall time; BLAS is limited to one thread):
 1. **RNG floor.** The reduced block sampler (shaped block γ = 0.3536, τ0 = 1, c₊ = 0, c₋ = −1,
    m = 3, ρ0 = 0.2, 2048 paths) per path-layer, against the time to draw the m·n normals of
    its MLP hidden pre-activations — the draws it cannot avoid — with numba's ``Generator``
-   (``gen.standard_normal()`` in an njit loop) and with the inlined PCG64 + ziggurat
-   (:mod:`sde.pcg64`) it uses. A ratio floor/sampler ≥ 1 means the sampler costs less than
-   drawing its normals with numba's Generator. Beside it, the time of the fused hidden-Gram
+   (``gen.standard_normal()`` in an njit loop) and with the inlined PCG64 + ziggurat it
+   draws through (:func:`finite.inline_rng.standard_normal`, the draws of
+   :mod:`sde.pcg64`). A ratio floor/sampler ≥ 1 means the sampler costs less than drawing
+   its normals with numba's Generator. Beside it, the time of the fused hidden-Gram
    pass alone (the same m·n draws mapped through L, the ReLU and summed; L fixed) and the
    rest of the layer (sampler − pass: factorisations, the attention sub-layer, the O(m³)
    draws and residual updates, the per-layer Python).
@@ -35,6 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
+from finite import inline_rng  # noqa: E402
 from finite import layers as fl  # noqa: E402
 from finite import literal as lit  # noqa: E402
 from finite import reduced_kernels as rk  # noqa: E402
@@ -62,12 +64,12 @@ def _generator_floor(gens, count):
 
 @njit(cache=True)
 def _inline_floor(rows, count):
-    """``count`` normals from each PCG64 state row through the inlined generator."""
+    """``count`` normals from each PCG64 state row through the sampler's inlined generator."""
     acc = 0.0
     for k in range(rows.shape[0]):
         hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
         for _ in range(count):
-            x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            x, hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
             acc += x
         rows[k, 0] = hi
         rows[k, 1] = lo

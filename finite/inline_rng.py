@@ -2,7 +2,9 @@
 
 The reduced samplers draw inside numba kernels with numpy's PCG64 step and ziggurat
 inlined, the 128-bit state in local variables, instead of calling a ``Generator``. This
-module adds what they need beyond :func:`sde.pcg64.standard_normal`: numpy's exponential
+module holds their normal draw (:func:`standard_normal`: :func:`sde.pcg64.standard_normal`
+step for step, with only the ziggurat's first try inlined) and what they need beyond it:
+numpy's exponential
 ziggurat and Marsaglia–Tsang gamma (numba's port of ``random_standard_exponential`` and
 ``random_standard_gamma``, same tables, so :func:`chisquare` equals
 ``Generator.chisquare`` draw for draw), and the random matrices of docs/theory.md §5 filled
@@ -24,12 +26,63 @@ Matrix draw orders (row-major everywhere):
 """
 import numpy as np
 from numba import njit
-from numba.np.random._constants import fe_double, ke_double, we_double, ziggurat_exp_r
+from numba.np.random._constants import (fe_double, fi_double, ke_double, ki_double, we_double,
+                                        wi_double, ziggurat_exp_r, ziggurat_nor_inv_r,
+                                        ziggurat_nor_r)
 
 from sde import pcg64
 
-_U3, _U8, _BYTE = np.uint64(3), np.uint64(8), np.uint64(0xff)
+_U1, _U3, _U8, _BYTE = np.uint64(1), np.uint64(3), np.uint64(8), np.uint64(0xff)
+_MASK52 = np.uint64(0x000fffffffffffff)
 _KE = ke_double.astype(np.int64)   # all < 2⁵³: an int64 compare
+_KI = ki_double.astype(np.int64)
+_SIGNS = np.array([1.0, -1.0])
+
+
+@njit(cache=True, inline="always")
+def _normal_try(hi, lo, inc_hi, inc_lo):
+    """One ziggurat try of :func:`sde.pcg64.standard_normal`: (accepted, x, idx, rabs, hi, lo)."""
+    r, hi, lo = pcg64.next_uint64(hi, lo, inc_hi, inc_lo)
+    idx = np.int64(r & _BYTE)
+    r = r >> _U8
+    rabs = np.int64((r >> _U1) & _MASK52)
+    x = np.float64(rabs) * wi_double[idx] * _SIGNS[np.int64(r & _U1)]
+    return rabs < _KI[idx], x, idx, rabs, hi, lo
+
+
+@njit(cache=True)
+def _normal_rest(x, idx, rabs, hi, lo, inc_hi, inc_lo):
+    """The rest of numpy's ziggurat after a first try (x, idx, rabs) that the fast test
+    rejected (about 1 % of draws): the wedge or tail test, then new tries: (x, hi, lo)."""
+    while True:
+        if idx == 0:
+            while True:
+                u1, hi, lo = pcg64.next_double(hi, lo, inc_hi, inc_lo)
+                xx = -ziggurat_nor_inv_r * np.log1p(-u1)
+                u2, hi, lo = pcg64.next_double(hi, lo, inc_hi, inc_lo)
+                yy = -np.log1p(-u2)
+                if yy + yy > xx * xx:
+                    if (rabs >> 8) & 0x1:
+                        return -(ziggurat_nor_r + xx), hi, lo
+                    return ziggurat_nor_r + xx, hi, lo
+        else:
+            u, hi, lo = pcg64.next_double(hi, lo, inc_hi, inc_lo)
+            if (fi_double[idx - 1] - fi_double[idx]) * u + fi_double[idx] < np.exp(-0.5 * x * x):
+                return x, hi, lo
+        ok, x, idx, rabs, hi, lo = _normal_try(hi, lo, inc_hi, inc_lo)
+        if ok:
+            return x, hi, lo
+
+
+@njit(cache=True, inline="always")
+def standard_normal(hi, lo, inc_hi, inc_lo):
+    """One N(0, 1) draw, the same as :func:`sde.pcg64.standard_normal` (numpy's ziggurat,
+    step for step): (x, hi, lo). Only the first try is inlined; the rare rest is a call
+    (:func:`_normal_rest`), which keeps the caller's loop small (fewer spills)."""
+    ok, x, idx, rabs, hi, lo = _normal_try(hi, lo, inc_hi, inc_lo)
+    if ok:
+        return x, hi, lo
+    return _normal_rest(x, idx, rabs, hi, lo, inc_hi, inc_lo)
 
 
 @njit(cache=True, inline="always")
@@ -70,11 +123,24 @@ def standard_gamma(shape, hi, lo, inc_hi, inc_lo):
                 x = (1.0 - shape + shape * y) ** (1.0 / shape)
                 if x <= v + y:
                     return x, hi, lo
+    b, c = gamma_constants(shape)
+    return gamma_mt(b, c, hi, lo, inc_hi, inc_lo)
+
+
+@njit(cache=True, inline="always")
+def gamma_constants(shape):
+    """Marsaglia–Tsang's ``(b, c) = (shape − 1/3, 1/sqrt(9 b))`` for shape > 1."""
     b = shape - 1.0 / 3.0
-    c = 1.0 / np.sqrt(9.0 * b)
+    return b, 1.0 / np.sqrt(9.0 * b)
+
+
+@njit(cache=True)
+def gamma_mt(b, c, hi, lo, inc_hi, inc_lo):
+    """One Gamma(shape) draw for shape > 1 by Marsaglia–Tsang (numpy's loop), with
+    ``(b, c) = gamma_constants(shape)`` computed once by the caller: (x, hi, lo)."""
     while True:
         while True:
-            x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            x, hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)
             v = 1.0 + c * x
             if v > 0.0:
                 break
@@ -99,7 +165,7 @@ def fill_normals(row, out):
     hi, lo, inc_hi, inc_lo = row[0], row[1], row[2], row[3]
     flat = out.reshape(-1)
     for i in range(flat.shape[0]):
-        flat[i], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+        flat[i], hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)
     row[0] = hi
     row[1] = lo
 
@@ -124,7 +190,7 @@ def bartlett_into(row, k, B):
         B[i, i] = np.sqrt(x)
     for i in range(m):
         for j in range(i):
-            B[i, j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            B[i, j], hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)
         for j in range(i + 1, m):
             B[i, j] = 0.0
     row[0] = hi
@@ -151,7 +217,7 @@ def wishart_into(row, k, W, work):
         hi, lo, inc_hi, inc_lo = row[0], row[1], row[2], row[3]
         for a in range(m):
             for j in range(k):
-                G[a, j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+                G[a, j], hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)
         row[0] = hi
         row[1] = lo
         for a in range(m):
@@ -176,7 +242,7 @@ def query_key_into(row, key_width, QK, work):
         MQ = work[0, :, :m]
         for a in range(m):
             for b in range(m):
-                MQ[a, b], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+                MQ[a, b], hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)
         row[0] = hi
         row[1] = lo
         B = work[1, :, :m]
@@ -192,10 +258,10 @@ def query_key_into(row, key_width, QK, work):
     GK = work[1, :, :nk]
     for a in range(m):
         for j in range(nk):
-            GQ[a, j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            GQ[a, j], hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)
     for a in range(m):
         for j in range(nk):
-            GK[a, j], hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            GK[a, j], hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)
     row[0] = hi
     row[1] = lo
     for a in range(m):

@@ -32,6 +32,7 @@ from sde.models import ShapedAttention, ShapedMLP, ShapedMLPResidual
 
 from . import literal as lit
 from . import reduced as red
+from . import reduced3 as r3
 from . import reduced_kernels as rk
 from .streams import BlockStreams
 
@@ -164,7 +165,9 @@ class FiniteShapedAttention(FiniteLayer):
         m, n, s = Vh.shape[-1], self.width, self.spec
         mask, centre = red._mask_and_centre(self.mask_matrix(m), m)
         rec = np.empty((3, Vh.shape[0], self.heads, m, m) if record is not None else (3, 1, 1, 1, 1))
-        out = _run_kernel(rk.attention_kernel, Vh, gens, slices, alive, s.gamma, s.tau0,
+        kernel = r3.attention_kernel_for(m, Vh.shape[1], record is not None, n,
+                                         self.key_width)
+        out = _run_kernel(kernel, Vh, gens, slices, alive, s.gamma, s.tau0,
                           int(n), int(self.key_width), mask, centre, red.PSD_TOL,
                           extra=(rec, record is not None))
         if record is not None:
@@ -205,7 +208,8 @@ class FiniteShapedMLPResidual(FiniteLayer):
             K = np.concatenate([red.hidden_gram(g, L[sl], self.phi, n)
                                 for g, sl in zip(gens, slices)])
         gamma = self.spec.gamma if residual else 1.0
-        return _run_kernel(rk.mlp_kernel, Vh, gens, slices, alive, residual, gamma, self.c,
+        kernel = r3.mlp_kernel_for(Vh.shape[-1], Vh.shape[1], residual, n, act)
+        return _run_kernel(kernel, Vh, gens, slices, alive, residual, gamma, self.c,
                            int(n), act, a1, a2, K, red.PSD_TOL)
 
     def _kernel_activation(self):

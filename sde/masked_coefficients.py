@@ -39,7 +39,12 @@ def masked_attention_drift_into(V, idx, cnt, scale, out):
 @njit(cache=True)
 def masked_attention_drift_work(V, idx, cnt, scale, out, work):
     """:func:`masked_attention_drift_into` with its work arrays in ``work`` (5, m, m): the
-    kernels' form (no allocation per step)."""
+    kernels' form (no allocation per step).
+
+    Every product with C is a sum over a row's keys ``e = idx[a, j]`` (j ascending from 0.0)
+    multiplied by ``1/k_a`` afterwards, so that a row whose keys extend the previous row's
+    continues its sums (the lanes, :mod:`sde._kernels.masked_lanes`, do; the bits are the
+    same)."""
     m = V.shape[0]
     B = work[0]               # C V
     F = work[1]               # C (V∘V) / 2 − B∘B  (R)
@@ -47,23 +52,25 @@ def masked_attention_drift_work(V, idx, cnt, scale, out, work):
     U = work[3]               # R Cᵀ
     cv = work[4, 0]           # C v
     for a in range(m):
-        cv[a] = 0.0
+        k = cnt[a]
+        w = 1.0 / k
+        hw = 0.5 * w
+        s = 0.0
         for c in range(m):
             B[a, c] = 0.0
             F[a, c] = 0.0
-    for a in range(m):
-        k = cnt[a]
-        w = 1.0 / k
         for j in range(k):
             e = idx[a, j]
-            cv[a] += w * V[e, e]
+            s += V[e, e]
             for c in range(m):
                 x = V[e, c]
-                B[a, c] += w * x
-                F[a, c] += 0.5 * w * x * x
-    for a in range(m):
+                B[a, c] += x
+                F[a, c] += x * x
+        cv[a] = w * s
         for c in range(m):
-            F[a, c] -= B[a, c] * B[a, c]
+            b = w * B[a, c]
+            B[a, c] = b
+            F[a, c] = hw * F[a, c] - b * b
     for c in range(m):
         for a in range(m):
             k = cnt[a]
@@ -76,7 +83,8 @@ def masked_attention_drift_work(V, idx, cnt, scale, out, work):
                 sr += F[c, e]
             W[c, a] = w * sb
             U[c, a] = w * sr
-    # D V (D has the pattern of C): (DV)_ac = Σ_j D[a, e_j] V[e_j, c]; reuse F for DV
+    # D V (D has the pattern of C): (DV)_ac = Σ_j D[a, e_j] V[e_j, c]; reuse F for DV.
+    # D's row vanishes identically when k ≤ 2 (docs/theory.md §3.5): not formed
     for a in range(m):
         k = cnt[a]
         w = 1.0 / k
@@ -84,15 +92,19 @@ def masked_attention_drift_work(V, idx, cnt, scale, out, work):
         h = 2.0 * W[a, a] - cv[a]
         for c in range(m):
             F[a, c] = 0.0
+        if k <= 2:
+            continue
         for j in range(k):
             e = idx[a, j]
             d = 0.5 * w * va * (V[e, e] - 2.0 * B[a, e] + h)
             for c in range(m):
                 F[a, c] += d * V[e, c]
+    # b_att = V∘T + (DV + VDᵀ), T = (U + Uᵀ) + W∘W
     for a in range(m):
         for b in range(m):
-            t = U[a, b] + U[b, a] + W[a, b] * W[a, b]
-            out[a, b] += scale * (V[a, b] * t + F[a, b] + F[b, a])
+            t = U[a, b] + U[b, a]
+            g = F[a, b] + F[b, a]
+            out[a, b] += scale * (V[a, b] * (t + W[a, b] * W[a, b]) + g)
 
 
 @njit(cache=True)
@@ -119,9 +131,42 @@ def masked_drift(V, coef, idx, cnt):
 
 
 @njit(cache=True, inline="always")
+def masked_delta_row(LG, L, idx, cnt, a, zh):
+    """Row a of ``Δ = C∘(Ẑ − z̄1ᵀ)`` on its keys: ``zh[j] = Δ[a, idx[a, j]]`` (zh (≥ k,)),
+    from ``LG = L G'``: ``Ẑ_ae = Σ_{t ≤ e} LG[a, t] L[e, t]``, ``z̄_a = (Σ_j Ẑ_ae_j) / k``,
+    ``Δ_ae = (Ẑ_ae − z̄_a) / k`` (the divisions as products with ``1/k``)."""
+    k = cnt[a]
+    zbar = 0.0
+    for j in range(k):
+        e = idx[a, j]
+        acc = 0.0
+        for t in range(e + 1):
+            acc += LG[a, t] * L[e, t]
+        zh[j] = acc
+        zbar += acc
+    w = 1.0 / k
+    zbar = w * zbar
+    for j in range(k):
+        zh[j] = (zh[j] - zbar) * w
+
+
+@njit(cache=True, inline="always")
+def masked_lg_into(L, Gp, LG):
+    """``LG = L G'`` (m, m), k ascending from 0.0 per entry (L lower triangular)."""
+    m = L.shape[0]
+    for i in range(m):
+        for j in range(m):
+            acc = 0.0
+            for k in range(i + 1):
+                acc += L[i, k] * Gp[k, j]
+            LG[i, j] = acc
+
+
+@njit(cache=True, inline="always")
 def masked_noise_parts(L, Z, Gp, coef, idx, cnt, T, F, LG, zh):
-    """The two parts of the masked noise: ``T = sqrt(a_lin) L Z + c Δ L`` and ``F = Δ L``
-    (``c = att_noise``; F, LG and zh (m,) are left unset when c = 0). LG (m, m) is work."""
+    """The two parts of the masked whitened noise: ``T = sqrt(a_lin) L Z + c Δ L`` and
+    ``F = Δ L`` (``c = att_noise``; F, LG and zh (m,) are left unset when c = 0). LG (m, m)
+    is work."""
     m = L.shape[0]
     sa = np.sqrt(coef.a_lin)
     c = coef.att_noise
@@ -134,29 +179,14 @@ def masked_noise_parts(L, Z, Gp, coef, idx, cnt, T, F, LG, zh):
             for j in range(m):
                 T[i, j] += lik * Z[k, j]
     if c != 0.0:
-        for i in range(m):
-            for j in range(m):
-                LG[i, j] = 0.0
-            for k in range(i + 1):
-                lik = L[i, k]
-                for j in range(m):
-                    LG[i, j] += lik * Gp[k, j]
+        masked_lg_into(L, Gp, LG)
         for a in range(m):
-            k = cnt[a]
-            zbar = 0.0
-            for j in range(k):
-                e = idx[a, j]
-                acc = 0.0
-                for t in range(e + 1):
-                    acc += LG[a, t] * L[e, t]
-                zh[j] = acc
-                zbar += acc
-            zbar /= k
+            masked_delta_row(LG, L, idx, cnt, a, zh)
             for t in range(m):
                 F[a, t] = 0.0
-            for j in range(k):
+            for j in range(cnt[a]):
                 e = idx[a, j]
-                d = (zh[j] - zbar) / k
+                d = zh[j]
                 for t in range(e + 1):
                     F[a, t] += d * L[e, t]
             for t in range(m):
@@ -164,31 +194,49 @@ def masked_noise_parts(L, Z, Gp, coef, idx, cnt, T, F, LG, zh):
 
 
 @njit(cache=True)
-def masked_noise_into(L, Z, Gp, coef, idx, cnt, scratch, out):
+def masked_noise_into(L, V, Z, Gp, coef, idx, cnt, scratch, out):
     """Write the O(m³) masked noise into ``out`` (docs/theory.md §3.5, §4.2):
     ``sqrt(a_lin) L Z Lᵀ + att_noise (ΔV + VΔᵀ)``, ``Δ = C∘(Ẑ − z̄1ᵀ)``, ``Ẑ = L G' Lᵀ``.
 
-    ``L`` lower Cholesky factor of V; ``Z`` symmetric (law of (G + Gᵀ)/sqrt 2) and ``Gp``
-    (G') already times sqrt(Δt); ``scratch`` (3, m, m); ``out`` must not overlap the inputs
-    (its first row is work space until the product is written). Covariance per unit Δt:
+    ``V`` the state and ``L`` its lower Cholesky factor; ``Z`` symmetric (law of
+    (G + Gᵀ)/sqrt 2) and ``Gp`` (G') already times sqrt(Δt); ``scratch`` (3, m, m); ``out``
+    must not overlap the inputs (its first row is work space until the product is written).
+    Computed as ``sqrt(a_lin) (L Z) Lᵀ + c (F + Fᵀ)`` with ``F = Δ V`` (O(m · nnz(M)), Δ has
+    the mask's pattern) and ``c = att_noise``. Covariance per unit Δt:
     ``a_lin Σ_lin(V) + att_noise² Σ_M(V)``.
     """
     m = L.shape[0]
-    T = scratch[0]    # L N + c F
-    F = scratch[1]    # Δ L
+    T = scratch[0]    # L Z
+    F = scratch[1]    # Δ V
+    sa = np.sqrt(coef.a_lin)
     c = coef.att_noise
-    masked_noise_parts(L, Z, Gp, coef, idx, cnt, T, F, scratch[2], out[0])
-    # out = T Lᵀ + c L Fᵀ (symmetric; lower triangle computed, mirrored)
+    for i in range(m):
+        for j in range(m):
+            acc = 0.0
+            for k in range(i + 1):
+                acc += L[i, k] * Z[k, j]
+            T[i, j] = acc
+    if c != 0.0:
+        zh = out[0]
+        masked_lg_into(L, Gp, scratch[2])
+        for a in range(m):
+            masked_delta_row(scratch[2], L, idx, cnt, a, zh)
+            for t in range(m):
+                acc = 0.0
+                for j in range(cnt[a]):
+                    acc += zh[j] * V[idx[a, j], t]
+                F[a, t] = acc
+    # out = sqrt(a_lin) T Lᵀ + c (F + Fᵀ) (symmetric; lower triangle computed, mirrored)
     for i in range(m):
         for j in range(i + 1):
             acc = 0.0
             for k in range(j + 1):
                 acc += T[i, k] * L[j, k]
+            x = sa * acc
             if c != 0.0:
-                for k in range(i + 1):
-                    acc += c * L[i, k] * F[j, k]
-            out[i, j] = acc
-            out[j, i] = acc
+                x += c * (F[i, j] + F[j, i])
+            out[i, j] = x
+            out[j, i] = x
 
 
 @njit(cache=True)

@@ -54,6 +54,21 @@ def test_chisquare_equals_numpy(df):
     np.testing.assert_array_equal(after, g.standard_normal(3))
 
 
+def test_standard_normal_equals_numpy():
+    """:func:`finite.inline_rng.standard_normal` (first try inlined, the rest a call) equals
+    ``Generator.standard_normal`` draw for draw, over enough draws to take the wedge and
+    the tail branches many times, and leaves the stream where numpy does."""
+    n = 2_000_000
+    rows = pcg64.states([_gen(9)])
+    ours = np.empty(n)
+    inline_rng.fill_normals(rows[0], ours)
+    g = _gen(9)
+    want = g.standard_normal(n)
+    assert np.sum(np.abs(want) > 3.6541528853610088) > 100     # the tail branch was taken
+    np.testing.assert_array_equal(ours, want)
+    np.testing.assert_array_equal(pcg64.states([g])[0], rows[0])
+
+
 def test_chisquare_negative_control():
     """The comparison above can fail: another df gives other draws."""
     rows = pcg64.states([_gen(5)])

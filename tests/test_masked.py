@@ -244,7 +244,7 @@ def test_masked_formulas_match_reference(name):
         G, Gp = rng.standard_normal((2, M, M))
         Z = (G + G.T) / math.sqrt(2)
         out = np.empty((M, M))
-        masked.masked_noise_into(L, Z, Gp, coef, idx, cnt, np.empty((3, M, M)), out)
+        masked.masked_noise_into(L, V4, Z, Gp, coef, idx, cnt, np.empty((3, M, M)), out)
         want = (math.sqrt(coef.a_lin) * L @ Z @ L.T
                 + coef.att_noise * masked.unit_noise_numpy(V4, Mk, Gp))
         np.testing.assert_allclose(out, want, atol=1e-13 * np.abs(want).max())
@@ -470,7 +470,7 @@ def _noise_draws(model, V, n, seed):
     Z = (G + np.swapaxes(G, 1, 2)) / math.sqrt(2)
     Gp = rng.standard_normal((n, m, m))
     out = np.empty((n, m, m))
-    _loop(np.linalg.cholesky(V), Z, Gp, model.limit(), idx, cnt, out)
+    _loop(np.linalg.cholesky(V), V, Z, Gp, model.limit(), idx, cnt, out)
     return out
 
 
@@ -478,11 +478,11 @@ from numba import njit  # noqa: E402
 
 
 @njit(cache=False)
-def _loop(L, Z, Gp, coef, idx, cnt, out):
+def _loop(L, V, Z, Gp, coef, idx, cnt, out):
     m = L.shape[0]
     scratch = np.empty((3, m, m))
     for i in range(Z.shape[0]):
-        masked.masked_noise_into(L, Z[i], Gp[i], coef, idx, cnt, scratch, out[i])
+        masked.masked_noise_into(L, V, Z[i], Gp[i], coef, idx, cnt, scratch, out[i])
 
 
 @pytest.mark.parametrize("name", ["causal", "sparse"])

@@ -58,12 +58,13 @@ def test_masked_lane_formulas_equal_per_path(name, rng):
     masked_drift_lanes(V, coef, idx, cnt, key_prefix_rows(idx, cnt), b, W[0], W[1], W[2], W[3],
                        W[4], W[5])
     out = np.empty((m, m, NL))
-    masked_noise_lanes(L, Z, Gp, coef, idx, cnt, W[6], W[7], W[8], W[4], W[5], out)
+    masked_noise_lanes(L, V, Z, Gp, coef, idx, cnt, W[6], W[7], W[8], W[4], out)
     for l in range(NL):
         ref = np.empty((m, m))
         masked.masked_drift_work(Vs[l], coef, idx, cnt, ref, np.empty((5, m, m)))
         np.testing.assert_array_equal(b[..., l], ref)
-        masked.masked_noise_into(Ls[l], Zs[l], Gs[l], coef, idx, cnt, np.empty((3, m, m)), ref)
+        masked.masked_noise_into(Ls[l], Vs[l], Zs[l], Gs[l], coef, idx, cnt, np.empty((3, m, m)),
+                                 ref)
         np.testing.assert_array_equal(out[..., l], ref)
 
 

@@ -156,8 +156,8 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                 # the step
                 if STEP == EULER:
                     if COEF == MASKED:
-                        masked_noise_lanes(L, Z, Gp, coef, idx, cnt, W[7], W[8], W[9],
-                                           W[D + 4], W[D + 5], Vn)
+                        masked_noise_lanes(L, V, Z, Gp, coef, idx, cnt, W[7], W[8], W[9],
+                                           W[D + 4], Vn)
                     else:
                         noise_lanes(L, Z, Gp, coef, W[7], W[8], W[9], vec[3], Vn)
                     euler_update_lanes(V, bd, dt, Vn)
@@ -299,7 +299,7 @@ def _make_path_kernel(STEP, COEF):
                         drift_into(V, coef, bd)
                     if STEP == EULER:
                         if COEF == MASKED:
-                            masked_noise_into(L, Z, Gp, coef, idx, cnt, work[:3], Vn)
+                            masked_noise_into(L, V, Z, Gp, coef, idx, cnt, work[:3], Vn)
                         else:
                             noise_into(L, Z, Gp, coef, work[:3], Vn)
                         euler_update(V, bd, dt, Vn)
