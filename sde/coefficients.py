@@ -296,10 +296,8 @@ NL = 8
 
 
 @njit(cache=True, inline="always")
-def put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7):
-    """Store eight per-lane values into ``out`` (NL,): the helpers below compute a lane
-    array's entry into locals first, so that LLVM sees all its loads before its stores
-    (and packs the lanes into vector registers)."""
+def _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7):
+    """Store the eight per-lane accumulators of the helpers below into ``out`` (NL,)."""
     out[0] = a0
     out[1] = a1
     out[2] = a2
@@ -328,7 +326,7 @@ def _dot_lanes(X, Y, k0, k1, out):
         a5 += X[k, 5] * Y[k, 5]
         a6 += X[k, 6] * Y[k, 6]
         a7 += X[k, 7] * Y[k, 7]
-    put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
+    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, inline="always")
@@ -344,13 +342,7 @@ def _sum_lanes(X, k0, k1, out):
         a5 += X[k, 5]
         a6 += X[k, 6]
         a7 += X[k, 7]
-    put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
-
-
-@njit(cache=True, inline="always")
-def _copy_lanes(src, dst):
-    """``dst[:] = src`` (NL,), every lane loaded before the first store (:func:`put_lanes`)."""
-    put_lanes(dst, src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7])
+    _put_lanes(out, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 # The matrix products below keep every entry's sum in the scalar loops' order (k ascending
@@ -415,7 +407,7 @@ def _sv_lanes(V, r, mu, sv):
             a5 += (V[a, b, 5] - r[a, 5] - r[b, 5] + mu[5]) * V[a, b, 5]
             a6 += (V[a, b, 6] - r[a, 6] - r[b, 6] + mu[6]) * V[a, b, 6]
             a7 += (V[a, b, 7] - r[a, 7] - r[b, 7] + mu[7]) * V[a, b, 7]
-    put_lanes(sv, a0, a1, a2, a3, a4, a5, a6, a7)
+    _put_lanes(sv, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, inline="always")
@@ -458,33 +450,14 @@ def attention_drift_lanes(V, scale, out, vec, sc):
     # The lower triangle, mirrored: entry (b, a) of the scalar loop is bitwise the same as
     # (a, b) (V is exactly symmetric, the products and the sum are commutative, and ``out``
     # arrives symmetric), and half the divisions are the drift's main cost at small m.
-    # The eight lanes of an entry are computed into locals, then stored: with every lane's
-    # loads after the previous lane's store, LLVM could not prove the loads independent of
-    # the stores (the row index runs) and left the lanes scalar.
     for a in range(m):
         for b in range(a + 1):
-            x0 = _att_entry(out, V, sv, vs, d, a, b, 0, scale, fm)
-            x1 = _att_entry(out, V, sv, vs, d, a, b, 1, scale, fm)
-            x2 = _att_entry(out, V, sv, vs, d, a, b, 2, scale, fm)
-            x3 = _att_entry(out, V, sv, vs, d, a, b, 3, scale, fm)
-            x4 = _att_entry(out, V, sv, vs, d, a, b, 4, scale, fm)
-            x5 = _att_entry(out, V, sv, vs, d, a, b, 5, scale, fm)
-            x6 = _att_entry(out, V, sv, vs, d, a, b, 6, scale, fm)
-            x7 = _att_entry(out, V, sv, vs, d, a, b, 7, scale, fm)
-            put_lanes(out[a, b], x0, x1, x2, x3, x4, x5, x6, x7)
-            put_lanes(out[b, a], x0, x1, x2, x3, x4, x5, x6, x7)
-
-
-@njit(cache=True)
-def _att_entry(out, V, sv, vs, d, a, b, l, scale, fm):
-    """Lane l of entry (a, b) of :func:`attention_drift_lanes`' output: :func:`attention_drift_into`'s
-    ``out[a, b] + scale · (sv V_ab / m² + (v_a (V s̃)_b + (V s̃)_a v_b) / (2m))``, the
-    divisions as :func:`sde.exact_division.div_const` (the same bits). Not inlined by numba
-    (LLVM inlines it, m still a constant): eight inlined copies of the two exact divisions
-    cost seconds of compile time."""
-    return out[a, b, l] + scale * (div_const(sv[l] * V[a, b, l], fm * fm)
-                                   + div_const(V[a, a, l] * vs[b, l] + vs[a, l] * d[b, l],
-                                               2.0 * fm))
+            for l in range(NL):
+                x = out[a, b, l] + scale * (div_const(sv[l] * V[a, b, l], fm * fm)
+                                             + div_const(V[a, a, l] * vs[b, l]
+                                                         + vs[a, l] * d[b, l], 2.0 * fm))
+                out[a, b, l] = x
+                out[b, a, l] = x
 
 
 @njit(cache=True, inline="always")
@@ -544,38 +517,18 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
         for i in range(m):          # K[i, j] = Σ_{a ≥ j} L[a, i] L[a, j], i ≤ j, a ascending
             for j in range(i, m):
                 _dot_lanes(L[:, i], L[:, j], j, m, K[i, j])
-        for i in range(m):          # K[i, j] − u_i u_j / m, mirrored
+        for i in range(m):
             for j in range(i, m):
-                x0 = _k_entry(K, u, i, j, 0, fm)
-                x1 = _k_entry(K, u, i, j, 1, fm)
-                x2 = _k_entry(K, u, i, j, 2, fm)
-                x3 = _k_entry(K, u, i, j, 3, fm)
-                x4 = _k_entry(K, u, i, j, 4, fm)
-                x5 = _k_entry(K, u, i, j, 5, fm)
-                x6 = _k_entry(K, u, i, j, 6, fm)
-                x7 = _k_entry(K, u, i, j, 7, fm)
-                put_lanes(K[i, j], x0, x1, x2, x3, x4, x5, x6, x7)
-                put_lanes(K[j, i], x0, x1, x2, x3, x4, x5, x6, x7)
+                for l in range(NL):
+                    K[i, j, l] = K[i, j, l] - div_const(u[i, l] * u[j, l], fm)
+                    K[j, i, l] = K[i, j, l]
         for i in range(m):          # T = G' K
             for j in range(m):
                 _dot_lanes(Gp[i], K[:, j], 0, m, T[i, j])
-        for i in range(m):          # N += c (T + Tᵀ)
+        for i in range(m):
             for j in range(m):
-                put_lanes(N[i, j], N[i, j, 0] + c * (T[i, j, 0] + T[j, i, 0]),
-                          N[i, j, 1] + c * (T[i, j, 1] + T[j, i, 1]),
-                          N[i, j, 2] + c * (T[i, j, 2] + T[j, i, 2]),
-                          N[i, j, 3] + c * (T[i, j, 3] + T[j, i, 3]),
-                          N[i, j, 4] + c * (T[i, j, 4] + T[j, i, 4]),
-                          N[i, j, 5] + c * (T[i, j, 5] + T[j, i, 5]),
-                          N[i, j, 6] + c * (T[i, j, 6] + T[j, i, 6]),
-                          N[i, j, 7] + c * (T[i, j, 7] + T[j, i, 7]))
-
-
-@njit(cache=True)
-def _k_entry(K, u, i, j, l, fm):
-    """Lane l of ``K[i, j] − u_i u_j / m`` (:func:`whitened_noise_lanes`; not inlined by
-    numba, as :func:`_att_entry`)."""
-    return K[i, j, l] - div_const(u[i, l] * u[j, l], fm)
+                for l in range(NL):
+                    N[i, j, l] += c * (T[i, j, l] + T[j, i, l])
 
 
 @njit(cache=True, inline="always")
@@ -589,7 +542,8 @@ def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
     for i in range(m):              # out = T Lᵀ
         for j in range(i + 1):
             _dot_lanes(T[i], L[j], 0, j + 1, out[i, j])
-            _copy_lanes(out[i, j], out[j, i])
+            for l in range(NL):
+                out[j, i, l] = out[i, j, l]
 
 
 @njit(cache=True, inline="always")

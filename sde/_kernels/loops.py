@@ -33,7 +33,7 @@ from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into
 from .masked_lanes import key_prefix_rows, masked_drift_lanes, masked_noise_lanes
 from .noise_sources import draw_lane, supplied_lane
 from .state import (ALIVE, BLEW_UP, LEFT_CONE, Slots, blew_lanes, blew_up, check_state,
-                    next_event, start_path, used_blocks)
+                    start_path, used_blocks)
 from .steps import (euler_update, euler_update_lanes, factor_from_qr, spd_update,
                     spd_update_lanes, whitened_drift, whitened_drift_lanes)
 
@@ -75,14 +75,8 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
     in order, drawing from the block's stream in the package's order, and starts the block's
     next path after a death or at T — so every path sees the draws it sees in the per-path
     kernel. With supplied normals every path is a block of its own and its step s reads
-    ``normals[p, s]`` (the draws the stream would make). Idle lanes (no path left) start at
-    V0, step like the others (their noise is stale), go back to V0 when their state dies,
-    and are never read.
-
-    A step's order: the drift (it reads V only), the draws, the noise and the update, the
-    blow-up test and the Cholesky factor of the new state, then V, L ← Vn, Ln. Each lane keeps the step of
-    its next event (a saved step or T, :func:`sde._kernels.state.next_event`); the lanes are
-    walked one by one only at a step where some lane died or reached its event.
+    ``normals[p, s]`` (the draws the stream would make). Idle lanes (no path left) stay at
+    V0 and are never read.
     """
     S = Slots(STEP == SPD, COEF == MASKED)
     N_SLOTS, D, Q = S.n, S.D, S.Q
@@ -122,7 +116,6 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
             p = np.zeros(NL, dtype=np.int64)
             pend = np.zeros(NL, dtype=np.int64)
             step = np.zeros(NL, dtype=np.int64)
-            nxt = np.zeros(NL, dtype=np.int64)    # the lane's next event step (save or T)
             jsave = np.zeros(NL, dtype=np.int64)
             active = np.zeros(NL, dtype=np.bool_)
             n_active = 0
@@ -136,23 +129,19 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                     n_active += 1
                     start_path(V, L, V0, L0, l, p[l], out_V, save0)
                     jsave[l] = j0
-                    nxt[l] = next_event(save_steps, j0, n_steps)
             while n_active > 0:
-                # the drift, then the draws: the drift does not read the draws, and its
-                # chain of dependent lane sums runs while the draws are issued
+                for l in range(NL):
+                    if active[l]:
+                        if NOISE == PCG64:
+                            draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
+                        else:
+                            supplied_lane(normals, p[l], step[l], l, sq, sq2, has_att, Z, Gp)
+                # the drift
                 if COEF == MASKED:
                     masked_drift_lanes(V, coef, idx, cnt, pre, bd, W[D], W[D + 1], W[D + 2],
                                        W[D + 3], W[D + 4], W[D + 5])
                 else:
                     drift_lanes(V, coef, bd, vec, sc)
-                if NOISE == PCG64:
-                    for l in range(NL):
-                        if active[l]:
-                            draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
-                else:
-                    for l in range(NL):
-                        if active[l]:
-                            supplied_lane(normals, p[l], step[l], l, sq, sq2, has_att, Z, Gp)
                 # the step
                 if STEP == EULER:
                     if COEF == MASKED:
@@ -209,20 +198,11 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                         for l in range(NL):
                             V[a, b, l] = Vn[a, b, l]
                             L[a, b, l] = Ln[a, b, l]
-                # every lane's step counter moves; a lane is walked below only at an event:
-                # its path died, or it reached its next saved step or T (idle lanes: only
-                # when their state died, to restart it at V0)
-                evt = False
-                for l in range(NL):
-                    step[l] += 1
-                    evt |= blew[l] | (not ok[l]) | (active[l] & (step[l] == nxt[l]))
-                if not evt:
-                    continue
                 for l in range(NL):
                     if not active[l]:
-                        if blew[l] or not ok[l]:
-                            start_path(V, L, V0, L0, l, 0, out_V, False)  # idle: back to V0
+                        start_path(V, L, V0, L0, l, 0, out_V, False)  # idle: stay at V0
                         continue
+                    step[l] += 1
                     s = step[l]
                     st = BLEW_UP if blew[l] else (LEFT_CONE if not ok[l] else ALIVE)
                     done = False
@@ -230,7 +210,7 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                         out_status[p[l]] = st
                         out_death[p[l]] = s * dt
                         done = True
-                    elif s == nxt[l]:
+                    else:
                         j = jsave[l]
                         if j < n_save and s == save_steps[j]:
                             for a in range(m):
@@ -239,15 +219,12 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                             jsave[l] = j + 1
                         if s == n_steps:
                             done = True
-                        else:
-                            nxt[l] = next_event(save_steps, jsave[l], n_steps)
                     if done:
                         p[l] += 1
                         step[l] = 0
                         if p[l] < pend[l]:
                             start_path(V, L, V0, L0, l, p[l], out_V, save0)
                             jsave[l] = j0
-                            nxt[l] = next_event(save_steps, j0, n_steps)
                         else:
                             active[l] = False
                             n_active -= 1

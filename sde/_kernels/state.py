@@ -62,16 +62,6 @@ def blew_lanes(Vn, bound, count, blew):
         blew[l] = count[l] != 0.0
 
 
-@njit(cache=True)
-def next_event(save_steps, j, n_steps):
-    """The step at which a lane must next be looked at: its next saved step
-    ``save_steps[j]`` (ascending, ≤ ``n_steps``), or ``n_steps`` once none is left.
-    (Not inlined: it runs at events only, and every inlined call site costs compile time.)"""
-    if j < save_steps.shape[0] and save_steps[j] < n_steps:
-        return save_steps[j]
-    return n_steps
-
-
 @njit(cache=True, inline="always")
 def start_path(V, L, V0, L0, l, p, out_V, save0):
     """Lane ``l`` of ``V``, ``L`` (m, m, NL) set to ``V0`` and its factor ``L0``; when ``save0``,
