@@ -151,15 +151,16 @@ def masked_delta_row(LG, L, idx, cnt, a, zh):
 
 
 @njit(cache=True, inline="always")
-def masked_lg_into(L, Gp, LG):
-    """``LG = L G'`` (m, m), k ascending from 0.0 per entry (L lower triangular)."""
+def lower_times_into(L, B, out):
+    """``out = L B`` (m, m), L lower triangular, k ascending from 0.0 per entry (``L G'`` and
+    ``L Z`` of the masked noise)."""
     m = L.shape[0]
     for i in range(m):
         for j in range(m):
             acc = 0.0
             for k in range(i + 1):
-                acc += L[i, k] * Gp[k, j]
-            LG[i, j] = acc
+                acc += L[i, k] * B[k, j]
+            out[i, j] = acc
 
 
 @njit(cache=True, inline="always")
@@ -179,7 +180,7 @@ def masked_noise_parts(L, Z, Gp, coef, idx, cnt, T, F, LG, zh):
             for j in range(m):
                 T[i, j] += lik * Z[k, j]
     if c != 0.0:
-        masked_lg_into(L, Gp, LG)
+        lower_times_into(L, Gp, LG)
         for a in range(m):
             masked_delta_row(LG, L, idx, cnt, a, zh)
             for t in range(m):
@@ -210,15 +211,10 @@ def masked_noise_into(L, V, Z, Gp, coef, idx, cnt, scratch, out):
     F = scratch[1]    # Δ V
     sa = np.sqrt(coef.a_lin)
     c = coef.att_noise
-    for i in range(m):
-        for j in range(m):
-            acc = 0.0
-            for k in range(i + 1):
-                acc += L[i, k] * Z[k, j]
-            T[i, j] = acc
+    lower_times_into(L, Z, T)
     if c != 0.0:
         zh = out[0]
-        masked_lg_into(L, Gp, scratch[2])
+        lower_times_into(L, Gp, scratch[2])
         for a in range(m):
             masked_delta_row(scratch[2], L, idx, cnt, a, zh)
             for t in range(m):
