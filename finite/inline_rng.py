@@ -2,13 +2,12 @@
 
 The reduced samplers draw inside numba kernels with numpy's PCG64 step and ziggurat
 inlined, the 128-bit state in local variables, instead of calling a ``Generator``. This
-module holds their normal draw (:func:`standard_normal`: :func:`sde.pcg64.standard_normal`
-step for step, with only the ziggurat's first try inlined) and what they need beyond it:
-numpy's exponential
-ziggurat and Marsaglia–Tsang gamma (numba's port of ``random_standard_exponential`` and
-``random_standard_gamma``, same tables, so :func:`chisquare` equals
-``Generator.chisquare`` draw for draw), and the random matrices of docs/theory.md §5 filled
-in a fixed order.
+module holds their normal draw (:func:`standard_normal`, that is
+:func:`sde.pcg64.standard_normal_split`: only the ziggurat's first try inlined) and what they
+need beyond it: numpy's exponential ziggurat and Marsaglia–Tsang gamma (numba's port of
+``random_standard_exponential`` and ``random_standard_gamma``, same tables, so
+:func:`chisquare` equals ``Generator.chisquare`` draw for draw), and the random matrices of
+docs/theory.md §5 filled in a fixed order.
 
 State: a ``(blocks, 4)`` uint64 array of rows ``(state_hi, state_lo, inc_hi, inc_lo)``
 (:func:`sde.pcg64.states`); a function taking ``row`` draws from and advances that row.
@@ -26,63 +25,17 @@ Matrix draw orders (row-major everywhere):
 """
 import numpy as np
 from numba import njit
-from numba.np.random._constants import (fe_double, fi_double, ke_double, ki_double, we_double,
-                                        wi_double, ziggurat_exp_r, ziggurat_nor_inv_r,
-                                        ziggurat_nor_r)
+from numba.np.random._constants import fe_double, ke_double, we_double, ziggurat_exp_r
 
 from sde import pcg64
 
-_U1, _U3, _U8, _BYTE = np.uint64(1), np.uint64(3), np.uint64(8), np.uint64(0xff)
-_MASK52 = np.uint64(0x000fffffffffffff)
+_U3, _U8, _BYTE = np.uint64(3), np.uint64(8), np.uint64(0xff)
 _KE = ke_double.astype(np.int64)   # all < 2⁵³: an int64 compare
-_KI = ki_double.astype(np.int64)
-_SIGNS = np.array([1.0, -1.0])
 
 
-@njit(cache=True, inline="always")
-def _normal_try(hi, lo, inc_hi, inc_lo):
-    """One ziggurat try of :func:`sde.pcg64.standard_normal`: (accepted, x, idx, rabs, hi, lo)."""
-    r, hi, lo = pcg64.next_uint64(hi, lo, inc_hi, inc_lo)
-    idx = np.int64(r & _BYTE)
-    r = r >> _U8
-    rabs = np.int64((r >> _U1) & _MASK52)
-    x = np.float64(rabs) * wi_double[idx] * _SIGNS[np.int64(r & _U1)]
-    return rabs < _KI[idx], x, idx, rabs, hi, lo
-
-
-@njit(cache=True)
-def _normal_rest(x, idx, rabs, hi, lo, inc_hi, inc_lo):
-    """The rest of numpy's ziggurat after a first try (x, idx, rabs) that the fast test
-    rejected (about 1 % of draws): the wedge or tail test, then new tries: (x, hi, lo)."""
-    while True:
-        if idx == 0:
-            while True:
-                u1, hi, lo = pcg64.next_double(hi, lo, inc_hi, inc_lo)
-                xx = -ziggurat_nor_inv_r * np.log1p(-u1)
-                u2, hi, lo = pcg64.next_double(hi, lo, inc_hi, inc_lo)
-                yy = -np.log1p(-u2)
-                if yy + yy > xx * xx:
-                    if (rabs >> 8) & 0x1:
-                        return -(ziggurat_nor_r + xx), hi, lo
-                    return ziggurat_nor_r + xx, hi, lo
-        else:
-            u, hi, lo = pcg64.next_double(hi, lo, inc_hi, inc_lo)
-            if (fi_double[idx - 1] - fi_double[idx]) * u + fi_double[idx] < np.exp(-0.5 * x * x):
-                return x, hi, lo
-        ok, x, idx, rabs, hi, lo = _normal_try(hi, lo, inc_hi, inc_lo)
-        if ok:
-            return x, hi, lo
-
-
-@njit(cache=True, inline="always")
-def standard_normal(hi, lo, inc_hi, inc_lo):
-    """One N(0, 1) draw, the same as :func:`sde.pcg64.standard_normal` (numpy's ziggurat,
-    step for step): (x, hi, lo). Only the first try is inlined; the rare rest is a call
-    (:func:`_normal_rest`), which keeps the caller's loop small (fewer spills)."""
-    ok, x, idx, rabs, hi, lo = _normal_try(hi, lo, inc_hi, inc_lo)
-    if ok:
-        return x, hi, lo
-    return _normal_rest(x, idx, rabs, hi, lo, inc_hi, inc_lo)
+#: One N(0, 1) draw, (x, hi, lo): the first try inlined and the rare rest a call
+#: (:func:`sde.pcg64.standard_normal_split`; fewer spills in the samplers' draw loops).
+standard_normal = pcg64.standard_normal_split
 
 
 @njit(cache=True, inline="always")

@@ -8,6 +8,13 @@ one lane draws its step's normals, the 128-bit LCG step is one LLVM ``i128`` mul
 with numba's own tables — the draws are bit-identical to the Generator's
 (tests/test_pcg64.py checks millions of draws against numpy, tails included).
 
+The normal draw comes in two forms, the same draws step for step, built from one first try
+(:func:`first_try`) and one slow path (:func:`wedge_or_tail`): :func:`standard_normal`, fully
+inlined into its caller, and :func:`standard_normal_split`, whose rare rest (about 1 % of
+draws) is a call. A kernel factory picks one per kernel at compile time (:data:`INLINED`,
+:data:`SPLIT`; docs/developing.md, "The integrator core"); the reduced finite-width samplers
+use the split form (:mod:`finite.inline_rng`).
+
 State layout: one row of four ``uint64`` per Generator, ``(state_hi, state_lo, inc_hi,
 inc_lo)`` (:func:`states`); a kernel advances the first two and :func:`write_back` returns
 them to the Generators, so a Generator continues exactly where the kernel left it.
@@ -78,31 +85,84 @@ _U8, _U1, _MASK52, _BYTE = np.uint64(8), np.uint64(1), np.uint64(0x000ffffffffff
 
 
 @njit(cache=True, inline="always")
+def first_try(hi, lo, inc_hi, inc_lo):
+    """The ziggurat's first try: ``(accepted, x, idx, rabs, hi, lo)``; ``accepted`` (about
+    99 % of draws) means x is the draw, else :func:`wedge_or_tail` continues from
+    ``(x, idx, rabs)``."""
+    r, hi, lo = next_uint64(hi, lo, inc_hi, inc_lo)
+    idx = np.int64(r & _BYTE)
+    r = r >> _U8
+    rabs = np.int64((r >> _U1) & _MASK52)
+    # rabs < 2⁵²: exact through int64
+    x = np.float64(rabs) * wi_double[idx] * _SIGNS[np.int64(r & _U1)]
+    return rabs < _KI[idx], x, idx, rabs, hi, lo
+
+
+@njit(cache=True, inline="always")
+def wedge_or_tail(x, idx, rabs, hi, lo, inc_hi, inc_lo):
+    """The ziggurat's slow path after a rejected try ``(x, idx, rabs)``: the tail beyond r
+    (``idx`` 0: always a draw) or the wedge test of layer ``idx``: ``(accepted, x, hi, lo)``;
+    not accepted means a new :func:`first_try`."""
+    if idx == 0:
+        while True:
+            u1, hi, lo = next_double(hi, lo, inc_hi, inc_lo)
+            xx = -ziggurat_nor_inv_r * np.log1p(-u1)
+            u2, hi, lo = next_double(hi, lo, inc_hi, inc_lo)
+            yy = -np.log1p(-u2)
+            if yy + yy > xx * xx:
+                if (rabs >> 8) & 0x1:
+                    return True, -(ziggurat_nor_r + xx), hi, lo
+                return True, ziggurat_nor_r + xx, hi, lo
+    u, hi, lo = next_double(hi, lo, inc_hi, inc_lo)
+    return (fi_double[idx - 1] - fi_double[idx]) * u + fi_double[idx] < np.exp(-0.5 * x * x), \
+        x, hi, lo
+
+
+@njit(cache=True, inline="always")
 def standard_normal(hi, lo, inc_hi, inc_lo):
-    """One N(0, 1) draw, numpy's ziggurat (numba's port, same tables): (x, hi, lo)."""
+    """One N(0, 1) draw, numpy's ziggurat (numba's port, same tables), fully inlined:
+    (x, hi, lo). The whole ziggurat lands in the caller's loop; with no call on the rare
+    path, the caller's values stay in registers across it."""
     while True:
-        r, hi, lo = next_uint64(hi, lo, inc_hi, inc_lo)
-        idx = np.int64(r & _BYTE)
-        r = r >> _U8
-        rabs = np.int64((r >> _U1) & _MASK52)
-        # rabs < 2⁵²: exact through int64
-        x = np.float64(rabs) * wi_double[idx] * _SIGNS[np.int64(r & _U1)]
-        if rabs < _KI[idx]:
+        ok, x, idx, rabs, hi, lo = first_try(hi, lo, inc_hi, inc_lo)
+        if ok:
             return x, hi, lo
-        if idx == 0:
-            while True:
-                u1, hi, lo = next_double(hi, lo, inc_hi, inc_lo)
-                xx = -ziggurat_nor_inv_r * np.log1p(-u1)
-                u2, hi, lo = next_double(hi, lo, inc_hi, inc_lo)
-                yy = -np.log1p(-u2)
-                if yy + yy > xx * xx:
-                    if (rabs >> 8) & 0x1:
-                        return -(ziggurat_nor_r + xx), hi, lo
-                    return ziggurat_nor_r + xx, hi, lo
-        else:
-            u, hi, lo = next_double(hi, lo, inc_hi, inc_lo)
-            if (fi_double[idx - 1] - fi_double[idx]) * u + fi_double[idx] < np.exp(-0.5 * x * x):
-                return x, hi, lo
+        ok, x, hi, lo = wedge_or_tail(x, idx, rabs, hi, lo, inc_hi, inc_lo)
+        if ok:
+            return x, hi, lo
+
+
+@njit(cache=True)
+def normal_rest(x, idx, rabs, hi, lo, inc_hi, inc_lo):
+    """The draw after a rejected first try ``(x, idx, rabs)`` (:func:`first_try`), as a
+    function of its own: :func:`wedge_or_tail`, then new tries, as in
+    :func:`standard_normal`: (x, hi, lo)."""
+    while True:
+        ok, x, hi, lo = wedge_or_tail(x, idx, rabs, hi, lo, inc_hi, inc_lo)
+        if ok:
+            return x, hi, lo
+        ok, x, idx, rabs, hi, lo = first_try(hi, lo, inc_hi, inc_lo)
+        if ok:
+            return x, hi, lo
+
+
+@njit(cache=True, inline="always")
+def standard_normal_split(hi, lo, inc_hi, inc_lo):
+    """:func:`standard_normal` (the same draws, step for step) with only the first try
+    inlined and the rare rest (about 1 % of draws) a call to :func:`normal_rest`: (x, hi, lo).
+    A caller inlines about a fifth of the code, so it compiles faster and keeps fewer values
+    live around the draw; the call spills the caller's live vector registers (all
+    caller-saved) on the rare path, which costs loops that keep many values in registers
+    (see :data:`INLINED`, :data:`SPLIT`)."""
+    ok, x, idx, rabs, hi, lo = first_try(hi, lo, inc_hi, inc_lo)
+    if ok:
+        return x, hi, lo
+    return normal_rest(x, idx, rabs, hi, lo, inc_hi, inc_lo)
+
+
+#: The two forms of the normal draw, as a kernel factory's compile-time integer:
+#: :func:`standard_normal` and :func:`standard_normal_split`.
+INLINED, SPLIT = 0, 1
 
 
 def states(gens):

@@ -1,6 +1,7 @@
 """The inlined PCG64 + ziggurat (sde/pcg64.py) draws numpy's Generator stream bit for bit."""
 import numpy as np
 import pytest
+from numba import njit
 
 from sde import pcg64
 from sde.runs import block_generators
@@ -10,16 +11,51 @@ def _gen(seed):
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
 
 
+@njit
+def _fill_split(rows, k, out):
+    """:func:`sde.pcg64.fill_standard_normal` with the split form of the draw."""
+    hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
+    for i in range(out.shape[0]):
+        out[i], hi, lo = pcg64.standard_normal_split(hi, lo, inc_hi, inc_lo)
+    rows[k, 0] = hi
+    rows[k, 1] = lo
+
+
+@njit
+def _rejected_first_tries(rows, k, n):
+    """(tail, wedge): how many of n draws' first tries were rejected with idx 0 and idx > 0."""
+    hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
+    tail = wedge = 0
+    for _ in range(n):
+        ok, x, idx, rabs, hi, lo = pcg64.first_try(hi, lo, inc_hi, inc_lo)
+        if not ok:
+            if idx == 0:
+                tail += 1
+            else:
+                wedge += 1
+    return tail, wedge
+
+
+FORMS = {"inlined": pcg64.fill_standard_normal, "split": _fill_split}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
 @pytest.mark.parametrize("seed", [0, 12345, 2 ** 63 - 1])
-def test_stream_equals_numpy_generator(seed):
+def test_stream_equals_numpy_generator(seed, form):
+    """Both forms of the draw (fully inlined; first try inlined, the rest a call) give the
+    Generator's draws and leave its stream where it does."""
     n = 2_000_000
     rows = pcg64.states([_gen(seed)])
     ours = np.empty(n)
-    pcg64.fill_standard_normal(rows, 0, ours)
-    ref = _gen(seed).standard_normal(n)
+    FORMS[form](rows, 0, ours)
+    g = _gen(seed)
+    ref = g.standard_normal(n)
     assert np.array_equal(ours, ref)
+    assert np.array_equal(rows[0], pcg64.states([g])[0])
     # both rare branches of the ziggurat were taken: the tail beyond r (idx 0) and wedges
     assert np.count_nonzero(np.abs(ref) > pcg64.ziggurat_nor_r) > 100
+    tail, wedge = _rejected_first_tries(pcg64.states([_gen(seed)]), 0, 200_000)
+    assert tail > 10 and wedge > 500
 
 
 def test_state_is_written_back_and_continues_the_stream():

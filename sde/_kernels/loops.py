@@ -25,13 +25,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..pcg64 import INLINED, SPLIT
 from ..coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
                             ito_correction_into, ito_correction_lanes, noise_into, noise_lanes,
                             whitened_noise_into, whitened_noise_lanes)
 from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
                       masked_whitened_noise_into)
 from .masked_lanes import key_prefix_rows, masked_drift_lanes, masked_noise_lanes
-from .noise_sources import draw_lane, supplied_lane
+from .noise_sources import draw_lane, draw_lane_split, supplied_lane
 from .state import (ALIVE, BLEW_UP, LEFT_CONE, Slots, blew_lanes, blew_up, check_state,
                     start_path, used_blocks)
 from .steps import (euler_update, euler_update_lanes, factor_from_qr, spd_update,
@@ -68,6 +69,16 @@ def path_kernel(step=EULER, coef=COMPLETE):
     return k
 
 
+def draw_form(coef):
+    """The form of the normal draw the kernels with coefficients ``coef`` inline
+    (:mod:`sde.pcg64`): the complete mask's fully inlined (:data:`sde.pcg64.INLINED`; its
+    Euler lane loop at m = 3 keeps its values in vector registers, and a call on the
+    ziggurat's rare path spills them: about 20 % slower), the masked ones' with the rare rest a
+    call (:data:`sde.pcg64.SPLIT`; their lane loops spill anyway, and the kernel compiles
+    seconds faster)."""
+    return SPLIT if coef == MASKED else INLINED
+
+
 def _make_lanes_kernel(M, STEP, COEF, NOISE):
     """The lane loop with m = ``M`` and the step, coefficients and noise source fixed.
 
@@ -78,6 +89,7 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
     ``normals[p, s]`` (the draws the stream would make). Idle lanes (no path left) stay at
     V0 and are never read.
     """
+    DRAW = draw_form(COEF)
     S = Slots(STEP == SPD, COEF == MASKED)
     N_SLOTS, D, Q = S.n, S.D, S.Q
     XS, MS, ES, FS = S.X, S.M, S.E, S.F
@@ -133,7 +145,10 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                 for l in range(NL):
                     if active[l]:
                         if NOISE == PCG64:
-                            draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
+                            if DRAW == SPLIT:
+                                draw_lane_split(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
+                            else:
+                                draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
                         else:
                             supplied_lane(normals, p[l], step[l], l, sq, sq2, has_att, Z, Gp)
                 # the drift
@@ -239,6 +254,8 @@ def _make_path_kernel(STEP, COEF):
     Arguments as the lane kernel's from ``rng`` on (no ``normals``, no ``L0``). ``out_V`` (paths,
     n_save, m, m) must be NaN-filled, ``out_status`` zeros, ``out_death`` +inf.
     """
+    DRAW = draw_form(COEF)
+
     @njit(cache=True, parallel=True)
     def kernel(rng, block_start, block_len, V0, coef, idx, cnt, dt, n_steps, save_steps,
                bound, out_V, out_status, out_death):
@@ -269,7 +286,10 @@ def _make_path_kernel(STEP, COEF):
                     out_V[p, 0] = V
                     j = 1
                 for s in range(1, n_steps + 1):
-                    draw_lane(rng, k, 0, sq, sq2, has_att, Z1, Gp1)
+                    if DRAW == SPLIT:
+                        draw_lane_split(rng, k, 0, sq, sq2, has_att, Z1, Gp1)
+                    else:
+                        draw_lane(rng, k, 0, sq, sq2, has_att, Z1, Gp1)
                     if COEF == MASKED:
                         masked_drift_work(V, coef, idx, cnt, bd, work[3:])
                     else:
