@@ -11,9 +11,8 @@ with numba's own tables — the draws are bit-identical to the Generator's
 The normal draw comes in two forms, the same draws step for step, built from one first try
 (:func:`first_try`) and one slow path (:func:`wedge_or_tail`): :func:`standard_normal`, fully
 inlined into its caller, and :func:`standard_normal_split`, whose rare rest (about 1 % of
-draws) is a call. A kernel factory picks one per kernel at compile time (:data:`INLINED`,
-:data:`SPLIT`; docs/developing.md, "The integrator core"); the reduced finite-width samplers
-use the split form (:mod:`finite.inline_rng`).
+draws) is a call. The SDE kernels draw with the first, the reduced finite-width samplers
+with the second (:mod:`finite.inline_rng`).
 
 State layout: one row of four ``uint64`` per Generator, ``(state_hi, state_lo, inc_hi,
 inc_lo)`` (:func:`states`); a kernel advances the first two and :func:`write_back` returns
@@ -152,17 +151,11 @@ def standard_normal_split(hi, lo, inc_hi, inc_lo):
     inlined and the rare rest (about 1 % of draws) a call to :func:`normal_rest`: (x, hi, lo).
     A caller inlines about a fifth of the code, so it compiles faster and keeps fewer values
     live around the draw; the call spills the caller's live vector registers (all
-    caller-saved) on the rare path, which costs loops that keep many values in registers
-    (see :data:`INLINED`, :data:`SPLIT`)."""
+    caller-saved) on the rare path (the SDE lane kernels were 10–20 % slower with it)."""
     ok, x, idx, rabs, hi, lo = first_try(hi, lo, inc_hi, inc_lo)
     if ok:
         return x, hi, lo
     return normal_rest(x, idx, rabs, hi, lo, inc_hi, inc_lo)
-
-
-#: The two forms of the normal draw, as a kernel factory's compile-time integer:
-#: :func:`standard_normal` and :func:`standard_normal_split`.
-INLINED, SPLIT = 0, 1
 
 
 def states(gens):

@@ -25,14 +25,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..pcg64 import INLINED, SPLIT
 from ..coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
                             ito_correction_into, ito_correction_lanes, noise_into, noise_lanes,
                             whitened_noise_into, whitened_noise_lanes)
 from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
                       masked_whitened_noise_into)
-from .masked_lanes import key_prefix_rows, masked_drift_lanes, masked_noise_lanes
-from .noise_sources import draw_lane, draw_lane_split, supplied_lane
+from .masked_lanes import draw_lane_called, key_prefix_rows, masked_drift_lanes, masked_noise_lanes
+from .noise_sources import draw_lane, supplied_lane
 from .state import (ALIVE, BLEW_UP, LEFT_CONE, Slots, blew_lanes, blew_up, check_state,
                     start_path, used_blocks)
 from .steps import (euler_update, euler_update_lanes, factor_from_qr, spd_update,
@@ -41,6 +40,7 @@ from .steps import (euler_update, euler_update_lanes, factor_from_qr, spd_update
 EULER, SPD = 0, 1
 COMPLETE, MASKED = 0, 1
 PCG64, SUPPLIED = 0, 1
+INLINED_DRAW, CALLED_DRAW = 0, 1
 
 #: above this m the per-path kernel is used (lanes measured 0.51 vs 0.36 of the RNG floor
 #: at m = 16; larger m are untested: the lane workspace, ≥ 14 m² NL doubles, outgrows L2).
@@ -70,13 +70,16 @@ def path_kernel(step=EULER, coef=COMPLETE):
 
 
 def draw_form(coef):
-    """The form of the normal draw the kernels with coefficients ``coef`` inline
-    (:mod:`sde.pcg64`): the complete mask's fully inlined (:data:`sde.pcg64.INLINED`; its
-    Euler lane loop at m = 3 keeps its values in vector registers, and a call on the
-    ziggurat's rare path spills them: about 20 % slower), the masked ones' with the rare rest a
-    call (:data:`sde.pcg64.SPLIT`; their lane loops spill anyway, and the kernel compiles
-    seconds faster)."""
-    return SPLIT if coef == MASKED else INLINED
+    """Where a kernel with coefficients ``coef`` draws its step's normals:
+    :data:`INLINED_DRAW`, the draw (:func:`sde._kernels.noise_sources.draw_lane`, with
+    :func:`sde.pcg64.standard_normal` fully inlined) inlined into the kernel, or
+    :data:`CALLED_DRAW`, the same draw as a function of its own
+    (:func:`sde._kernels.masked_lanes.draw_lane_called`), one call per lane and step. The
+    complete mask inlines it; the masked kernels call it: each of the m(m+1)/2 + m² draws of
+    a step, unrolled for a constant m, is otherwise a copy of the ziggurat in the kernel, and
+    the masked kernel is the larger one to compile (docs/benchmarks.md, "Compile time").
+    Both give the same draws, in the same order."""
+    return CALLED_DRAW if coef == MASKED else INLINED_DRAW
 
 
 def _make_lanes_kernel(M, STEP, COEF, NOISE):
@@ -145,8 +148,8 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                 for l in range(NL):
                     if active[l]:
                         if NOISE == PCG64:
-                            if DRAW == SPLIT:
-                                draw_lane_split(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
+                            if DRAW == CALLED_DRAW:
+                                draw_lane_called(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
                             else:
                                 draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
                         else:
@@ -286,8 +289,8 @@ def _make_path_kernel(STEP, COEF):
                     out_V[p, 0] = V
                     j = 1
                 for s in range(1, n_steps + 1):
-                    if DRAW == SPLIT:
-                        draw_lane_split(rng, k, 0, sq, sq2, has_att, Z1, Gp1)
+                    if DRAW == CALLED_DRAW:
+                        draw_lane_called(rng, k, 0, sq, sq2, has_att, Z1, Gp1)
                     else:
                         draw_lane(rng, k, 0, sq, sq2, has_att, Z1, Gp1)
                     if COEF == MASKED:

@@ -13,6 +13,14 @@ import numpy as np
 from numba import njit
 
 from ..coefficients import NL, _dot_lanes, mlp_drift_lanes
+from .noise_sources import draw_lane
+
+
+@njit(cache=True)
+def draw_lane_called(rng, k, l, sq, sq2, has_att, Z, Gp):
+    """:func:`sde._kernels.noise_sources.draw_lane` (the same draws) as a function of its own,
+    which the masked kernels call (:func:`sde._kernels.loops.draw_form`)."""
+    draw_lane(rng, k, l, sq, sq2, has_att, Z, Gp)
 
 
 # Running sums over a row's keys are tuples of NL per-lane values: SSA values, so they stay

@@ -14,39 +14,28 @@ from numba import njit
 from .. import pcg64
 
 
-def _make_draw_lane(normal):
-    """:func:`draw_lane` drawing with ``normal`` (a form of :mod:`sde.pcg64`'s draw)."""
-    @njit(cache=True, inline="always")
-    def draw_lane(rng, k, l, sq, sq2, has_att, Z, Gp):
-        """One step's noise for lane ``l`` from PCG64 state row ``k`` of ``rng`` (blocks, 4)
-        (:mod:`sde.pcg64`: the Generator's stream). The state stays in registers for the
-        step's draws and is stored back once."""
-        m = Z.shape[0]
-        hi, lo, inc_hi, inc_lo = rng[k, 0], rng[k, 1], rng[k, 2], rng[k, 3]
+@njit(cache=True, inline="always")
+def draw_lane(rng, k, l, sq, sq2, has_att, Z, Gp):
+    """One step's noise for lane ``l`` from PCG64 state row ``k`` of ``rng`` (blocks, 4)
+    (:mod:`sde.pcg64`: the Generator's stream). The state stays in registers for the step's
+    draws and is stored back once."""
+    m = Z.shape[0]
+    hi, lo, inc_hi, inc_lo = rng[k, 0], rng[k, 1], rng[k, 2], rng[k, 3]
+    for a in range(m):
+        x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+        Z[a, a, l] = sq2 * x
+        for b in range(a + 1, m):
+            x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+            z = sq * x
+            Z[a, b, l] = z
+            Z[b, a, l] = z
+    if has_att:
         for a in range(m):
-            x, hi, lo = normal(hi, lo, inc_hi, inc_lo)
-            Z[a, a, l] = sq2 * x
-            for b in range(a + 1, m):
-                x, hi, lo = normal(hi, lo, inc_hi, inc_lo)
-                z = sq * x
-                Z[a, b, l] = z
-                Z[b, a, l] = z
-        if has_att:
-            for a in range(m):
-                for b in range(m):
-                    x, hi, lo = normal(hi, lo, inc_hi, inc_lo)
-                    Gp[a, b, l] = sq * x
-        rng[k, 0] = hi
-        rng[k, 1] = lo
-
-    return draw_lane
-
-
-#: One step's noise for a lane, the normals fully inlined (:func:`sde.pcg64.standard_normal`),
-#: and the same draws with the ziggurat's rare rest a call
-#: (:func:`sde.pcg64.standard_normal_split`).
-draw_lane = _make_draw_lane(pcg64.standard_normal)
-draw_lane_split = _make_draw_lane(pcg64.standard_normal_split)
+            for b in range(m):
+                x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
+                Gp[a, b, l] = sq * x
+    rng[k, 0] = hi
+    rng[k, 1] = lo
 
 
 def normals_per_step(m, has_att):
