@@ -15,8 +15,8 @@ draw per normal). Variants, all drawing exactly each block's
   pieces; ``j`` outputs per lane per round, all from the round's first state
   (``s_{k+i} = M^i s_k + c_i``, so the ``j`` multiplies do not wait for each other). The
   ziggurat's first try runs per lane on the stored outputs; a lane whose first try is
-  rejected finishes that draw with the scalar rest of the ziggurat and draws the rest of its
-  round scalar.
+  rejected (about 1 % of draws) draws that normal again, and the rest of its round, with the
+  scalar draw from the state before that step.
 * ``lanes 8×1 + gathers``: the first try also in vector IR, its two table lookups as
   ``llvm.masked.gather`` (vgatherqpd / vpgatherqq on AVX-512).
 * ``…, signed table``: the first try on the table below.
@@ -26,7 +26,8 @@ draw per normal). Variants, all drawing exactly each block's
 
 CPU seconds of this process (``time.process_time``), one thread; each variant fills the same
 (768, 8) buffer (the m·n = 768 hidden normals of an n = 256, m = 3 layer, for 8 blocks)
-``--repeats`` times, best of three; ratios are scalar / variant within this run.
+4000 times (500 with ``--quick``), best of three; ratios are scalar / variant within this run. The
+kernels are compiled at each run (not cached: the variants are built by a factory).
 """
 import argparse
 import os
@@ -58,7 +59,7 @@ _MASK52 = np.uint64(0x000fffffffffffff)
 
 # ------------------------------------------------------------------ scalar draws
 
-@njit(cache=True)
+@njit
 def scalar_fill(rows, out):
     """``out[:, l]`` = the next K normals of state row l of rows (8, 4), one row after the
     other through :func:`finite.inline_rng.standard_normal` (the sampler's draw)."""
@@ -70,27 +71,28 @@ def scalar_fill(rows, out):
         rows[lane, 1] = w
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _signed_normal(h, w, ih, il):
-    """One normal, the first try on a signed table: (x, h, w)."""
-    r, h, w = pcg64.next_uint64(h, w, ih, il)
+    """One normal, the first try on a signed table: (x, h, w). A rejected first try is
+    drawn again from the state before it by :func:`finite.inline_rng.standard_normal`."""
+    r, h1, w1 = pcg64.next_uint64(h, w, ih, il)
     i9 = np.int64(r & _NINE)
     rabs = np.int64((r >> _U9) & _MASK52)
     x = np.float64(rabs) * _WI_SIGNED[i9]
     if rabs < _KI_TWICE[i9]:
-        return x, h, w
-    return inline_rng._normal_rest(x, np.int64(r & _BYTE), rabs, h, w, ih, il)
+        return x, h1, w1
+    return inline_rng.standard_normal(h, w, ih, il)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _signed_try(r):
-    """:func:`_first_try` on the signed table: (accepted, x, idx, rabs)."""
+    """:func:`_first_try` on the signed table: (accepted, x)."""
     i9 = np.int64(r & _NINE)
     rabs = np.int64((r >> _U9) & _MASK52)
-    return rabs < _KI_TWICE[i9], np.float64(rabs) * _WI_SIGNED[i9], i9 & 0xff, rabs
+    return rabs < _KI_TWICE[i9], np.float64(rabs) * _WI_SIGNED[i9]
 
 
-@njit(cache=True)
+@njit
 def signed_fill(rows, out):
     """:func:`scalar_fill` with the signed-table first try."""
     for lane in range(rows.shape[0]):
@@ -101,15 +103,15 @@ def signed_fill(rows, out):
         rows[lane, 1] = w
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _first_try(r):
-    """numpy's ziggurat first try on the PCG64 output r: (accepted, x, idx, rabs)."""
+    """numpy's ziggurat first try on the PCG64 output r: (accepted, x)."""
     idx = np.int64(r & _BYTE)
     r = r >> _U8
     rabs = np.int64((r >> _U1) & _MASK52)
     v = np.float64(rabs) * _WI[idx]
     v = -v if (r & _U1) != np.uint64(0) else v
-    return rabs < _KI[idx], v, idx, rabs
+    return rabs < _KI[idx], v
 
 
 # ------------------------------------------------------------------ vector IR
@@ -191,12 +193,14 @@ def make_lane_fill(vector, jump, signed=False):
             for part in range(0, LANES, vector):
                 h = builder.load(ptr(0, part), align=8)
                 w = builder.load(ptr(1, part), align=8)
+                builder.store(h, ptr(4, part), align=8)
+                builder.store(w, ptr(5, part), align=8)
                 for i in range(jump):
                     off = i * LANES + part
                     nh, nl = _affine_ir(builder, h, w, powers[i], builder.load(ptr(2, off), align=8),
                                         builder.load(ptr(3, off), align=8))
-                    builder.store(nh, ptr(4, off), align=8)
-                    builder.store(nl, ptr(5, off), align=8)
+                    builder.store(nh, ptr(4, off + LANES), align=8)
+                    builder.store(nl, ptr(5, off + LANES), align=8)
                     builder.store(_xslrr_ir(builder, nh, nl), ptr(6, off), align=8)
                 builder.store(nh, ptr(0, part), align=8)
                 builder.store(nl, ptr(1, part), align=8)
@@ -212,13 +216,13 @@ def make_lane_fill(vector, jump, signed=False):
             _round(hi, lo, chi, clo, shi, slo, rs)
             for lane in range(LANES):
                 for i in range(jump):
-                    a, x, idx, rabs = try_(rs[i, lane])
+                    a, x = try_(rs[i, lane])
                     if a:
                         out[k + i, lane] = x
                         continue
+                    # drawn again from the state before this step, then the rest scalar
                     h, w, ih, il = shi[i, lane], slo[i, lane], ihi[lane], ilo[lane]
-                    out[k + i, lane], h, w = inline_rng._normal_rest(x, idx, rabs, h, w, ih, il)
-                    for ii in range(i + 1, jump):
+                    for ii in range(i, jump):
                         out[k + ii, lane], h, w = inline_rng.standard_normal(h, w, ih, il)
                     hi[lane] = h
                     lo[lane] = w
@@ -235,10 +239,11 @@ def make_lane_fill(vector, jump, signed=False):
 
 
 @intrinsic
-def _step_try_gather(typingctx, hi, lo, ihi, ilo, rs, xs, wi, ki):
+def _step_try_gather(typingctx, hi, lo, ihi, ilo, ph, pl, xs, wi, ki):
     """One step of the eight lanes and the first try, table lookups as gathers, in vector IR:
-    the outputs into rs, x into xs; returns the bit mask of the rejected lanes."""
-    sig = types.int64(hi, lo, ihi, ilo, rs, xs, wi, ki)
+    the states before the step into ph, pl, x into xs; returns the bit mask of the rejected
+    lanes."""
+    sig = types.int64(hi, lo, ihi, ilo, ph, pl, xs, wi, ki)
 
     def codegen(context, builder, signature, args):
         v64, vf = ir.VectorType(ir.IntType(64), LANES), ir.VectorType(ir.DoubleType(), LANES)
@@ -249,14 +254,15 @@ def _step_try_gather(typingctx, hi, lo, ihi, ilo, rs, xs, wi, ki):
         def splat(c):
             return ir.Constant(v64, [int(c)] * LANES)
 
-        il = builder.load(ptr(3, v64), align=8)
-        nh, nl = _affine_ir(builder, builder.load(ptr(0, v64), align=8),
-                            builder.load(ptr(1, v64), align=8), pcg64.MULTIPLIER,
-                            builder.load(ptr(2, v64), align=8), il)
+        h = builder.load(ptr(0, v64), align=8)
+        w = builder.load(ptr(1, v64), align=8)
+        builder.store(h, ptr(4, v64), align=8)
+        builder.store(w, ptr(5, v64), align=8)
+        nh, nl = _affine_ir(builder, h, w, pcg64.MULTIPLIER, builder.load(ptr(2, v64), align=8),
+                            builder.load(ptr(3, v64), align=8))
         builder.store(nh, ptr(0, v64), align=8)
         builder.store(nl, ptr(1, v64), align=8)
         r = _xslrr_ir(builder, nh, nl)
-        builder.store(r, ptr(4, v64), align=8)
         idx = builder.and_(r, splat(0xff))
         r8 = builder.lshr(r, splat(8))
         rabs = builder.and_(builder.lshr(r8, splat(1)), splat(0x000fffffffffffff))
@@ -265,9 +271,9 @@ def _step_try_gather(typingctx, hi, lo, ihi, ilo, rs, xs, wi, ki):
         def data(k):
             return context.make_array(signature.args[k])(context, builder, value=args[k]).data
 
-        v = builder.fmul(builder.sitofp(rabs, vf), _gather_ir(builder, data(6), idx, vf))
-        builder.store(builder.select(neg, builder.fneg(v), v), ptr(5, vf), align=8)
-        rej = builder.icmp_signed(">=", rabs, _gather_ir(builder, data(7), idx, v64))
+        v = builder.fmul(builder.sitofp(rabs, vf), _gather_ir(builder, data(7), idx, vf))
+        builder.store(builder.select(neg, builder.fneg(v), v), ptr(6, vf), align=8)
+        rej = builder.icmp_signed(">=", rabs, _gather_ir(builder, data(8), idx, v64))
         return builder.zext(builder.bitcast(rej, ir.IntType(LANES)), ir.IntType(64))
 
     return sig, codegen
@@ -276,22 +282,21 @@ def _step_try_gather(typingctx, hi, lo, ihi, ilo, rs, xs, wi, ki):
 @njit
 def gather_fill(hi, lo, ihi, ilo, chi, clo, shi, slo, rs, out):
     """The lanes with the first try in vector IR (gathers), one output per lane per round."""
-    r = rs[0]
+    ph, pl = shi[0], slo[0]
     for k in range(out.shape[0]):
         xs = out[k]
-        bad = _step_try_gather(hi, lo, ihi, ilo, r, xs, _WI, _KI)
+        bad = _step_try_gather(hi, lo, ihi, ilo, ph, pl, xs, _WI, _KI)
         if bad:
             for lane in range(LANES):
-                if (bad >> lane) & 1:
-                    a, x, idx, rabs = _first_try(r[lane])
-                    xs[lane], hi[lane], lo[lane] = inline_rng._normal_rest(
-                        x, idx, rabs, hi[lane], lo[lane], ihi[lane], ilo[lane])
+                if (bad >> lane) & 1:       # drawn again from the state before the step
+                    xs[lane], hi[lane], lo[lane] = inline_rng.standard_normal(
+                        ph[lane], pl[lane], ihi[lane], ilo[lane])
 
 
 def lane_arrays(rows, jump):
     """(hi, lo, ihi, ilo, chi, clo, shi, slo, rs) of the eight state rows ``rows`` (8, 4):
-    states, increments, the offsets ``c_i = inc (1 + M + … + M^{i−1})`` (jump, 8) and the
-    round's scratch."""
+    states, increments, the offsets ``c_i = inc (1 + M + … + M^{i−1})`` (jump, 8), the
+    round's states (jump + 1, 8: the first, then after each step) and outputs (jump, 8)."""
     hi, lo, ihi, ilo = (np.ascontiguousarray(rows[:, i]) for i in range(4))
     chi = np.empty((jump, LANES), dtype=np.uint64)
     clo = np.empty((jump, LANES), dtype=np.uint64)
@@ -301,8 +306,8 @@ def lane_arrays(rows, jump):
         for i in range(jump):
             c = (c * pcg64.MULTIPLIER + inc) & ((1 << 128) - 1)
             chi[i, lane], clo[i, lane] = c >> 64, c & _MASK64
-    scratch = [np.empty((jump, LANES), dtype=np.uint64) for _ in range(3)]
-    return (hi, lo, ihi, ilo, chi, clo, *scratch)
+    shi, slo = (np.empty((jump + 1, LANES), dtype=np.uint64) for _ in range(2))
+    return (hi, lo, ihi, ilo, chi, clo, shi, slo, np.empty((jump, LANES), dtype=np.uint64))
 
 
 #: (label, kind, vector, jump): kind "scalar" (row-state fill), "lanes" (lane arrays)
