@@ -10,8 +10,8 @@ less than wall time; BLAS is limited to one thread):
 1. **RNG floor.** The reduced block sampler (shaped block γ = 0.3536, τ0 = 1, c₊ = 0, c₋ = −1,
    m = 3, ρ0 = 0.2, 2048 paths) per path-layer, against the time to draw the m·n normals of
    its MLP hidden pre-activations — the draws it cannot avoid — with numba's ``Generator``
-   (``gen.standard_normal()`` in an njit loop) and with the inlined PCG64 + ziggurat it
-   draws through (:func:`finite.inline_rng.standard_normal`, the draws of
+   (``gen.standard_normal()`` in an njit loop) and with the inlined PCG64 + ziggurat its
+   hidden Gram draws through (:func:`finite.signed_normal.standard_normal`, the draws of
    :mod:`sde.pcg64`). A ratio floor/sampler ≥ 1 means the sampler costs less than drawing
    its normals with numba's Generator. Beside it, the time of the fused hidden-Gram
    pass alone (the same m·n draws mapped through L, the ReLU and summed; L fixed) and the
@@ -36,7 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
-from finite import inline_rng  # noqa: E402
+from finite import signed_normal  # noqa: E402
 from finite import layers as fl  # noqa: E402
 from finite import literal as lit  # noqa: E402
 from finite import reduced_kernels as rk  # noqa: E402
@@ -64,12 +64,12 @@ def _generator_floor(gens, count):
 
 @njit(cache=True)
 def _inline_floor(rows, count):
-    """``count`` normals from each PCG64 state row through the sampler's inlined generator."""
+    """``count`` normals from each PCG64 state row through the hidden Gram's inlined draw."""
     acc = 0.0
     for k in range(rows.shape[0]):
         hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
         for _ in range(count):
-            x, hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
+            x, hi, lo = signed_normal.standard_normal(hi, lo, inc_hi, inc_lo)
             acc += x
         rows[k, 0] = hi
         rows[k, 1] = lo
@@ -149,7 +149,8 @@ def per_path_layer(model, V0, width, sampler, budget_s):
 
 def literal_gflops(model, width, n_paths=8):
     """(sampler GFLOP/s, GFLOP/s without its weight draws, numpy matmul GFLOP/s, draw share)
-    of one literal layer at m = M."""
+    of one literal layer at m = M; without the draws NaN when the draws, timed alone, took
+    at least the layer's time (a loaded machine)."""
     V0 = equicorrelated(M, 0.2)
     bound = fl.bind(model, width, model.heads, width // model.heads)
     flops = sum(b.literal_cost(M)[1] for b in bound) * n_paths
@@ -163,7 +164,8 @@ def literal_gflops(model, width, n_paths=8):
     W = np.random.default_rng(1).standard_normal((n_paths, width, width))
     t_mm = min(_cpu(np.matmul, X, W) for _ in range(REPEATS + 1))
     g_mm = 2.0 * M * width * width * n_paths / t_mm / 1e9
-    return (flops / t_lit / 1e9, flops / max(t_lit - t_draw, 1e-9) / 1e9, g_mm,
+    rest = t_lit - t_draw     # not separable when the draws, timed alone, took longer
+    return (flops / t_lit / 1e9, flops / rest / 1e9 if rest > 0 else float("nan"), g_mm,
             t_draw / t_lit)
 
 
@@ -218,8 +220,10 @@ def main(argv=None):
     for arch, model in models.items():
         for n in (256, 1024):
             g_lit, g_nodraw, g_mm, share = literal_gflops(model, n)
-            print(f"| {arch} | {n} | {g_lit:.2f} | {share:.2f} | {g_nodraw:.1f} | {g_mm:.1f} "
-                  f"| {g_lit / g_mm:.2f} | {g_nodraw / g_mm:.2f} |", flush=True)
+            nodraw = ("—", "—") if np.isnan(g_nodraw) else (f"{g_nodraw:.1f}",
+                                                              f"{g_nodraw / g_mm:.2f}")
+            print(f"| {arch} | {n} | {g_lit:.2f} | {share:.2f} | {nodraw[0]} | {g_mm:.1f} "
+                  f"| {g_lit / g_mm:.2f} | {nodraw[1]} |", flush=True)
     print(f"\n# load after: {load()}")
 
 
