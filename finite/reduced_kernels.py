@@ -177,11 +177,11 @@ def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
         j0 += c
     row[0] = hi
     row[1] = lo
-    _fold_gram3(acc, slots, width, K)
+    fold_gram3(acc, slots, width, K)
 
 
 @njit(cache=True)
-def _fold_gram3(acc, slots, width, K):
+def fold_gram3(acc, slots, width, K):
     """:func:`_fold_gram` for m = 3: the six sums run side by side (six independent chains
     of additions instead of one after the other), each still in slot order: the same bits."""
     t0 = t1 = t2 = t3 = t4 = t5 = 0.0
