@@ -17,3 +17,8 @@ def random_spd(rng, m, cond=5.0):
     ev = np.linspace(1.0, cond, m)
     V = (Q * ev) @ Q.T
     return 0.5 * (V + V.T) / ev.mean()
+
+
+
+if os.environ.get("COVSDE_COMPILE_LOG"):  # what the suite compiles: tests/compile_log.py
+    from compile_log import pytest_runtest_setup, pytest_runtest_teardown  # noqa: F401

@@ -46,6 +46,9 @@ M = 4
 V4 = np.array([[1.0, 0.3, -0.2, 0.1], [0.3, 0.8, 0.1, 0.2], [-0.2, 0.1, 1.3, -0.1],
                [0.1, 0.2, -0.1, 0.9]])
 IU = np.triu_indices(M)
+M5 = 5  # the pathwise test against sdeint
+V5 = np.block([[V4, np.array([[0.2], [-0.1], [0.1], [0.15]])],
+               [np.array([[0.2, -0.1, 0.1, 0.15, 1.1]])]])
 SEED = 7  # draws the sparse graph in the coefficient tests
 
 MASKS = {
@@ -315,9 +318,9 @@ V00_GAMMA, V00_TAU0, V00_T = 1.0, 0.8, 0.25
 
 @pytest.fixture(scope="module")
 def v00_runs():
-    """V_00(T) from the causal and the sliding SDE: γ = 1, τ0 = 0.8, m = 4, T = 0.25,
-    dt = 0.0025, 2·10⁴ paths."""
-    V0 = 0.7 * np.eye(4) + 0.3
+    """V_00(T) from the causal and the sliding SDE: γ = 1, τ0 = 0.8, m = 3 (a compiled
+    kernel of the suite), T = 0.25, dt = 0.0025, 2·10⁴ paths."""
+    V0 = 0.7 * np.eye(3) + 0.3
     kw = dict(t_end=V00_T, dt=0.0025, n_paths=20_000, seed=41, save_every=100)
     return {name: simulate(ShapedAttention(V00_GAMMA, V00_TAU0, **mk), V0, **kw)
             for name, mk in (("causal", dict(mask="causal")),
@@ -339,9 +342,9 @@ def test_causal_token0_follows_attention_free_law(v00_runs):
     ``dV_00 = sqrt(2 a_lin) V_00 dB`` (geometric Brownian motion), KS at α = 10⁻³ (resolution
     ≈ 0.014 in CDF at 2·10⁴ paths). Paths that died (other tokens blowing up or leaving the
     cone) are censored; conditioning on survival can bias V_00, so the dead fraction is kept
-    below 2 % (measured 1.6 %; at γ = 1, τ0 = 1, T = 0.5 with 6 % dead the conditioning bias
-    was detectable, p = 5·10⁻⁸). Measured: p = 0.26. Control (next test): the sliding mask,
-    where token 0 sees token 1, p = 5·10⁻¹⁶."""
+    below 2 % (measured 1.3 %; with m = 4 at γ = 1, τ0 = 1, T = 0.5 and 6 % dead the
+    conditioning bias was detectable, p = 5·10⁻⁸). Measured: p = 0.16. Control (next test):
+    the sliding mask, where token 0 sees token 1, p = 4·10⁻¹⁵."""
     alive, p = _v00_pvalue(v00_runs["causal"])
     assert alive > 0.98
     assert p > ALPHA, f"causal V_00 is not attention-free, p = {p:.3g}"
@@ -513,7 +516,8 @@ def test_masked_noise_covariance_matches_dense_sigma(name):
 def test_masked_kernel_equals_sdeint_itoEuler(name):
     """The masked kernel driven by supplied increments equals sdeint.itoEuler with
     ``model.drift`` and ``model.noise_matrix`` on the same increments to round-off (3 paths,
-    40 steps, m = 4); the other mask's coefficients fed to sdeint do not."""
+    40 steps, m = 5: the kernel of tests/test_masked_per_term.py, so the suite compiles no
+    kernel for this test alone); the other mask's coefficients fed to sdeint do not."""
     import sdeint
 
     model = ShapedBlock(0.5, 1.3, 0.1, -1.1, **MASKS[name])
@@ -521,19 +525,19 @@ def test_masked_kernel_equals_sdeint_itoEuler(name):
                                                       else "causal"])
     dt, n_steps, n_paths = 0.01, 40, 3
     rng = np.random.default_rng(8)
-    dW = math.sqrt(dt) * rng.standard_normal((n_paths, n_steps, 2, M, M))
-    out = np.full((n_paths, n_steps + 1, M, M), np.nan)
+    dW = math.sqrt(dt) * rng.standard_normal((n_paths, n_steps, 2, M5, M5))
+    out = np.full((n_paths, n_steps + 1, M5, M5), np.nan)
     st, death = np.zeros(n_paths, np.int8), np.full(n_paths, np.inf)
-    idx, cnt = row_lists(model.attention_mask.matrix(M, SEED))
-    _kernels.integrate_supplied(V4, model.limit(), dt, dW, 1e4, out, st, death, rows=(idx, cnt))
+    idx, cnt = row_lists(model.attention_mask.matrix(M5, SEED))
+    _kernels.integrate_supplied(V5, model.limit(), dt, dW, 1e4, out, st, death, rows=(idx, cnt))
     assert np.all(st == 0)
     tspan = np.arange(n_steps + 1) * dt
 
     def path(mod, p):
-        y = sdeint.itoEuler(lambda y, t: mod.drift(y.reshape(M, M), seed=SEED).ravel(),
-                            lambda y, t: mod.noise_matrix(y.reshape(M, M), seed=SEED),
-                            V4.ravel(), tspan, dW=dW[p].reshape(n_steps, 2 * M * M))
-        return y.reshape(n_steps + 1, M, M)
+        y = sdeint.itoEuler(lambda y, t: mod.drift(y.reshape(M5, M5), seed=SEED).ravel(),
+                            lambda y, t: mod.noise_matrix(y.reshape(M5, M5), seed=SEED),
+                            V5.ravel(), tspan, dW=dW[p].reshape(n_steps, 2 * M5 * M5))
+        return y.reshape(n_steps + 1, M5, M5)
 
     for p in range(n_paths):
         ref = path(model, p)
