@@ -20,7 +20,7 @@ import scipy.stats
 import xarray as xr
 
 import reduced_reference as ref
-from finite import inline_rng, sample
+from finite import inline_rng, sample, signed_normal
 from finite import reduced_kernels as rk
 from finite.streams import BlockStreams, as_stream
 from sde import ShapedAttention, ShapedBlock, ShapedMLP, pcg64
@@ -67,6 +67,30 @@ def test_standard_normal_equals_numpy():
     assert np.sum(np.abs(want) > 3.6541528853610088) > 100     # the tail branch was taken
     np.testing.assert_array_equal(ours, want)
     np.testing.assert_array_equal(pcg64.states([g])[0], rows[0])
+
+
+def test_signed_table_normal_equals_numpy():
+    """:func:`finite.signed_normal.standard_normal` (the hidden-Gram pass's draw: the sign in
+    the table) equals ``Generator.standard_normal`` draw for draw, tails included, and leaves
+    the stream where numpy does."""
+    n = 2_000_000
+    rows = pcg64.states([_gen(10)])
+    ours = np.empty(n)
+    signed_normal.fill_normals(rows[0], ours)
+    g = _gen(10)
+    want = g.standard_normal(n)
+    assert np.sum(np.abs(want) > 3.6541528853610088) > 100     # the tail branch was taken
+    np.testing.assert_array_equal(ours, want)
+    np.testing.assert_array_equal(pcg64.states([g])[0], rows[0])
+
+
+def test_signed_table_is_numpys():
+    """The signed table is ``±wi`` on the low nine bits (bit 8 the sign) and the acceptance
+    table ``ki`` twice."""
+    from numba.np.random._constants import ki_double, wi_double
+    np.testing.assert_array_equal(signed_normal.WI_SIGNED[:256], wi_double)
+    np.testing.assert_array_equal(signed_normal.WI_SIGNED[256:], -wi_double)
+    np.testing.assert_array_equal(signed_normal.KI_TWICE, np.tile(ki_double, 2).astype(np.int64))
 
 
 def test_chisquare_negative_control():
