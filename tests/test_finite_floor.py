@@ -54,30 +54,18 @@ def test_chisquare_equals_numpy(df):
     np.testing.assert_array_equal(after, g.standard_normal(3))
 
 
-def test_standard_normal_equals_numpy():
-    """:func:`finite.inline_rng.standard_normal` (first try inlined, the rest a call) equals
-    ``Generator.standard_normal`` draw for draw, over enough draws to take the wedge and
-    the tail branches many times, and leaves the stream where numpy does."""
+@pytest.mark.parametrize("draw, seed", [(inline_rng, 9), (signed_normal, 10)],
+                         ids=["split", "signed-table"])
+def test_standard_normal_equals_numpy(draw, seed):
+    """:func:`finite.inline_rng.standard_normal` (first try inlined, the rest a call) and
+    :func:`finite.signed_normal.standard_normal` (the hidden-Gram pass's draw: the sign in
+    the table) equal ``Generator.standard_normal`` draw for draw, over enough draws to take
+    the wedge and the tail branches many times, and leave the stream where numpy does."""
     n = 2_000_000
-    rows = pcg64.states([_gen(9)])
+    rows = pcg64.states([_gen(seed)])
     ours = np.empty(n)
-    inline_rng.fill_normals(rows[0], ours)
-    g = _gen(9)
-    want = g.standard_normal(n)
-    assert np.sum(np.abs(want) > 3.6541528853610088) > 100     # the tail branch was taken
-    np.testing.assert_array_equal(ours, want)
-    np.testing.assert_array_equal(pcg64.states([g])[0], rows[0])
-
-
-def test_signed_table_normal_equals_numpy():
-    """:func:`finite.signed_normal.standard_normal` (the hidden-Gram pass's draw: the sign in
-    the table) equals ``Generator.standard_normal`` draw for draw, tails included, and leaves
-    the stream where numpy does."""
-    n = 2_000_000
-    rows = pcg64.states([_gen(10)])
-    ours = np.empty(n)
-    signed_normal.fill_normals(rows[0], ours)
-    g = _gen(10)
+    draw.fill_normals(rows[0], ours)
+    g = _gen(seed)
     want = g.standard_normal(n)
     assert np.sum(np.abs(want) > 3.6541528853610088) > 100     # the tail branch was taken
     np.testing.assert_array_equal(ours, want)
