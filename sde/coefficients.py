@@ -609,6 +609,19 @@ def cholesky_lanes(V, L, ok):
 
 
 @njit(cache=True, inline="always")
+def lower_times_into(L, B, out):
+    """``out = L B`` (m, m), L lower triangular, k ascending from 0.0 per entry (the masked
+    noise's ``L G'`` and ``L Z``, the SPD step's ``F = L E``)."""
+    m = L.shape[0]
+    for i in range(m):
+        for j in range(m):
+            acc = 0.0
+            for k in range(i + 1):
+                acc += L[i, k] * B[k, j]
+            out[i, j] = acc
+
+
+@njit(cache=True, inline="always")
 def solve_lower_cols(L, B, X):
     """X = L⁻¹ B (forward substitution, column by column; L lower triangular, X not B)."""
     m = L.shape[0]

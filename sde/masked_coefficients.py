@@ -26,7 +26,7 @@ to §3.1 / §4.1 exactly (``C = 11ᵀ/m``, ``Δ = ẐP/m``).
 import numpy as np
 from numba import njit
 
-from .coefficients import mlp_drift_into, solve_lower_cols
+from .coefficients import lower_times_into, mlp_drift_into, solve_lower_cols
 from .masks import row_lists
 
 
@@ -148,19 +148,6 @@ def masked_delta_row(LG, L, idx, cnt, a, zh):
     zbar = w * zbar
     for j in range(k):
         zh[j] = (zh[j] - zbar) * w
-
-
-@njit(cache=True, inline="always")
-def lower_times_into(L, B, out):
-    """``out = L B`` (m, m), L lower triangular, k ascending from 0.0 per entry (``L G'`` and
-    ``L Z`` of the masked noise)."""
-    m = L.shape[0]
-    for i in range(m):
-        for j in range(m):
-            acc = 0.0
-            for k in range(i + 1):
-                acc += L[i, k] * B[k, j]
-            out[i, j] = acc
 
 
 @njit(cache=True, inline="always")

@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..coefficients import NL, solve_lower_cols
+from ..coefficients import NL, lower_times_into, solve_lower_cols
 
 
 # ------------------------------------------------------------------ Euler–Maruyama
@@ -120,12 +120,7 @@ def spd_update(L, N, dt, X, M, E, F, Vn):
                 x += 1.0
             E[i, j] = x
             E[j, i] = x
-    for i in range(m):
-        for j in range(m):
-            acc = 0.0
-            for k in range(i + 1):
-                acc += L[i, k] * E[k, j]
-            F[i, j] = acc
+    lower_times_into(L, E, F)
     for i in range(m):
         for j in range(i + 1):
             acc = 0.0
