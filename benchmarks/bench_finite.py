@@ -11,14 +11,12 @@ less than wall time; BLAS is limited to one thread):
    m = 3, ρ0 = 0.2, 2048 paths) per path-layer, against the time to draw the m·n normals of
    its MLP hidden pre-activations — the draws it cannot avoid — with numba's ``Generator``
    (``gen.standard_normal()`` in an njit loop) and with the inlined PCG64 + ziggurat its
-   hidden Gram draws through (:func:`finite.signed_normal.standard_normal`, the draws of
+   hidden Gram draws through (:func:`finite.inline_rng.standard_normal`, the draws of
    :mod:`sde.pcg64`). A ratio floor/sampler ≥ 1 means the sampler costs less than drawing
    its normals with numba's Generator. Beside it, the time of the fused hidden-Gram
    pass alone (the same m·n draws mapped through L, the ReLU and summed; L fixed) and the
    rest of the layer (sampler − pass: factorisations, the attention sub-layer, the O(m³)
-   draws and residual updates, the per-layer Python); last, the same m = 3 pass drawing
-   through :func:`finite.inline_rng.standard_normal` (checked to give the same bits), the
-   baseline of the signed-table draw.
+   draws and residual updates, the per-layer Python).
 2. **Literal vs reduced**, m = 8, one head: µs per path-layer.
 3. **Literal GFLOP/s**: the literal sampler's flops (its cost model's matrix products) per
    CPU second, against ``numpy.matmul`` on the shape of its products (the weight products
@@ -38,7 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
-from finite import inline_rng, signed_normal  # noqa: E402
+from finite import inline_rng  # noqa: E402
 from finite import layers as fl  # noqa: E402
 from finite import literal as lit  # noqa: E402
 from finite import reduced_kernels as rk  # noqa: E402
@@ -71,7 +69,7 @@ def _inline_floor(rows, count):
     for k in range(rows.shape[0]):
         hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
         for _ in range(count):
-            x, hi, lo = signed_normal.standard_normal(hi, lo, inc_hi, inc_lo)
+            x, hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
             acc += x
         rows[k, 0] = hi
         rows[k, 1] = lo
@@ -95,60 +93,6 @@ def _gram_pass(rows, L, width, per_block, a1, a2):
     return tot
 
 
-@njit(cache=True)
-def _relu3_pass_inline_rng(row, L, a1, a2, width, K, G, acc):
-    """The m = 3 ReLU hidden-Gram pass of :mod:`finite.reduced_kernels` with its normals drawn
-    through :func:`finite.inline_rng.standard_normal` instead of the package's
-    :func:`finite.signed_normal.standard_normal`: the baseline of the signed-table draw
-    (the same operations; :func:`floor_row` checks it gives the package's bits)."""
-    hi, lo, inc_hi, inc_lo = row[0], row[1], row[2], row[3]
-    l00, l10, l11, l20, l21, l22 = L[0, 0], L[1, 0], L[1, 1], L[2, 0], L[2, 1], L[2, 2]
-    slots = min(rk.GRAM_CHUNK, width)
-    acc[:, :slots] = 0.0
-    A0, A1, A2, A3, A4, A5 = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
-    G0, G1, G2 = G[0], G[1], G[2]
-    j0 = 0
-    while j0 < width:
-        c = min(rk.GRAM_CHUNK, width - j0)
-        for j in range(c):
-            G0[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
-            G1[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
-            G2[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
-        for j in range(c):
-            g0, g1, g2 = G0[j], G1[j], G2[j]
-            x0 = 0.0 + l00 * g0
-            x1 = 0.0 + l10 * g0 + l11 * g1
-            x2 = 0.0 + l20 * g0 + l21 * g1 + l22 * g2
-            s0 = a1 * x0 if x0 > 0.0 else a2 * x0
-            s1 = a1 * x1 if x1 > 0.0 else a2 * x1
-            s2 = a1 * x2 if x2 > 0.0 else a2 * x2
-            A0[j] += s0 * s0
-            A1[j] += s1 * s0
-            A2[j] += s1 * s1
-            A3[j] += s2 * s0
-            A4[j] += s2 * s1
-            A5[j] += s2 * s2
-        j0 += c
-    row[0] = hi
-    row[1] = lo
-    rk.fold_gram3(acc, slots, width, K)
-
-
-@njit(cache=True)
-def _gram_pass_inline_rng(rows, L, width, per_block, a1, a2):
-    """:func:`_gram_pass` through :func:`_relu3_pass_inline_rng` (m = 3, L lower triangular);
-    returns the sum of K[0, 0] as :func:`_gram_pass`."""
-    K = np.empty((3, 3))
-    G = np.empty((3, rk.GRAM_CHUNK))
-    acc = np.empty((6, rk.GRAM_CHUNK))
-    tot = 0.0
-    for k in range(rows.shape[0]):
-        for _ in range(per_block):
-            _relu3_pass_inline_rng(rows[k], L, a1, a2, width, K, G, acc)
-            tot += K[0, 0]
-    return tot
-
-
 def _cpu(f, *a, **kw):
     t0 = time.process_time()
     f(*a, **kw)
@@ -156,8 +100,8 @@ def _cpu(f, *a, **kw):
 
 
 def floor_row(width, depth):
-    """(sampler, generator floor, inline floor, hidden-Gram pass, the pass drawing through
-    :mod:`finite.inline_rng`) CPU seconds for FLOOR_PATHS paths × depth."""
+    """(sampler, generator floor, inline floor, hidden-Gram pass) CPU seconds for
+    FLOOR_PATHS paths × depth."""
     V0 = equicorrelated(FLOOR_M, 0.2)
     kw = dict(width=width, n_paths=FLOOR_PATHS, seed=1, threads=1, progress=False)
     sample(GRID_MODEL, V0, depth=1, **kw)                                  # compile
@@ -168,17 +112,13 @@ def floor_row(width, depth):
     a1, a2 = (1.0 + c / np.sqrt(width) for c in (GRID_MODEL.c_plus, GRID_MODEL.c_minus))
     _generator_floor(tuple(gens[:1]), 10)
     _inline_floor(pcg64.states(gens[:1]), 10)
-    rows_a, rows_b = pcg64.states(gens), pcg64.states(gens)
-    if (_gram_pass(rows_a, L, width, 3, a1, a2) != _gram_pass_inline_rng(rows_b, L, width, 3, a1, a2)
-            or not np.array_equal(rows_a, rows_b)):
-        raise SystemExit("the inline_rng baseline of the hidden-Gram pass lost the package's bits")
-    best = [np.inf] * 5
+    _gram_pass(pcg64.states(gens[:1]), L, width, 1, a1, a2)
+    best = [np.inf] * 4
     for _ in range(REPEATS):
         times = (_cpu(sample, GRID_MODEL, V0, depth=depth, save_every=depth, **kw),
                  _cpu(_generator_floor, tuple(gens), per_block),
                  _cpu(_inline_floor, pcg64.states(gens), per_block),
-                 _cpu(_gram_pass, pcg64.states(gens), L, width, grams, a1, a2),
-                 _cpu(_gram_pass_inline_rng, pcg64.states(gens), L, width, grams, a1, a2))
+                 _cpu(_gram_pass, pcg64.states(gens), L, width, grams, a1, a2))
         best = [min(b, t) for b, t in zip(best, times)]
     return best
 
@@ -245,15 +185,15 @@ def main(argv=None):
     print(f"\n## reduced block sampler vs RNG floor: m = {FLOOR_M}, {FLOOR_PATHS} paths")
     print("| n | depth | sampler µs/path-layer | numba Generator floor µs | inline floor µs "
           "| Generator floor / sampler | inline floor / sampler | hidden-Gram pass µs "
-          "| rest of the layer µs | pass drawing through inline_rng µs | that / pass |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| rest of the layer µs |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in FLOOR_WIDTHS:
         depth = (16 if args.quick else 64) * 1024 // n
-        t_s, t_g, t_i, t_k, t_r = floor_row(n, depth)
+        t_s, t_g, t_i, t_k = floor_row(n, depth)
         per = 1e6 / (FLOOR_PATHS * depth)
         print(f"| {n} | {depth} | {t_s * per:.2f} | {t_g * per:.2f} | {t_i * per:.2f} "
-              f"| {t_g / t_s:.2f} | {t_i / t_s:.2f} | {t_k * per:.2f} | {(t_s - t_k) * per:.2f} "
-              f"| {t_r * per:.2f} | {t_r / t_k:.2f} |", flush=True)
+              f"| {t_g / t_s:.2f} | {t_i / t_s:.2f} | {t_k * per:.2f} | {(t_s - t_k) * per:.2f} |",
+              flush=True)
         verdict = "met" if t_g / t_s >= 1.0 else "MISSED"
         print(f"# n = {n}: goal Generator floor / sampler >= 1.0 {verdict} ({t_g / t_s:.2f})")
 

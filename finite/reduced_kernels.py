@@ -17,9 +17,7 @@ Draw order of one path (row-major matrices; :mod:`finite.inline_rng` for each ma
 The hidden Gram ``K = s(L G) s(L G)ᵀ / n`` is one fused pass over the columns of G: each
 column's m normals are drawn, mapped through L and the activation, and their products added
 to the m(m+1)/2 running sums; G is never stored (:func:`hidden_gram_path`). Its normals,
-almost all the draws of a sampler, come from :func:`finite.signed_normal.standard_normal`
-(the same draws as :func:`finite.inline_rng.standard_normal`, one load and one product
-fewer per draw); every other draw from :mod:`finite.inline_rng`.
+almost all the draws of a sampler, and every other draw come from :mod:`finite.inline_rng`.
 
 Factorisations (:func:`factor_into`): Cholesky, else an eigen-decomposition with round-off
 negative eigenvalues clipped (flag 1), else failure (flag 2, L = 0; the path is marked dead by
@@ -33,7 +31,7 @@ from numba import njit
 
 from sde.coefficients import cholesky_into
 
-from . import inline_rng, signed_normal
+from . import inline_rng
 
 #: activation codes of the fused hidden Gram: two-slope ReLU ``(s₊, s₋)``, ``s tanh(x/s)``
 #: (``(s, ·)``), the identity, or a Gram supplied by the caller (any other activation)
@@ -97,7 +95,7 @@ def hidden_gram_path(row, L, lower, act, a1, a2, width, K, G, S, acc):
         c = min(GRAM_CHUNK, width - j0)
         for j in range(c):
             for b in range(m):
-                G[b, j], hi, lo = signed_normal.standard_normal(hi, lo, inc_hi, inc_lo)
+                G[b, j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
         for a in range(m):
             top = a + 1 if lower else m
             for j in range(c):
@@ -157,9 +155,9 @@ def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
     while j0 < width:
         c = min(GRAM_CHUNK, width - j0)
         for j in range(c):
-            G0[j], hi, lo = signed_normal.standard_normal(hi, lo, inc_hi, inc_lo)
-            G1[j], hi, lo = signed_normal.standard_normal(hi, lo, inc_hi, inc_lo)
-            G2[j], hi, lo = signed_normal.standard_normal(hi, lo, inc_hi, inc_lo)
+            G0[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
+            G1[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
+            G2[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
         for j in range(c):
             g0, g1, g2 = G0[j], G1[j], G2[j]
             x0 = 0.0 + l00 * g0

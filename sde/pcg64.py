@@ -73,28 +73,29 @@ def next_double(hi, lo, inc_hi, inc_lo):
     return np.float64(np.int64(r >> np.uint64(11))) * (1.0 / 9007199254740992.0), hi, lo
 
 
-#: numba's ziggurat thresholds as int64 (all < 2⁵³), so the acceptance test is one integer
-#: compare (before: ``rabs``, masked with an int64 literal, was int64, and numba compares
-#: int64 with the uint64 table entry as float64 — two conversions per draw)
-_KI = ki_double.astype(np.int64)
-#: numpy's ``if (sign) x = -x`` as a product by ±1 (exact; the sign is a fair coin, so the
-#: branch is mispredicted half the time: it doubled the cost of a draw)
-_SIGNS = np.array([1.0, -1.0])
-_U8, _U1, _MASK52, _BYTE = np.uint64(8), np.uint64(1), np.uint64(0x000fffffffffffff), np.uint64(0xff)
+#: numpy's try takes from a PCG64 output r the layer ``idx = r & 0xff``, the sign
+#: ``(r >> 8) & 1`` and ``rabs = (r >> 9) & (2⁵² − 1)``, and forms ``x = rabs · wi[idx] · (±1)``,
+#: accepted when ``rabs < ki[idx]``. Here the sign is folded into a 512-entry table
+#: ``±wi[i & 0xff]`` (minus for i ≥ 256) on the output's low nine bits ``i = r & 0x1ff``, and
+#: the thresholds are read on the same index: one load and one product per draw instead of
+#: two of each (and no branch on the sign, a fair coin). IEEE multiplication is symmetric in
+#: sign, so x is bit for bit numpy's.
+WI_SIGNED = np.concatenate([wi_double, -wi_double])
+#: ``ki[i & 0xff]`` as int64 (all < 2⁵³: the acceptance test is one integer compare)
+KI_TWICE = np.concatenate([ki_double, ki_double]).astype(np.int64)
+_U9, _NINE, _MASK52, _BYTE = np.uint64(9), np.uint64(0x1ff), np.uint64(0x000fffffffffffff), 0xff
 
 
 @njit(cache=True, inline="always")
 def first_try(hi, lo, inc_hi, inc_lo):
     """The ziggurat's first try: ``(accepted, x, idx, rabs, hi, lo)``; ``accepted`` (about
     99 % of draws) means x is the draw, else :func:`wedge_or_tail` continues from
-    ``(x, idx, rabs)``."""
+    ``(x, idx, rabs)`` (``idx`` the layer, 0 … 255)."""
     r, hi, lo = next_uint64(hi, lo, inc_hi, inc_lo)
-    idx = np.int64(r & _BYTE)
-    r = r >> _U8
-    rabs = np.int64((r >> _U1) & _MASK52)
+    i9 = np.int64(r & _NINE)
+    rabs = np.int64((r >> _U9) & _MASK52)
     # rabs < 2⁵²: exact through int64
-    x = np.float64(rabs) * wi_double[idx] * _SIGNS[np.int64(r & _U1)]
-    return rabs < _KI[idx], x, idx, rabs, hi, lo
+    return rabs < KI_TWICE[i9], np.float64(rabs) * WI_SIGNED[i9], i9 & _BYTE, rabs, hi, lo
 
 
 @njit(cache=True, inline="always")

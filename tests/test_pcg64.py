@@ -83,3 +83,12 @@ def test_negative_control_another_increment_is_another_stream():
 def test_other_bit_generators_are_refused():
     with pytest.raises(TypeError, match="PCG64"):
         pcg64.states([np.random.Generator(np.random.MT19937(0))])
+
+
+def test_signed_table_is_numpys():
+    """The first try's table is numpy's ``wi`` on the low eight bits with bit 8 the sign, and
+    its thresholds are ``ki`` on both halves."""
+    from numba.np.random._constants import ki_double, wi_double
+    np.testing.assert_array_equal(pcg64.WI_SIGNED[:256], wi_double)
+    np.testing.assert_array_equal(pcg64.WI_SIGNED[256:], -wi_double)
+    np.testing.assert_array_equal(pcg64.KI_TWICE, np.tile(ki_double, 2).astype(np.int64))
