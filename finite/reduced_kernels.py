@@ -142,9 +142,10 @@ def _fold_gram(acc, slots, m, width, K):
 @njit(cache=True)
 def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
     """:func:`hidden_gram_path` for m = 3, L lower triangular and the two-slope ReLU: the
-    same draws and the same operations in the same order (so the same bits), written out
-    for three rows so that the map through L, the ReLU and the six products run in one
-    vectorised pass over each chunk with L's entries in registers."""
+    same draws and the same operations in the same order (so the same bits; the rows' leading
+    additions of 0.0 dropped, below), written out for three rows so that the map through L,
+    the ReLU and the six products run in one vectorised pass over each chunk with L's
+    entries in registers."""
     hi, lo, inc_hi, inc_lo = row[0], row[1], row[2], row[3]
     l00, l10, l11, l20, l21, l22 = L[0, 0], L[1, 0], L[1, 1], L[2, 0], L[2, 1], L[2, 2]
     slots = min(GRAM_CHUNK, width)
@@ -160,9 +161,12 @@ def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
             G2[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
         for j in range(c):
             g0, g1, g2 = G0[j], G1[j], G2[j]
-            x0 = 0.0 + l00 * g0
-            x1 = 0.0 + l10 * g0 + l11 * g1
-            x2 = 0.0 + l20 * g0 + l21 * g1 + l22 * g2
+            # the generic pass's rows start from 0.0 (``0.0 + l00 g0 + …``); without that
+            # addition a row differs only when it is zero (−0.0 for +0.0), and a signed
+            # zero cannot reach K: the sums start at +0.0, and +0.0 + (−0.0) = +0.0
+            x0 = l00 * g0
+            x1 = l10 * g0 + l11 * g1
+            x2 = l20 * g0 + l21 * g1 + l22 * g2
             s0 = a1 * x0 if x0 > 0.0 else a2 * x0
             s1 = a1 * x1 if x1 > 0.0 else a2 * x1
             s2 = a1 * x2 if x2 > 0.0 else a2 * x2
