@@ -30,7 +30,7 @@ from ..coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift
                             whitened_noise_into, whitened_noise_lanes)
 from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
                       masked_whitened_noise_into)
-from .masked_lanes import draw_lane_called, key_prefix_rows, masked_drift_lanes, masked_noise_lanes
+from .masked_lanes import draw_lane_called, draw_lanes_called, key_prefix_rows, masked_drift_lanes, masked_noise_lanes
 from .noise_sources import draw_lane, supplied_lane
 from .state import (ALIVE, BLEW_UP, LEFT_CONE, Slots, blew_lanes, blew_up, check_state,
                     start_path, used_blocks)
@@ -73,12 +73,12 @@ def draw_form(coef):
     """Where a kernel with coefficients ``coef`` draws its step's normals:
     :data:`INLINED_DRAW`, the draw (:func:`sde._kernels.noise_sources.draw_lane`, with
     :func:`sde.pcg64.standard_normal` fully inlined) inlined into the kernel, or
-    :data:`CALLED_DRAW`, the same draw as a function of its own
-    (:func:`sde._kernels.masked_lanes.draw_lane_called`), one call per lane and step. The
-    complete mask inlines it; the masked kernels call it: each of the m(m+1)/2 + m² draws of
-    a step, unrolled for a constant m, is otherwise a copy of the ziggurat in the kernel, and
-    the masked kernel is the larger one to compile (docs/benchmarks.md, "Compile time").
-    Both give the same draws, in the same order."""
+    :data:`CALLED_DRAW`, the same draw as a function of its own, one call per lane group
+    and step (:func:`sde._kernels.masked_lanes.draw_lanes_called`; per path,
+    :func:`sde._kernels.masked_lanes.draw_lane_called`). The complete mask inlines it; the
+    masked kernels call it: the draw's two inlined copies of the ziggurat are otherwise
+    compiled into the masked kernel, the larger one to compile (docs/benchmarks.md, "Compile
+    time"). Both give the same draws, in the same order."""
     return CALLED_DRAW if coef == MASKED else INLINED_DRAW
 
 
@@ -145,15 +145,16 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                     start_path(V, L, V0, L0, l, p[l], out_V, save0)
                     jsave[l] = j0
             while n_active > 0:
-                for l in range(NL):
-                    if active[l]:
-                        if NOISE == PCG64:
-                            if DRAW == CALLED_DRAW:
-                                draw_lane_called(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
-                            else:
+                if NOISE == PCG64 and DRAW == CALLED_DRAW:
+                    draw_lanes_called(rng, b0, active, sq, sq2, has_att, Z, Gp)
+                else:
+                    for l in range(NL):
+                        if active[l]:
+                            if NOISE == PCG64:
                                 draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
-                        else:
-                            supplied_lane(normals, p[l], step[l], l, sq, sq2, has_att, Z, Gp)
+                            else:
+                                supplied_lane(normals, p[l], step[l], l, sq, sq2, has_att, Z,
+                                              Gp)
                 # the drift
                 if COEF == MASKED:
                     masked_drift_lanes(V, coef, idx, cnt, pre, bd, W[D], W[D + 1], W[D + 2],

@@ -23,6 +23,16 @@ def draw_lane_called(rng, k, l, sq, sq2, has_att, Z, Gp):
     draw_lane(rng, k, l, sq, sq2, has_att, Z, Gp)
 
 
+@njit(cache=True)
+def draw_lanes_called(rng, b0, active, sq, sq2, has_att, Z, Gp):
+    """:func:`sde._kernels.noise_sources.draw_lane` for every active lane l (``active``
+    (NL,) bool) from block ``b0 + l``, in lane order, as one function: one call per lane
+    group and step (the lane kernels' masked draw, :func:`sde._kernels.loops.draw_form`)."""
+    for l in range(NL):
+        if active[l]:
+            draw_lane(rng, b0 + l, l, sq, sq2, has_att, Z, Gp)
+
+
 # Running sums over a row's keys are tuples of NL per-lane values: SSA values, so they stay
 # in registers (an ``out[l] += …`` store per term could alias the inputs), and each lane adds
 # its terms in the scalar function's order.

@@ -21,12 +21,12 @@ def draw_lane(rng, k, l, sq, sq2, has_att, Z, Gp):
     draws and is stored back once."""
     m = Z.shape[0]
     hi, lo, inc_hi, inc_lo = rng[k, 0], rng[k, 1], rng[k, 2], rng[k, 3]
+    # the diagonal is the first entry of each row's loop: one draw site for Z, one for G'
+    # (each an inlined copy of the ziggurat, most of this function's compile time)
     for a in range(m):
-        x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
-        Z[a, a, l] = sq2 * x
-        for b in range(a + 1, m):
+        for b in range(a, m):
             x, hi, lo = pcg64.standard_normal(hi, lo, inc_hi, inc_lo)
-            z = sq * x
+            z = (sq2 if b == a else sq) * x
             Z[a, b, l] = z
             Z[b, a, l] = z
     if has_att:
