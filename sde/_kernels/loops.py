@@ -30,7 +30,8 @@ from ..coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift
                             whitened_noise_into, whitened_noise_lanes)
 from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
                       masked_whitened_noise_into)
-from .masked_lanes import draw_lane_called, draw_lanes_called, key_prefix_rows, masked_drift_lanes, masked_noise_lanes
+from .masked_lanes import (draw_lane_called, draw_lanes_called, key_prefix_rows, masked_drift_lanes,
+                           masked_noise_lanes)
 from .noise_sources import draw_lane, supplied_lane
 from .state import (ALIVE, BLEW_UP, LEFT_CONE, Slots, blew_lanes, blew_up, check_state,
                     start_path, used_blocks)
