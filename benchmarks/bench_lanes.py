@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_lanes.py [--quick]
 
 The reduced samplers draw each RNG block's normals one after the other through
-:func:`finite.inline_rng.standard_normal` (numpy's PCG64 + ziggurat, first try inlined).
+:func:`finite.inline_rng.standard_normal` (numpy's PCG64 + ziggurat, first try inlined, its
+sign folded into a 512-entry table ``±wi`` on the output's low nine bits: :mod:`sde.pcg64`).
 This benchmark holds a prototype that draws the same normals for eight blocks at once
 (eight independent PCG64 streams, one per 64-bit lane of a 512-bit register) and measures
 whether it is fast enough to restructure the sampler around it (goal: ≥ 1.3× the scalar
@@ -19,10 +20,8 @@ draw per normal). Variants, all drawing exactly each block's
   scalar draw from the state before that step.
 * ``lanes 8×1 + gathers``: the first try also in vector IR, its two table lookups as
   ``llvm.masked.gather`` (vgatherqpd / vpgatherqq on AVX-512).
-* ``…, signed table``: the first try on the table below.
-* ``scalar signed table``: the scalar draw with the sign folded into a 512-entry table
-  ``±wi[idx]`` indexed by the output's low nine bits (the same products, so the same bits)
-  and the acceptance test on the same index; a candidate for the scalar draw itself.
+* ``…, signed table``: the first try on the scalar draw's signed table; without it, numpy's
+  table and a product by the sign.
 
 CPU seconds of this process (``time.process_time``), one thread; each variant fills the same
 (768, 8) buffer (the m·n = 768 hidden normals of an n = 256, m = 3 layer, for 8 blocks)
@@ -50,8 +49,7 @@ GOAL = 1.3
 _MASK64 = (1 << 64) - 1
 _WI = wi_double.copy()
 _KI = ki_double.astype(np.int64)
-_WI_SIGNED = np.concatenate([wi_double, -wi_double])
-_KI_TWICE = np.concatenate([_KI, _KI])
+_WI_SIGNED, _KI_TWICE = pcg64.WI_SIGNED, pcg64.KI_TWICE     # the first try's signed table
 _U1, _U8, _U9 = np.uint64(1), np.uint64(8), np.uint64(9)
 _BYTE, _NINE = np.uint64(0xff), np.uint64(0x1ff)
 _MASK52 = np.uint64(0x000fffffffffffff)
@@ -72,35 +70,11 @@ def scalar_fill(rows, out):
 
 
 @njit(inline="always")
-def _signed_normal(h, w, ih, il):
-    """One normal, the first try on a signed table: (x, h, w). A rejected first try is
-    drawn again from the state before it by :func:`finite.inline_rng.standard_normal`."""
-    r, h1, w1 = pcg64.next_uint64(h, w, ih, il)
-    i9 = np.int64(r & _NINE)
-    rabs = np.int64((r >> _U9) & _MASK52)
-    x = np.float64(rabs) * _WI_SIGNED[i9]
-    if rabs < _KI_TWICE[i9]:
-        return x, h1, w1
-    return inline_rng.standard_normal(h, w, ih, il)
-
-
-@njit(inline="always")
 def _signed_try(r):
     """:func:`_first_try` on the signed table: (accepted, x)."""
     i9 = np.int64(r & _NINE)
     rabs = np.int64((r >> _U9) & _MASK52)
     return rabs < _KI_TWICE[i9], np.float64(rabs) * _WI_SIGNED[i9]
-
-
-@njit
-def signed_fill(rows, out):
-    """:func:`scalar_fill` with the signed-table first try."""
-    for lane in range(rows.shape[0]):
-        h, w, ih, il = rows[lane, 0], rows[lane, 1], rows[lane, 2], rows[lane, 3]
-        for k in range(out.shape[0]):
-            out[k, lane], h, w = _signed_normal(h, w, ih, il)
-        rows[lane, 0] = h
-        rows[lane, 1] = w
 
 
 @njit(inline="always")
@@ -312,7 +286,6 @@ def lane_arrays(rows, jump):
 
 #: (label, kind, vector, jump): kind "scalar" (row-state fill), "lanes" (lane arrays)
 VARIANTS = (("scalar (finite.inline_rng)", "scalar", 0, 1),
-            ("scalar signed table", "signed", 0, 1),
             ("lanes 8×1 + gathers", "gather", 8, 1),
             ("lanes 8×1", "lanes", 8, 1),
             ("lanes 8×4", "lanes", 8, 4),
@@ -326,8 +299,6 @@ def variant(kind, vector, jump):
     """(fill, make_state): ``fill(*state, out)``; ``make_state(rows)`` from (8, 4) rows."""
     if kind == "scalar":
         return scalar_fill, lambda rows: (rows.copy(),)
-    if kind == "signed":
-        return signed_fill, lambda rows: (rows.copy(),)
     fill = (gather_fill if kind == "gather"
             else make_lane_fill(vector, jump, signed=kind == "lanes-signed"))
     return fill, lambda rows: lane_arrays(rows, jump)
