@@ -49,9 +49,8 @@ GOAL = 1.3
 _MASK64 = (1 << 64) - 1
 _WI = wi_double.copy()
 _KI = ki_double.astype(np.int64)
-_WI_SIGNED, _KI_TWICE = pcg64.WI_SIGNED, pcg64.KI_TWICE     # the first try's signed table
-_U1, _U8, _U9 = np.uint64(1), np.uint64(8), np.uint64(9)
-_BYTE, _NINE = np.uint64(0xff), np.uint64(0x1ff)
+_U1, _U8 = np.uint64(1), np.uint64(8)
+_BYTE = np.uint64(0xff)
 _MASK52 = np.uint64(0x000fffffffffffff)
 
 
@@ -71,10 +70,10 @@ def scalar_fill(rows, out):
 
 @njit(inline="always")
 def _signed_try(r):
-    """:func:`_first_try` on the signed table: (accepted, x)."""
-    i9 = np.int64(r & _NINE)
-    rabs = np.int64((r >> _U9) & _MASK52)
-    return rabs < _KI_TWICE[i9], np.float64(rabs) * _WI_SIGNED[i9]
+    """:func:`_first_try` on the scalar draw's signed table (:func:`sde.pcg64.try_output`):
+    (accepted, x)."""
+    ok, x, _, _ = pcg64.try_output(r)
+    return ok, x
 
 
 @njit(inline="always")

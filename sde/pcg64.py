@@ -87,15 +87,22 @@ _U9, _NINE, _MASK52, _BYTE = np.uint64(9), np.uint64(0x1ff), np.uint64(0x000ffff
 
 
 @njit(cache=True, inline="always")
+def try_output(r):
+    """The ziggurat's try on the PCG64 output ``r``: ``(accepted, x, idx, rabs)``."""
+    i9 = np.int64(r & _NINE)
+    rabs = np.int64((r >> _U9) & _MASK52)
+    # rabs < 2⁵²: exact through int64
+    return rabs < KI_TWICE[i9], np.float64(rabs) * WI_SIGNED[i9], i9 & _BYTE, rabs
+
+
+@njit(cache=True, inline="always")
 def first_try(hi, lo, inc_hi, inc_lo):
     """The ziggurat's first try: ``(accepted, x, idx, rabs, hi, lo)``; ``accepted`` (about
     99 % of draws) means x is the draw, else :func:`wedge_or_tail` continues from
     ``(x, idx, rabs)`` (``idx`` the layer, 0 … 255)."""
     r, hi, lo = next_uint64(hi, lo, inc_hi, inc_lo)
-    i9 = np.int64(r & _NINE)
-    rabs = np.int64((r >> _U9) & _MASK52)
-    # rabs < 2⁵²: exact through int64
-    return rabs < KI_TWICE[i9], np.float64(rabs) * WI_SIGNED[i9], i9 & _BYTE, rabs, hi, lo
+    ok, x, idx, rabs = try_output(r)
+    return ok, x, idx, rabs, hi, lo
 
 
 @njit(cache=True, inline="always")
