@@ -483,8 +483,12 @@ def mlp_drift_lanes(V, coef, scale, out):
 
 
 @njit(cache=True, inline="always")
-def drift_lanes(V, coef, out, vec, sc):
-    """:func:`drift_into` on lanes (V, out: (m, m, NL); work vec (≥ 4, m, NL), sc (≥ 3, NL))."""
+def drift_start_lanes(V, coef, out):
+    """The part of :func:`drift_into` that every mask shares, on lanes: ``out = 0`` plus the
+    MLP's drift (V, out: (m, m, NL)). The attention drift is added after it:
+    :func:`attention_drift_lanes` for the complete mask,
+    :func:`sde._kernels.masked_lanes.masked_attention_drift_lanes` for a masked one (the lane
+    loop composes the two, :mod:`sde._kernels.loops`)."""
     m = V.shape[0]
     for a in range(m):
         for b in range(m):
@@ -492,8 +496,6 @@ def drift_lanes(V, coef, out, vec, sc):
                 out[a, b, l] = 0.0
     if coef.mlp_drift != 0.0:
         mlp_drift_lanes(V, coef, coef.mlp_drift, out)
-    if coef.att_drift != 0.0:
-        attention_drift_lanes(V, coef.att_drift, out, vec, sc)
 
 
 @njit(cache=True, inline="always")

@@ -39,7 +39,9 @@ def test_lane_formulas_equal_scalar(name, m, rng):
     V, L, Z, Gp = lanes_of(Vs), lanes_of(Ls), lanes_of(Zs), lanes_of(Gs)
     vec, sc = np.zeros((4, m, C.NL)), np.zeros((4, C.NL))
     b = np.empty((m, m, C.NL))
-    C.drift_lanes(V, coef, b, vec, sc)
+    C.drift_start_lanes(V, coef, b)            # the lane loop's composition of the drift
+    if coef.att_drift != 0.0:
+        C.attention_drift_lanes(V, coef.att_drift, b, vec, sc)
     N, T, Kw, out = (np.empty((m, m, C.NL)) for _ in range(4))
     C.noise_lanes(L, Z, Gp, coef, N, T, Kw, vec[3], out)
     Lo, ok = np.empty((m, m, C.NL)), np.empty(C.NL, dtype=bool)

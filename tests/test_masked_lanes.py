@@ -25,8 +25,9 @@ import sde
 from conftest import random_spd
 from sde import _kernels as K
 from sde import masked_coefficients as masked
-from sde._kernels.masked_lanes import key_prefix_rows, masked_drift_lanes, masked_noise_lanes
-from sde.coefficients import NL
+from sde._kernels.masked_lanes import (key_prefix_rows, masked_attention_drift_lanes,
+                                       masked_noise_lanes)
+from sde.coefficients import NL, drift_start_lanes
 from sde.masks import row_lists
 from test_lanes import run_kernel
 
@@ -55,8 +56,9 @@ def test_masked_lane_formulas_equal_per_path(name, rng):
     V, L, Z, Gp = lanes_of(Vs), lanes_of(Ls), lanes_of(Zs), lanes_of(Gs)
     W = np.zeros((11, m, m, NL))
     b = np.empty((m, m, NL))
-    masked_drift_lanes(V, coef, idx, cnt, key_prefix_rows(idx, cnt), b, W[0], W[1], W[2], W[3],
-                       W[4], W[5])
+    drift_start_lanes(V, coef, b)               # the lane loop's composition of the drift
+    masked_attention_drift_lanes(V, idx, cnt, key_prefix_rows(idx, cnt), coef.att_drift, b, W[0],
+                                 W[1], W[2], W[3], W[4], W[5])
     out = np.empty((m, m, NL))
     masked_noise_lanes(L, V, Z, Gp, coef, idx, cnt, W[6], W[7], W[8], W[4], out)
     for l in range(NL):

@@ -25,13 +25,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..coefficients import (NL, cholesky_into, cholesky_lanes, drift_into, drift_lanes,
-                            ito_correction_into, ito_correction_lanes, noise_into, noise_lanes,
-                            whitened_noise_into, whitened_noise_lanes)
+from ..coefficients import (NL, attention_drift_lanes, cholesky_into, cholesky_lanes,
+                            drift_into, drift_start_lanes, ito_correction_into,
+                            ito_correction_lanes, noise_into, noise_lanes, whitened_noise_into,
+                            whitened_noise_lanes)
 from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
                       masked_whitened_noise_into)
-from .masked_lanes import (draw_lane_called, draw_lanes_called, key_prefix_rows, masked_drift_lanes,
-                           masked_noise_lanes)
+from .masked_lanes import (draw_lane_called, draw_lanes_called, key_prefix_rows,
+                           masked_attention_drift_lanes, masked_noise_lanes)
 from .noise_sources import draw_lane, supplied_lane
 from .state import (ALIVE, BLEW_UP, LEFT_CONE, Slots, blew_lanes, blew_up, check_state,
                     start_path, used_blocks)
@@ -156,12 +157,18 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                             else:
                                 supplied_lane(normals, p[l], step[l], l, sq, sq2, has_att, Z,
                                               Gp)
-                # the drift
-                if COEF == MASKED:
-                    masked_drift_lanes(V, coef, idx, cnt, pre, bd, W[D], W[D + 1], W[D + 2],
-                                       W[D + 3], W[D + 4], W[D + 5])
-                else:
-                    drift_lanes(V, coef, bd, vec, sc)
+                # the drift: the MLP's part (any mask), then attention's for the coefficients.
+                # Composed here, not in a function: an inlined function is copied whole into
+                # its caller, so a function that composed these would copy them twice
+                # (docs/benchmarks.md, "Compile time").
+                drift_start_lanes(V, coef, bd)
+                if coef.att_drift != 0.0:
+                    if COEF == MASKED:
+                        masked_attention_drift_lanes(V, idx, cnt, pre, coef.att_drift, bd, W[D],
+                                                     W[D + 1], W[D + 2], W[D + 3], W[D + 4],
+                                                     W[D + 5])
+                    else:
+                        attention_drift_lanes(V, coef.att_drift, bd, vec, sc)
                 # the step
                 if STEP == EULER:
                     if COEF == MASKED:

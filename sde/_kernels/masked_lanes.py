@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..coefficients import NL, _dot_lanes, mlp_drift_lanes
+from ..coefficients import NL, _dot_lanes
 from .noise_sources import draw_lane
 
 
@@ -256,17 +256,6 @@ def masked_attention_drift_lanes(V, idx, cnt, pre, scale, out, B, F, W, U, q, r)
             g = F[a, a, l] + F[a, a, l]
             x = W[a, a, l]
             out[a, a, l] = out[a, a, l] + scale * (V[a, a, l] * (t + x * x) + g)
-
-
-@njit(cache=True, inline="always")
-def masked_drift_lanes(V, coef, idx, cnt, pre, out, B, F, W, U, q, r):
-    """:func:`sde.masked_coefficients.masked_drift_work` on lanes (work as
-    :func:`masked_attention_drift_lanes`)."""
-    out[:, :, :] = 0.0
-    if coef.mlp_drift != 0.0:
-        mlp_drift_lanes(V, coef, coef.mlp_drift, out)
-    if coef.att_drift != 0.0:
-        masked_attention_drift_lanes(V, idx, cnt, pre, coef.att_drift, out, B, F, W, U, q, r)
 
 
 @njit(cache=True, inline="always")
