@@ -534,10 +534,12 @@ def whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u):
 
 
 @njit(cache=True, inline="always")
-def noise_lanes(L, Z, Gp, coef, N, T, K, u, out):
-    """:func:`noise_into` on lanes: L, Z, Gp, N, T, K, out (m, m, NL); u (m, NL) work."""
+def sandwich_lanes(L, N, T, out):
+    """The second half of :func:`noise_into` on lanes: ``out = L N Lᵀ`` from the whitened
+    noise N of :func:`whitened_noise_lanes` (L, N, T, out (m, m, NL); T work). The Euler
+    lane loop calls the two halves in turn (one function calling both would be copied
+    whole into the loop with the first inside it: :mod:`sde._kernels.loops`)."""
     m = L.shape[0]
-    whitened_noise_lanes(L, Z, Gp, coef, N, T, K, u)
     for i in range(m):              # T = L N
         for j in range(m):
             _dot_lanes(L[i], N[:, j], 0, i + 1, T[i, j])

@@ -43,7 +43,8 @@ def test_lane_formulas_equal_scalar(name, m, rng):
     if coef.att_drift != 0.0:
         C.attention_drift_lanes(V, coef.att_drift, b, vec, sc)
     N, T, Kw, out = (np.empty((m, m, C.NL)) for _ in range(4))
-    C.noise_lanes(L, Z, Gp, coef, N, T, Kw, vec[3], out)
+    C.whitened_noise_lanes(L, Z, Gp, coef, N, T, Kw, vec[3])   # the Euler loop's noise
+    C.sandwich_lanes(L, N, T, out)
     Lo, ok = np.empty((m, m, C.NL)), np.empty(C.NL, dtype=bool)
     C.cholesky_lanes(V, Lo, ok)
     for l in range(C.NL):

@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from ..coefficients import (NL, attention_drift_lanes, cholesky_into, cholesky_lanes,
                             drift_into, drift_start_lanes, ito_correction_into,
-                            ito_correction_lanes, noise_into, noise_lanes, whitened_noise_into,
+                            ito_correction_lanes, noise_into, sandwich_lanes, whitened_noise_into,
                             whitened_noise_lanes)
 from ..masked_coefficients import (masked_drift_work, masked_ito_correction_into, masked_noise_into,
                       masked_whitened_noise_into)
@@ -124,17 +124,20 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
             bd = W[6]
             vec = W[Q:Q + 4, 0]       # (4, m, NL)
             sc = W[Q:Q + 4, 1, 0]     # (4, NL); m >= 2; W[Q, 1, 1] is blew_lanes' count
-            Fl = np.empty((m, m))     # one lane's arrays (QR fallback, masked Itô term)
-            Ll = np.empty((m, m))
-            Rl = np.empty((m, m))
-            Wl = np.empty((14, m, m))
-            ok = np.ones(NL, dtype=np.bool_)
-            blew = np.zeros(NL, dtype=np.bool_)
-            p = np.zeros(NL, dtype=np.int64)
-            pend = np.zeros(NL, dtype=np.int64)
-            step = np.zeros(NL, dtype=np.int64)
-            jsave = np.zeros(NL, dtype=np.int64)
-            active = np.zeros(NL, dtype=np.bool_)
+            # one array per dtype (each allocation of a new shape or dtype is a compile)
+            Wl = np.empty((17, m, m))  # one lane's arrays (QR fallback, masked Itô term)
+            Fl = Wl[14]
+            Ll = Wl[15]
+            Rl = Wl[16]
+            flags = np.zeros((3, NL), dtype=np.bool_)
+            ok = flags[0]             # set by cholesky_lanes before it is read
+            blew = flags[1]
+            active = flags[2]
+            counters = np.zeros((4, NL), dtype=np.int64)
+            p = counters[0]
+            pend = counters[1]
+            step = counters[2]
+            jsave = counters[3]
             n_active = 0
             for l in range(NL):
                 blk = b0 + l
@@ -175,7 +178,8 @@ def _make_lanes_kernel(M, STEP, COEF, NOISE):
                         masked_noise_lanes(L, V, Z, Gp, coef, idx, cnt, W[7], W[8], W[9],
                                            W[D + 4], Vn)
                     else:
-                        noise_lanes(L, Z, Gp, coef, W[7], W[8], W[9], vec[3], Vn)
+                        whitened_noise_lanes(L, Z, Gp, coef, W[7], W[8], W[9], vec[3])
+                        sandwich_lanes(L, W[7], W[8], Vn)
                     euler_update_lanes(V, bd, dt, Vn)
                 else:
                     X = W[XS]

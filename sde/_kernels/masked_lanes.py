@@ -80,8 +80,10 @@ def key_prefix_rows(idx, cnt):
     the same order — so the drift carries it from row to row in registers (every row of a
     causal mask; the first rows of a sliding one)."""
     m = cnt.shape[0]
-    pre = np.full(m, -1, dtype=np.int64)
+    pre = np.empty(m, dtype=np.int64)
+    pre[0] = -1
     for a in range(1, m):
+        pre[a] = -1
         n = cnt[a - 1]
         if n <= cnt[a]:
             same = True
