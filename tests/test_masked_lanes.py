@@ -56,6 +56,7 @@ def test_masked_lane_formulas_equal_per_path(name, rng):
     V, L, Z, Gp = lanes_of(Vs), lanes_of(Ls), lanes_of(Zs), lanes_of(Gs)
     W = np.zeros((11, m, m, NL))
     b = np.empty((m, m, NL))
+    assert coef.att_drift != 0.0                # the attention part is exercised
     drift_start_lanes(V, coef, b)               # the lane loop's composition of the drift
     masked_attention_drift_lanes(V, idx, cnt, key_prefix_rows(idx, cnt), coef.att_drift, b, W[0],
                                  W[1], W[2], W[3], W[4], W[5])
