@@ -36,6 +36,14 @@ _KE = ke_double.astype(np.int64)   # all < 2⁵³: an int64 compare
 #: One N(0, 1) draw, (x, hi, lo): the first try inlined and the rare rest a call
 #: (:func:`sde.pcg64.standard_normal_split`; fewer spills in the samplers' draw loops).
 standard_normal = pcg64.standard_normal_split
+#: The same draws for a long run from one stream (the hidden Gram's m·n normals), two LCG
+#: chains in flight: ``a_hi, a_lo, b_hi, b_lo, c2_hi, c2_lo = paired_start(hi, lo, inc_hi,
+#: inc_lo)``, then ``x, a_hi, a_lo, b_hi, b_lo = standard_normal_paired(a_hi, a_lo, b_hi,
+#: b_lo, c2_hi, c2_lo, inc_hi, inc_lo)`` per draw, and ``hi, lo = paired_end(a_hi, a_lo,
+#: inc_hi, inc_lo)`` (:mod:`sde.pcg64`).
+paired_start = pcg64.paired_start
+standard_normal_paired = pcg64.standard_normal_paired
+paired_end = pcg64.paired_end
 
 
 @njit(cache=True, inline="always")

@@ -87,7 +87,8 @@ def hidden_gram_path(row, L, lower, act, a1, a2, width, K, G, S, acc):
     if m == 3 and lower and act == ACT_RELU:
         _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc)
         return
-    hi, lo, inc_hi, inc_lo = row[0], row[1], row[2], row[3]
+    inc_hi, inc_lo = row[2], row[3]
+    a_hi, a_lo, b_hi, b_lo, c_hi, c_lo = inline_rng.paired_start(row[0], row[1], inc_hi, inc_lo)
     slots = min(GRAM_CHUNK, width)
     acc[:, :slots] = 0.0
     j0 = 0
@@ -95,7 +96,8 @@ def hidden_gram_path(row, L, lower, act, a1, a2, width, K, G, S, acc):
         c = min(GRAM_CHUNK, width - j0)
         for j in range(c):
             for b in range(m):
-                G[b, j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
+                G[b, j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
+                    a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
         for a in range(m):
             top = a + 1 if lower else m
             for j in range(c):
@@ -118,8 +120,7 @@ def hidden_gram_path(row, L, lower, act, a1, a2, width, K, G, S, acc):
                     acc[q, j] += S[a, j] * S[b, j]
                 q += 1
         j0 += c
-    row[0] = hi
-    row[1] = lo
+    row[0], row[1] = inline_rng.paired_end(a_hi, a_lo, inc_hi, inc_lo)
     _fold_gram(acc, slots, m, width, K)
 
 
@@ -146,7 +147,8 @@ def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
     additions of 0.0 dropped, below), written out for three rows so that the map through L,
     the ReLU and the six products run in one vectorised pass over each chunk with L's
     entries in registers."""
-    hi, lo, inc_hi, inc_lo = row[0], row[1], row[2], row[3]
+    inc_hi, inc_lo = row[2], row[3]
+    a_hi, a_lo, b_hi, b_lo, c_hi, c_lo = inline_rng.paired_start(row[0], row[1], inc_hi, inc_lo)
     l00, l10, l11, l20, l21, l22 = L[0, 0], L[1, 0], L[1, 1], L[2, 0], L[2, 1], L[2, 2]
     slots = min(GRAM_CHUNK, width)
     acc[:, :slots] = 0.0
@@ -156,9 +158,12 @@ def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
     while j0 < width:
         c = min(GRAM_CHUNK, width - j0)
         for j in range(c):
-            G0[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
-            G1[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
-            G2[j], hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
+            G0[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
+                a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
+            G1[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
+                a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
+            G2[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
+                a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
         for j in range(c):
             g0, g1, g2 = G0[j], G1[j], G2[j]
             # the generic pass's rows start from 0.0 (``0.0 + l00 g0 + …``); without that
@@ -177,8 +182,7 @@ def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
             A4[j] += s2 * s1
             A5[j] += s2 * s2
         j0 += c
-    row[0] = hi
-    row[1] = lo
+    row[0], row[1] = inline_rng.paired_end(a_hi, a_lo, inc_hi, inc_lo)
     fold_gram3(acc, slots, width, K)
 
 

@@ -12,7 +12,10 @@ The normal draw comes in two forms, the same draws step for step, built from one
 (:func:`first_try`) and one slow path (:func:`wedge_or_tail`): :func:`standard_normal`, fully
 inlined into its caller, and :func:`standard_normal_split`, whose rare rest (about 1 % of
 draws) is a call. The SDE kernels draw with the first, the reduced finite-width samplers
-with the second (:mod:`finite.inline_rng`).
+with the second (:mod:`finite.inline_rng`), and their long runs of draws from one stream
+(the hidden Gram's m·n normals) with its paired form, :func:`standard_normal_paired`, which
+carries the next two states and steps each by two, so that consecutive draws' LCG steps do
+not wait for each other.
 
 State layout: one row of four ``uint64`` per Generator, ``(state_hi, state_lo, inc_hi,
 inc_lo)`` (:func:`states`); a kernel advances the first two and :func:`write_back` returns
@@ -31,36 +34,64 @@ MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341
 _MASK64 = (1 << 64) - 1
 
 
-@intrinsic
-def _lcg_step(typingctx, s_hi, s_lo, inc_hi, inc_lo):
-    """(hi, lo) of ``state · MULTIPLIER + inc`` mod 2¹²⁸, in one LLVM i128 multiply-add."""
-    sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64, types.uint64,
-                                          types.uint64)
+#: M² mod 2¹²⁸: two LCG steps in one, ``s_{k+2} = M² s_k + (M + 1) inc``
+MULTIPLIER_2 = (MULTIPLIER * MULTIPLIER) & ((1 << 128) - 1)
+#: M⁻¹ mod 2¹²⁸ (M is odd): one step back, ``s_{k−1} = M⁻¹ (s_k − inc)``
+MULTIPLIER_INV = pow(MULTIPLIER, -1, 1 << 128)
 
-    def codegen(context, builder, signature, args):
-        i128, i64 = ir.IntType(128), ir.IntType(64)
-        sixty_four = ir.Constant(i128, 64)
 
-        def join(hi, lo):
-            return builder.or_(builder.shl(builder.zext(hi, i128), sixty_four),
-                               builder.zext(lo, i128))
+def _affine_intrinsic(name, multiplier, subtract_first, doc):
+    """An intrinsic ``(s_hi, s_lo, c_hi, c_lo) -> (hi, lo)`` of ``s · multiplier + c`` (or,
+    ``subtract_first``, ``(s − c) · multiplier``) mod 2¹²⁸, in one LLVM i128 multiply."""
+    def impl(typingctx, s_hi, s_lo, c_hi, c_lo):
+        sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64, types.uint64,
+                                              types.uint64)
 
-        new = builder.add(builder.mul(join(args[0], args[1]), ir.Constant(i128, MULTIPLIER)),
-                          join(args[2], args[3]))
-        hi = builder.trunc(builder.lshr(new, sixty_four), i64)
-        lo = builder.trunc(new, i64)
-        return context.make_tuple(builder, signature.return_type, (hi, lo))
+        def codegen(context, builder, signature, args):
+            i128, i64 = ir.IntType(128), ir.IntType(64)
+            sixty_four = ir.Constant(i128, 64)
 
-    return sig, codegen
+            def join(hi, lo):
+                return builder.or_(builder.shl(builder.zext(hi, i128), sixty_four),
+                                   builder.zext(lo, i128))
+
+            s, c, k = join(args[0], args[1]), join(args[2], args[3]), ir.Constant(i128, multiplier)
+            new = builder.mul(builder.sub(s, c), k) if subtract_first else builder.add(
+                builder.mul(s, k), c)
+            hi = builder.trunc(builder.lshr(new, sixty_four), i64)
+            lo = builder.trunc(new, i64)
+            return context.make_tuple(builder, signature.return_type, (hi, lo))
+
+        return sig, codegen
+
+    impl.__doc__ = doc
+    impl.__name__ = impl.__qualname__ = name
+    return intrinsic(impl)
+
+
+_lcg_step = _affine_intrinsic(
+    "_lcg_step", MULTIPLIER, False, "(hi, lo) of ``state · MULTIPLIER + inc`` mod 2¹²⁸ (one LCG step).")
+_lcg_step2 = _affine_intrinsic(
+    "_lcg_step2", MULTIPLIER_2, False, "(hi, lo) of ``state · MULTIPLIER_2 + c2`` mod 2¹²⁸ (two LCG steps, "
+    "``c2 = (MULTIPLIER + 1) inc``).")
+_lcg_unstep = _affine_intrinsic(
+    "_lcg_unstep", MULTIPLIER_INV, True, "(hi, lo) of ``(state − inc) · MULTIPLIER_INV`` mod 2¹²⁸ (one LCG "
+    "step back).")
 
 
 @njit(cache=True, inline="always")
 def next_uint64(hi, lo, inc_hi, inc_lo):
     """PCG64's next output (step, then the XSL-RR output of the new state): (r, hi, lo)."""
     hi, lo = _lcg_step(hi, lo, inc_hi, inc_lo)
+    return output(hi, lo), hi, lo
+
+
+@njit(cache=True, inline="always")
+def output(hi, lo):
+    """PCG64's XSL-RR output of the state (hi, lo)."""
     x = hi ^ lo
     rot = hi >> np.uint64(58)
-    return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63))), hi, lo
+    return (x >> rot) | (x << ((np.uint64(64) - rot) & np.uint64(63)))
 
 
 @njit(cache=True, inline="always")
@@ -165,6 +196,42 @@ def standard_normal_split(hi, lo, inc_hi, inc_lo):
         return x, hi, lo
     return normal_rest(x, idx, rabs, hi, lo, inc_hi, inc_lo)
 
+
+# The paired form. One stream's LCG is a chain of dependent 128-bit multiply-adds (about
+# five cycles each), and a draw waits for its step. The paired form carries the next two
+# states, A = s_{k+1} (whose output the next draw takes) and B = s_{k+2}, and steps each by
+# two (``A' = M² A + c2``): two independent chains, the same states in the same order.
+# A rejected first try continues from A with the ordinary draw (normal_rest) and restarts
+# the pair from where it ends.
+
+@njit(cache=True, inline="always")
+def paired_start(hi, lo, inc_hi, inc_lo):
+    """The pair of a stream at state (hi, lo): ``(a_hi, a_lo, b_hi, b_lo, c2_hi, c2_lo)``,
+    A and B the next two states and ``c2 = (M + 1) inc`` (:func:`standard_normal_paired`)."""
+    c_hi, c_lo = _lcg_step(inc_hi, inc_lo, inc_hi, inc_lo)
+    a_hi, a_lo = _lcg_step(hi, lo, inc_hi, inc_lo)
+    b_hi, b_lo = _lcg_step(a_hi, a_lo, inc_hi, inc_lo)
+    return a_hi, a_lo, b_hi, b_lo, c_hi, c_lo
+
+
+@njit(cache=True, inline="always")
+def paired_end(a_hi, a_lo, inc_hi, inc_lo):
+    """The stream's state (hi, lo) from its pair: the state before A (one step back)."""
+    return _lcg_unstep(a_hi, a_lo, inc_hi, inc_lo)
+
+
+@njit(cache=True, inline="always")
+def standard_normal_paired(a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo):
+    """:func:`standard_normal_split` on the pair of :func:`paired_start`: the same draw
+    (the same outputs in the same order), ``(x, a_hi, a_lo, b_hi, b_lo)``."""
+    ok, x, idx, rabs = try_output(output(a_hi, a_lo))
+    if ok:
+        n_hi, n_lo = _lcg_step2(a_hi, a_lo, c_hi, c_lo)
+        return x, b_hi, b_lo, n_hi, n_lo
+    x, hi, lo = normal_rest(x, idx, rabs, a_hi, a_lo, inc_hi, inc_lo)
+    a_hi, a_lo = _lcg_step(hi, lo, inc_hi, inc_lo)
+    b_hi, b_lo = _lcg_step(a_hi, a_lo, inc_hi, inc_lo)
+    return x, a_hi, a_lo, b_hi, b_lo
 
 def states(gens):
     """(len(gens), 4) uint64: each PCG64 Generator's ``(state_hi, state_lo, inc_hi, inc_lo)``."""

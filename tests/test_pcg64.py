@@ -36,14 +36,26 @@ def _rejected_first_tries(rows, k, n):
     return tail, wedge
 
 
-FORMS = {"inlined": pcg64.fill_standard_normal, "split": _fill_split}
+@njit
+def _fill_paired(rows, k, out):
+    """:func:`sde.pcg64.fill_standard_normal` with the paired form of the draw."""
+    inc_hi, inc_lo = rows[k, 2], rows[k, 3]
+    a_hi, a_lo, b_hi, b_lo, c_hi, c_lo = pcg64.paired_start(rows[k, 0], rows[k, 1], inc_hi,
+                                                            inc_lo)
+    for i in range(out.shape[0]):
+        out[i], a_hi, a_lo, b_hi, b_lo = pcg64.standard_normal_paired(
+            a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
+    rows[k, 0], rows[k, 1] = pcg64.paired_end(a_hi, a_lo, inc_hi, inc_lo)
+
+
+FORMS = {"inlined": pcg64.fill_standard_normal, "split": _fill_split, "paired": _fill_paired}
 
 
 @pytest.mark.parametrize("form", sorted(FORMS))
 @pytest.mark.parametrize("seed", [0, 12345, 2 ** 63 - 1])
 def test_stream_equals_numpy_generator(seed, form):
-    """Both forms of the draw (fully inlined; first try inlined, the rest a call) give the
-    Generator's draws and leave its stream where it does."""
+    """Every form of the draw (fully inlined; first try inlined, the rest a call; the paired
+    form, two LCG chains) gives the Generator's draws and leaves its stream where it does."""
     n = 2_000_000
     rows = pcg64.states([_gen(seed)])
     ours = np.empty(n)
@@ -92,3 +104,37 @@ def test_signed_table_is_numpys():
     np.testing.assert_array_equal(pcg64.WI_SIGNED[:256], wi_double)
     np.testing.assert_array_equal(pcg64.WI_SIGNED[256:], -wi_double)
     np.testing.assert_array_equal(pcg64.KI_TWICE, np.tile(ki_double, 2).astype(np.int64))
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3])
+def test_paired_form_ends_where_the_stream_is(count):
+    """After 0 … 3 paired draws the pair steps back to the Generator's state (also after no
+    draw at all, and at a rejected first try's restart), and ``MULTIPLIER_2`` and
+    ``MULTIPLIER_INV`` are the square and the inverse of the multiplier mod 2¹²⁸."""
+    m = 1 << 128
+    assert pcg64.MULTIPLIER_2 == pcg64.MULTIPLIER ** 2 % m
+    assert pcg64.MULTIPLIER * pcg64.MULTIPLIER_INV % m == 1
+    rows = pcg64.states([_gen(5)])
+    out = np.empty(count)
+    _fill_paired(rows, 0, out)
+    g = _gen(5)
+    assert np.array_equal(out, g.standard_normal(count))
+    assert np.array_equal(rows[0], pcg64.states([g])[0])
+
+
+def test_paired_negative_control_a_perturbed_jump_is_another_stream():
+    """The paired check can fail: a pair whose two-step increment is off by one draws every
+    other normal from another stream."""
+    @njit
+    def fill_off(rows, out):
+        inc_hi, inc_lo = rows[0, 2], rows[0, 3]
+        a_hi, a_lo, b_hi, b_lo, c_hi, c_lo = pcg64.paired_start(rows[0, 0], rows[0, 1],
+                                                                inc_hi, inc_lo)
+        c_lo += np.uint64(2)
+        for i in range(out.shape[0]):
+            out[i], a_hi, a_lo, b_hi, b_lo = pcg64.standard_normal_paired(
+                a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
+
+    out = np.empty(1000)
+    fill_off(pcg64.states([_gen(3)]), out)
+    assert np.mean(out == _gen(3).standard_normal(1000)) < 0.6
