@@ -140,18 +140,34 @@ def _fold_gram(acc, slots, m, width, K):
             q += 1
 
 
+@njit(cache=True, inline="always")
+def _relu3_products(g0, g1, g2, l00, l10, l11, l20, l21, l22, a1, a2):
+    """The six products ``s_a s_b`` (b ≤ a, row by row) of one column: ``s = φ(L g)``, L
+    lower triangular, φ the two-slope ReLU (a1 for x > 0, else a2).
+
+    The generic pass's rows start from 0.0 (``0.0 + l00 g0 + …``); without that addition a
+    row differs only when it is zero (−0.0 for +0.0), and a signed zero cannot reach K: the
+    sums start at +0.0, and +0.0 + (−0.0) = +0.0."""
+    x0 = l00 * g0
+    x1 = l10 * g0 + l11 * g1
+    x2 = l20 * g0 + l21 * g1 + l22 * g2
+    s0 = a1 * x0 if x0 > 0.0 else a2 * x0
+    s1 = a1 * x1 if x1 > 0.0 else a2 * x1
+    s2 = a1 * x2 if x2 > 0.0 else a2 * x2
+    return s0 * s0, s1 * s0, s1 * s1, s2 * s0, s2 * s1, s2 * s2
+
+
 @njit(cache=True)
 def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
     """:func:`hidden_gram_path` for m = 3, L lower triangular and the two-slope ReLU: the
     same draws and the same operations in the same order (so the same bits; the rows' leading
-    additions of 0.0 dropped, below), written out for three rows so that the map through L,
+    additions of 0.0 dropped, :func:`_relu3_products`), written out for three rows so that the map through L,
     the ReLU and the six products run in one vectorised pass over each chunk with L's
     entries in registers."""
     inc_hi, inc_lo = row[2], row[3]
     a_hi, a_lo, b_hi, b_lo, c_hi, c_lo = inline_rng.paired_start(row[0], row[1], inc_hi, inc_lo)
     l00, l10, l11, l20, l21, l22 = L[0, 0], L[1, 0], L[1, 1], L[2, 0], L[2, 1], L[2, 2]
     slots = min(GRAM_CHUNK, width)
-    acc[:, :slots] = 0.0
     A0, A1, A2, A3, A4, A5 = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
     G0, G1, G2 = G[0], G[1], G[2]
     j0 = 0
@@ -164,23 +180,28 @@ def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
                 a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
             G2[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
                 a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
-        for j in range(c):
-            g0, g1, g2 = G0[j], G1[j], G2[j]
-            # the generic pass's rows start from 0.0 (``0.0 + l00 g0 + …``); without that
-            # addition a row differs only when it is zero (−0.0 for +0.0), and a signed
-            # zero cannot reach K: the sums start at +0.0, and +0.0 + (−0.0) = +0.0
-            x0 = l00 * g0
-            x1 = l10 * g0 + l11 * g1
-            x2 = l20 * g0 + l21 * g1 + l22 * g2
-            s0 = a1 * x0 if x0 > 0.0 else a2 * x0
-            s1 = a1 * x1 if x1 > 0.0 else a2 * x1
-            s2 = a1 * x2 if x2 > 0.0 else a2 * x2
-            A0[j] += s0 * s0
-            A1[j] += s1 * s0
-            A2[j] += s1 * s1
-            A3[j] += s2 * s0
-            A4[j] += s2 * s1
-            A5[j] += s2 * s2
+        if j0 == 0:
+            # the first chunk sets every slot: ``0.0 + p`` is what adding p to a zeroed
+            # sum gives, bit for bit, without a pass that zeroes the sums first
+            for j in range(c):
+                p0, p1, p2, p3, p4, p5 = _relu3_products(G0[j], G1[j], G2[j], l00, l10, l11,
+                                                         l20, l21, l22, a1, a2)
+                A0[j] = 0.0 + p0
+                A1[j] = 0.0 + p1
+                A2[j] = 0.0 + p2
+                A3[j] = 0.0 + p3
+                A4[j] = 0.0 + p4
+                A5[j] = 0.0 + p5
+        else:
+            for j in range(c):
+                p0, p1, p2, p3, p4, p5 = _relu3_products(G0[j], G1[j], G2[j], l00, l10, l11,
+                                                         l20, l21, l22, a1, a2)
+                A0[j] += p0
+                A1[j] += p1
+                A2[j] += p2
+                A3[j] += p3
+                A4[j] += p4
+                A5[j] += p5
         j0 += c
     row[0], row[1] = inline_rng.paired_end(a_hi, a_lo, inc_hi, inc_lo)
     fold_gram3(acc, slots, width, K)
