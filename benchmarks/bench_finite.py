@@ -11,8 +11,8 @@ less than wall time; BLAS is limited to one thread):
    m = 3, ρ0 = 0.2, 2048 paths) per path-layer, against the time to draw the m·n normals of
    its MLP hidden pre-activations — the draws it cannot avoid — with numba's ``Generator``
    (``gen.standard_normal()`` in an njit loop) and with the inlined PCG64 + ziggurat its
-   hidden Gram draws through (:func:`finite.inline_rng.standard_normal`, the draws of
-   :mod:`sde.pcg64`). A ratio floor/sampler ≥ 1 means the sampler costs less than drawing
+   hidden Gram draws through (:func:`finite.inline_rng.standard_normal_paired`, the draws
+   of :mod:`sde.pcg64`). A ratio floor/sampler ≥ 1 means the sampler costs less than drawing
    its normals with numba's Generator. Beside it, the time of the fused hidden-Gram
    pass alone (the same m·n draws mapped through L, the ReLU and summed; L fixed) and the
    rest of the layer (sampler − pass: factorisations, the attention sub-layer, the O(m³)
@@ -64,15 +64,18 @@ def _generator_floor(gens, count):
 
 @njit(cache=True)
 def _inline_floor(rows, count):
-    """``count`` normals from each PCG64 state row through the hidden Gram's inlined draw."""
+    """``count`` normals from each PCG64 state row through the hidden Gram's inlined draw
+    (the paired form, :func:`finite.inline_rng.standard_normal_paired`)."""
     acc = 0.0
     for k in range(rows.shape[0]):
-        hi, lo, inc_hi, inc_lo = rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3]
+        inc_hi, inc_lo = rows[k, 2], rows[k, 3]
+        a_hi, a_lo, b_hi, b_lo, c_hi, c_lo = inline_rng.paired_start(rows[k, 0], rows[k, 1],
+                                                                     inc_hi, inc_lo)
         for _ in range(count):
-            x, hi, lo = inline_rng.standard_normal(hi, lo, inc_hi, inc_lo)
+            x, a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
+                a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
             acc += x
-        rows[k, 0] = hi
-        rows[k, 1] = lo
+        rows[k, 0], rows[k, 1] = inline_rng.paired_end(a_hi, a_lo, inc_hi, inc_lo)
     return acc
 
 

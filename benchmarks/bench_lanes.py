@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/bench_lanes.py [--quick]
 
-The reduced samplers draw each RNG block's normals one after the other through
-:func:`finite.inline_rng.standard_normal` (numpy's PCG64 + ziggurat, first try inlined, its
-sign folded into a 512-entry table ``±wi`` on the output's low nine bits: :mod:`sde.pcg64`).
+The reduced samplers draw each RNG block's hidden-Gram normals one after the other through
+:func:`finite.inline_rng.standard_normal_paired` (numpy's PCG64 + ziggurat, first try
+inlined, its sign folded into a 512-entry table ``±wi`` on the output's low nine bits, the
+stream's next two states carried and each stepped by two: :mod:`sde.pcg64`); the scalar
+baseline is that draw, with the one-chain draw beside it.
 This benchmark holds a prototype that draws the same normals for eight blocks at once
 (eight independent PCG64 streams, one per 64-bit lane of a 512-bit register) and measures
 whether it is fast enough to restructure the sampler around it (goal: ≥ 1.3× the scalar
@@ -25,7 +27,8 @@ draw per normal). Variants, all drawing exactly each block's
 
 CPU seconds of this process (``time.process_time``), one thread; each variant fills the same
 (768, 8) buffer (the m·n = 768 hidden normals of an n = 256, m = 3 layer, for 8 blocks)
-4000 times (500 with ``--quick``), best of three; ratios are scalar / variant within this run. The
+4000 times (500 with ``--quick``), best of three; ratios are the sampler's scalar draw / variant
+within this run. The
 kernels are compiled at each run (not cached: the variants are built by a factory).
 """
 import argparse
@@ -59,7 +62,19 @@ _MASK52 = np.uint64(0x000fffffffffffff)
 @njit
 def scalar_fill(rows, out):
     """``out[:, l]`` = the next K normals of state row l of rows (8, 4), one row after the
-    other through :func:`finite.inline_rng.standard_normal` (the sampler's draw)."""
+    other through :func:`finite.inline_rng.standard_normal_paired` (the sampler's draw)."""
+    for lane in range(rows.shape[0]):
+        ih, il = rows[lane, 2], rows[lane, 3]
+        ah, al, bh, bl, ch, cl = inline_rng.paired_start(rows[lane, 0], rows[lane, 1], ih, il)
+        for k in range(out.shape[0]):
+            out[k, lane], ah, al, bh, bl = inline_rng.standard_normal_paired(
+                ah, al, bh, bl, ch, cl, ih, il)
+        rows[lane, 0], rows[lane, 1] = inline_rng.paired_end(ah, al, ih, il)
+
+
+@njit
+def scalar_fill_one_chain(rows, out):
+    """:func:`scalar_fill` through :func:`finite.inline_rng.standard_normal` (one LCG chain)."""
     for lane in range(rows.shape[0]):
         h, w, ih, il = rows[lane, 0], rows[lane, 1], rows[lane, 2], rows[lane, 3]
         for k in range(out.shape[0]):
@@ -284,7 +299,8 @@ def lane_arrays(rows, jump):
 
 
 #: (label, kind, vector, jump): kind "scalar" (row-state fill), "lanes" (lane arrays)
-VARIANTS = (("scalar (finite.inline_rng)", "scalar", 0, 1),
+VARIANTS = (("scalar, paired (the sampler's draw)", "scalar", 0, 1),
+            ("scalar, one chain (finite.inline_rng.standard_normal)", "scalar-one", 0, 1),
             ("lanes 8×1 + gathers", "gather", 8, 1),
             ("lanes 8×1", "lanes", 8, 1),
             ("lanes 8×4", "lanes", 8, 4),
@@ -296,8 +312,9 @@ VARIANTS = (("scalar (finite.inline_rng)", "scalar", 0, 1),
 
 def variant(kind, vector, jump):
     """(fill, make_state): ``fill(*state, out)``; ``make_state(rows)`` from (8, 4) rows."""
-    if kind == "scalar":
-        return scalar_fill, lambda rows: (rows.copy(),)
+    if kind in ("scalar", "scalar-one"):
+        return (scalar_fill if kind == "scalar" else scalar_fill_one_chain,
+                lambda rows: (rows.copy(),))
     fill = (gather_fill if kind == "gather"
             else make_lane_fill(vector, jump, signed=kind == "lanes-signed"))
     return fill, lambda rows: lane_arrays(rows, jump)
