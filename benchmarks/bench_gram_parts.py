@@ -134,11 +134,7 @@ def fold_inside_draws(row, G, acc, sums, reps):
     for _ in range(reps):
         t0 = t1 = t2 = t3 = t4 = t5 = 0.0
         for j in range(CHUNK):
-            G0[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
-                a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
-            G1[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
-                a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
-            G2[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
+            G0[j], G1[j], G2[j], a_hi, a_lo, b_hi, b_lo = inline_rng.normals3_paired(
                 a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
             t0 += A0[j]
             t1 += A1[j]
@@ -158,31 +154,13 @@ def _repeat_fold(acc, K, reps):
 
 @njit
 def _repeat_arithmetic(G, acc, L, reps):
-    """The pass's arithmetic on the chunk G (3, CHUNK), ``reps`` times: a path-layer of
-    WIDTH columns sets the slot sums from the first chunk and adds the others."""
-    l00, l10, l11, l20, l21, l22 = L[0, 0], L[1, 0], L[1, 1], L[2, 0], L[2, 1], L[2, 2]
-    a1, a2 = SLOPES
-    A0, A1, A2, A3, A4, A5 = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+    """The pass's arithmetic (:func:`finite.reduced_kernels.relu3_chunk`) on the chunk G
+    (3, CHUNK), ``reps`` times: a path-layer of WIDTH columns sets the slot sums from the
+    first chunk and adds the others."""
+    L3 = (L[0, 0], L[1, 0], L[1, 1], L[2, 0], L[2, 1], L[2, 2])
     for _ in range(reps):
-        for j in range(CHUNK):
-            p0, p1, p2, p3, p4, p5 = rk._relu3_products(G[0, j], G[1, j], G[2, j], l00, l10,
-                                                        l11, l20, l21, l22, a1, a2)
-            A0[j] = 0.0 + p0
-            A1[j] = 0.0 + p1
-            A2[j] = 0.0 + p2
-            A3[j] = 0.0 + p3
-            A4[j] = 0.0 + p4
-            A5[j] = 0.0 + p5
-        for _ in range(WIDTH // CHUNK - 1):
-            for j in range(CHUNK):
-                p0, p1, p2, p3, p4, p5 = rk._relu3_products(G[0, j], G[1, j], G[2, j], l00,
-                                                            l10, l11, l20, l21, l22, a1, a2)
-                A0[j] += p0
-                A1[j] += p1
-                A2[j] += p2
-                A3[j] += p3
-                A4[j] += p4
-                A5[j] += p5
+        for k in range(WIDTH // CHUNK):
+            rk.relu3_chunk(G, acc, CHUNK, k == 0, L3, SLOPES[0], SLOPES[1])
 
 
 @njit

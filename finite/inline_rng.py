@@ -47,6 +47,19 @@ paired_end = pcg64.paired_end
 
 
 @njit(cache=True, inline="always")
+def normals3_paired(a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo):
+    """Three paired draws (a hidden-Gram column at m = 3): ``(x0, x1, x2, a_hi, a_lo, b_hi,
+    b_lo)``."""
+    x0, a_hi, a_lo, b_hi, b_lo = standard_normal_paired(a_hi, a_lo, b_hi, b_lo, c_hi, c_lo,
+                                                        inc_hi, inc_lo)
+    x1, a_hi, a_lo, b_hi, b_lo = standard_normal_paired(a_hi, a_lo, b_hi, b_lo, c_hi, c_lo,
+                                                        inc_hi, inc_lo)
+    x2, a_hi, a_lo, b_hi, b_lo = standard_normal_paired(a_hi, a_lo, b_hi, b_lo, c_hi, c_lo,
+                                                        inc_hi, inc_lo)
+    return x0, x1, x2, a_hi, a_lo, b_hi, b_lo
+
+
+@njit(cache=True, inline="always")
 def standard_exponential(hi, lo, inc_hi, inc_lo):
     """One Exp(1) draw, numpy's ziggurat (numba's port, same tables): (x, hi, lo)."""
     while True:

@@ -157,51 +157,57 @@ def _relu3_products(g0, g1, g2, l00, l10, l11, l20, l21, l22, a1, a2):
     return s0 * s0, s1 * s0, s1 * s1, s2 * s0, s2 * s1, s2 * s2
 
 
+@njit(cache=True, inline="always")
+def relu3_chunk(G, acc, c, first, L3, a1, a2):
+    """The m = 3 ReLU pass's arithmetic on the chunk's first c columns of G (3, GRAM_CHUNK):
+    each column's six products (:func:`_relu3_products`; ``L3`` = L's lower triangle row by
+    row) added to its slot sums ``acc`` (6, GRAM_CHUNK), one vectorised loop. ``first``: the
+    first chunk, which sets every slot: ``0.0 + p`` is what adding p to a zeroed sum gives,
+    bit for bit, without a pass that zeroes the sums first."""
+    l00, l10, l11, l20, l21, l22 = L3
+    A0, A1, A2, A3, A4, A5 = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+    G0, G1, G2 = G[0], G[1], G[2]
+    if first:
+        for j in range(c):
+            p0, p1, p2, p3, p4, p5 = _relu3_products(G0[j], G1[j], G2[j], l00, l10, l11, l20,
+                                                     l21, l22, a1, a2)
+            A0[j] = 0.0 + p0
+            A1[j] = 0.0 + p1
+            A2[j] = 0.0 + p2
+            A3[j] = 0.0 + p3
+            A4[j] = 0.0 + p4
+            A5[j] = 0.0 + p5
+    else:
+        for j in range(c):
+            p0, p1, p2, p3, p4, p5 = _relu3_products(G0[j], G1[j], G2[j], l00, l10, l11, l20,
+                                                     l21, l22, a1, a2)
+            A0[j] += p0
+            A1[j] += p1
+            A2[j] += p2
+            A3[j] += p3
+            A4[j] += p4
+            A5[j] += p5
+
+
 @njit(cache=True)
 def _hidden_gram_relu3(row, L, a1, a2, width, K, G, acc):
     """:func:`hidden_gram_path` for m = 3, L lower triangular and the two-slope ReLU: the
     same draws and the same operations in the same order (so the same bits; the rows' leading
-    additions of 0.0 dropped, :func:`_relu3_products`), written out for three rows so that the map through L,
-    the ReLU and the six products run in one vectorised pass over each chunk with L's
-    entries in registers."""
+    additions of 0.0 dropped, :func:`_relu3_products`), written out for three rows so that
+    the map through L, the ReLU and the six products run in one vectorised pass over each
+    chunk (:func:`relu3_chunk`) with L's entries in registers."""
     inc_hi, inc_lo = row[2], row[3]
     a_hi, a_lo, b_hi, b_lo, c_hi, c_lo = inline_rng.paired_start(row[0], row[1], inc_hi, inc_lo)
-    l00, l10, l11, l20, l21, l22 = L[0, 0], L[1, 0], L[1, 1], L[2, 0], L[2, 1], L[2, 2]
+    L3 = (L[0, 0], L[1, 0], L[1, 1], L[2, 0], L[2, 1], L[2, 2])
     slots = min(GRAM_CHUNK, width)
-    A0, A1, A2, A3, A4, A5 = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
     G0, G1, G2 = G[0], G[1], G[2]
     j0 = 0
     while j0 < width:
         c = min(GRAM_CHUNK, width - j0)
         for j in range(c):
-            G0[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
+            G0[j], G1[j], G2[j], a_hi, a_lo, b_hi, b_lo = inline_rng.normals3_paired(
                 a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
-            G1[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
-                a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
-            G2[j], a_hi, a_lo, b_hi, b_lo = inline_rng.standard_normal_paired(
-                a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo)
-        if j0 == 0:
-            # the first chunk sets every slot: ``0.0 + p`` is what adding p to a zeroed
-            # sum gives, bit for bit, without a pass that zeroes the sums first
-            for j in range(c):
-                p0, p1, p2, p3, p4, p5 = _relu3_products(G0[j], G1[j], G2[j], l00, l10, l11,
-                                                         l20, l21, l22, a1, a2)
-                A0[j] = 0.0 + p0
-                A1[j] = 0.0 + p1
-                A2[j] = 0.0 + p2
-                A3[j] = 0.0 + p3
-                A4[j] = 0.0 + p4
-                A5[j] = 0.0 + p5
-        else:
-            for j in range(c):
-                p0, p1, p2, p3, p4, p5 = _relu3_products(G0[j], G1[j], G2[j], l00, l10, l11,
-                                                         l20, l21, l22, a1, a2)
-                A0[j] += p0
-                A1[j] += p1
-                A2[j] += p2
-                A3[j] += p3
-                A4[j] += p4
-                A5[j] += p5
+        relu3_chunk(G, acc, c, j0 == 0, L3, a1, a2)
         j0 += c
     row[0], row[1] = inline_rng.paired_end(a_hi, a_lo, inc_hi, inc_lo)
     fold_gram3(acc, slots, width, K)
