@@ -19,8 +19,9 @@ the pass's own loop shapes, one thread, CPU seconds of this process
    (:func:`finite.inline_rng.standard_normal`) and paired (the sampler's); and numba's
    ``Generator.standard_normal``.
 2. **The pass at n = 256, per path-layer**: the pass itself; its draws alone (two chunks);
-   the fold alone; the arithmetic alone (on a fixed chunk) and in the pass (pass − draws −
-   fold); and the fold run
+   its arithmetic alone (on a fixed chunk); the fold alone; the rest, what putting the three
+   together costs beyond their sum (loop transitions, the parts competing for the same
+   execution ports); and the fold run
    inside a chunk's draw loop (one slot of each of the six sums per column, the overlap
    that running two paths of a block in flight would give: this path's fold beside the next
    path's first chunk), as time over the draws alone.
@@ -216,9 +217,9 @@ def pass_table(reps):
     t_inside = _best(fold_inside_draws, _row(), G, acc, np.zeros(6), reps) * per
     Gn = np.random.default_rng(2).standard_normal((3, CHUNK))
     t_arith = _best(_repeat_arithmetic, Gn, np.empty((6, CHUNK)), L, reps) * per
-    return {"pass": t_pass, "draws": t_draw, "fold alone": t_fold,
-            "arithmetic alone": t_arith,
-            "arithmetic in the pass (pass - draws - fold)": t_pass - t_draw - t_fold,
+    return {"pass": t_pass, "draws alone": t_draw, "arithmetic alone": t_arith,
+            "fold alone": t_fold,
+            "the rest (pass - the three alone)": t_pass - t_draw - t_arith - t_fold,
             "fold inside a chunk's draws (time over the draws)": t_inside - t_one}
 
 
