@@ -55,9 +55,12 @@ def _affine_intrinsic(name, multiplier, subtract_first, doc):
                 return builder.or_(builder.shl(builder.zext(hi, i128), sixty_four),
                                    builder.zext(lo, i128))
 
-            s, c, k = join(args[0], args[1]), join(args[2], args[3]), ir.Constant(i128, multiplier)
-            new = builder.mul(builder.sub(s, c), k) if subtract_first else builder.add(
-                builder.mul(s, k), c)
+            s, c = join(args[0], args[1]), join(args[2], args[3])
+            k = ir.Constant(i128, multiplier)
+            if subtract_first:
+                new = builder.mul(builder.sub(s, c), k)
+            else:
+                new = builder.add(builder.mul(s, k), c)
             hi = builder.trunc(builder.lshr(new, sixty_four), i64)
             lo = builder.trunc(new, i64)
             return context.make_tuple(builder, signature.return_type, (hi, lo))
@@ -70,13 +73,15 @@ def _affine_intrinsic(name, multiplier, subtract_first, doc):
 
 
 _lcg_step = _affine_intrinsic(
-    "_lcg_step", MULTIPLIER, False, "(hi, lo) of ``state · MULTIPLIER + inc`` mod 2¹²⁸ (one LCG step).")
+    "_lcg_step", MULTIPLIER, False,
+    "(hi, lo) of ``state · MULTIPLIER + inc`` mod 2¹²⁸ (one LCG step).")
 _lcg_step2 = _affine_intrinsic(
-    "_lcg_step2", MULTIPLIER_2, False, "(hi, lo) of ``state · MULTIPLIER_2 + c2`` mod 2¹²⁸ (two LCG steps, "
+    "_lcg_step2", MULTIPLIER_2, False,
+    "(hi, lo) of ``state · MULTIPLIER_2 + c2`` mod 2¹²⁸ (two LCG steps, "
     "``c2 = (MULTIPLIER + 1) inc``).")
 _lcg_unstep = _affine_intrinsic(
-    "_lcg_unstep", MULTIPLIER_INV, True, "(hi, lo) of ``(state − inc) · MULTIPLIER_INV`` mod 2¹²⁸ (one LCG "
-    "step back).")
+    "_lcg_unstep", MULTIPLIER_INV, True,
+    "(hi, lo) of ``(state − inc) · MULTIPLIER_INV`` mod 2¹²⁸ (one LCG step back).")
 
 
 @njit(cache=True, inline="always")
@@ -232,6 +237,7 @@ def standard_normal_paired(a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, inc_hi, inc_lo):
     a_hi, a_lo = _lcg_step(hi, lo, inc_hi, inc_lo)
     b_hi, b_lo = _lcg_step(a_hi, a_lo, inc_hi, inc_lo)
     return x, a_hi, a_lo, b_hi, b_lo
+
 
 def states(gens):
     """(len(gens), 4) uint64: each PCG64 Generator's ``(state_hi, state_lo, inc_hi, inc_lo)``."""
