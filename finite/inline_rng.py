@@ -135,13 +135,15 @@ def chisquare(df, hi, lo, inc_hi, inc_lo):
 
 @njit(cache=True)
 def fill_normals(row, out):
-    """Fill the C-contiguous ``out`` (any shape) with N(0, 1) draws in memory order."""
-    hi, lo, inc_hi, inc_lo = row[0], row[1], row[2], row[3]
+    """Fill the C-contiguous ``out`` (any shape) with N(0, 1) draws in memory order (the
+    paired draw: a run from one stream)."""
+    inc_hi, inc_lo = row[2], row[3]
+    a_hi, a_lo, b_hi, b_lo, c_hi, c_lo = paired_start(row[0], row[1], inc_hi, inc_lo)
     flat = out.reshape(-1)
     for i in range(flat.shape[0]):
-        flat[i], hi, lo = standard_normal(hi, lo, inc_hi, inc_lo)
-    row[0] = hi
-    row[1] = lo
+        flat[i], a_hi, a_lo, b_hi, b_lo = standard_normal_paired(a_hi, a_lo, b_hi, b_lo, c_hi,
+                                                                 c_lo, inc_hi, inc_lo)
+    row[0], row[1] = paired_end(a_hi, a_lo, inc_hi, inc_lo)
 
 
 @njit(cache=True)

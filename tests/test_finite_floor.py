@@ -55,7 +55,7 @@ def test_chisquare_equals_numpy(df):
 
 
 def test_standard_normal_equals_numpy():
-    """:func:`finite.inline_rng.standard_normal` (first try inlined, the rest a call) equals
+    """:func:`finite.inline_rng.fill_normals` (the samplers' paired draw) equals
     ``Generator.standard_normal`` draw for draw, over enough draws to take the wedge and the
     tail branches many times, and leaves the stream where numpy does."""
     n = 2_000_000
