@@ -27,9 +27,9 @@ draw per normal). Variants, all drawing exactly each block's
 
 CPU seconds of this process (``time.process_time``), one thread; each variant fills the same
 (768, 8) buffer (the m·n = 768 hidden normals of an n = 256, m = 3 layer, for 8 blocks)
-4000 times (500 with ``--quick``), best of three; ratios are the sampler's scalar draw / variant
-within this run. The
-kernels are compiled at each run (not cached: the variants are built by a factory).
+4000 times (500 with ``--quick``), best of three; ratios are the sampler's scalar draw /
+variant within this run. The kernels are compiled at each run (not cached: the variants are
+built by a factory).
 """
 import argparse
 import os
@@ -298,7 +298,8 @@ def lane_arrays(rows, jump):
     return (hi, lo, ihi, ilo, chi, clo, shi, slo, np.empty((jump, LANES), dtype=np.uint64))
 
 
-#: (label, kind, vector, jump): kind "scalar" (row-state fill), "lanes" (lane arrays)
+#: (label, kind, vector, jump): kind "scalar" / "scalar-one" (row-state fills, paired / one
+#: chain), "lanes", "lanes-signed", "gather" (lane arrays)
 VARIANTS = (("scalar, paired (the sampler's draw)", "scalar", 0, 1),
             ("scalar, one chain (finite.inline_rng.standard_normal)", "scalar-one", 0, 1),
             ("lanes 8×1 + gathers", "gather", 8, 1),

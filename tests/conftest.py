@@ -1,4 +1,6 @@
+import importlib.util
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -17,6 +19,15 @@ def random_spd(rng, m, cond=5.0):
     ev = np.linspace(1.0, cond, m)
     V = (Q * ev) @ Q.T
     return 0.5 * (V + V.T) / ev.mean()
+
+
+def load_benchmark(name):
+    """The script ``benchmarks/<name>.py`` loaded as a module (not run)."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 

@@ -1,24 +1,17 @@
 """benchmarks/bench_gram_parts.py times the pass's own draws, and its interleaved-fold
 prototype computes what the pass computes: the Generator's normals and fold_gram3's sums."""
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from finite import reduced_kernels as rk
 from sde import pcg64
 from sde.runs import block_generators
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gram_parts.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_gram_parts", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_gram_parts")
 
 
 def test_chunk_draws_are_the_generators_normals(bench):

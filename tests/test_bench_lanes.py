@@ -2,24 +2,17 @@
 draws, per lane, exactly its block's ``Generator(PCG64).standard_normal`` sequence (the
 wedge and tail branches included: 8 × 20 003 draws take the scalar rest ~1 600 times and the
 tail ~600 times), and leaves every lane's state where numpy's Generator leaves it."""
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from sde import pcg64
 from sde.runs import RNG_BLOCK, block_generators
-
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_lanes.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_lanes", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_lanes")
 
 
 @pytest.mark.parametrize("kind, vector, jump", [("lanes", 4, 2), ("lanes-signed", 4, 2)])
